@@ -1,0 +1,80 @@
+"""The network's shape: architecture settings, the shapes they imply, and initial parameters.
+
+    x (N, C, H, H) -> conv K x S x S + bias, ReLU -> flatten (N, F)
+      -> dense F -> hidden[0], ReLU -> ... -> dense hidden[-1] -> M logits -> softmax
+
+Shapes are computed here and nowhere else. Parameters are an ordered dict of named arrays:
+"conv_w" (K, C, S, S), "conv_b" (K,), "dense{l}_w" (I, O), "dense{l}_b" (O,).
+Importing this module does not import numba, so checkpoints can be read without compiling.
+"""
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import CnnfruitError
+from .preprocess import IMAGE_SIZE
+
+
+@dataclass(frozen=True)
+class Architecture:
+    in_channels: int = 1
+    image_size: int = IMAGE_SIZE
+    kernels: int = 8
+    kernel_size: int = 4
+    hidden: tuple = (841, 29)
+    classes: int = 3
+
+    def __post_init__(self):
+        object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
+        if self.in_channels < 1 or self.kernels < 1 or self.classes < 2:
+            raise CnnfruitError("the network needs at least 1 channel, 1 kernel and 2 classes")
+        if not 1 <= self.kernel_size <= self.image_size:
+            raise CnnfruitError(
+                f"kernel size {self.kernel_size} does not fit a {self.image_size}x{self.image_size} image"
+            )
+        if any(h < 1 for h in self.hidden):
+            raise CnnfruitError(f"hidden layer sizes must be positive, got {list(self.hidden)}")
+
+    @property
+    def conv_side(self):
+        """P: the side of each conv output map (valid convolution, stride 1)."""
+        return self.image_size - self.kernel_size + 1
+
+    @property
+    def features(self):
+        """F: the flattened conv output, the first dense layer's input width."""
+        return self.kernels * self.conv_side**2
+
+    @property
+    def dense_widths(self):
+        """Input and output width of each dense layer in turn."""
+        widths = (self.features, *self.hidden, self.classes)
+        return list(zip(widths[:-1], widths[1:]))
+
+    def parameter_shapes(self):
+        shapes = {
+            "conv_w": (self.kernels, self.in_channels, self.kernel_size, self.kernel_size),
+            "conv_b": (self.kernels,),
+        }
+        for layer, (fan_in, fan_out) in enumerate(self.dense_widths):
+            shapes[f"dense{layer}_w"] = (fan_in, fan_out)
+            shapes[f"dense{layer}_b"] = (fan_out,)
+        return shapes
+
+    def flops_per_image(self):
+        """Multiply-adds x 2 of one training step (forward + both backward products) per image."""
+        conv = self.features * self.in_channels * self.kernel_size**2
+        dense = sum(i * o for i, o in self.dense_widths)
+        return 2 * (2 * conv + 3 * dense)
+
+
+def init_parameters(arch, rng, dtype=np.float32):
+    """He-normal weights (std sqrt(2 / fan_in)), zero biases, drawn in a fixed order from rng."""
+    params = {}
+    for name, shape in arch.parameter_shapes().items():
+        if name.endswith("_b"):
+            params[name] = np.zeros(shape, dtype=dtype)
+        else:
+            fan_in = int(np.prod(shape[1:])) if name == "conv_w" else shape[0]
+            params[name] = (rng.standard_normal(shape) * np.sqrt(2.0 / fan_in)).astype(dtype)
+    return params

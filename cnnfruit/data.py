@@ -1,0 +1,120 @@
+"""Datasets: the embedded fruit images, image folders, the train/validation split, batches.
+
+A dataset here is a `Split` per part (train, test) of uint8 RGB images (N, 32, 32, 3) with
+integer labels and shared class names; `preprocess.to_inputs` turns images into tensors.
+"""
+import os
+from dataclasses import dataclass
+from importlib import resources
+
+import numpy as np
+
+from .errors import CnnfruitError
+from .preprocess import load_image
+
+EMBEDDED_NAME = "fruits360-32"
+EMBEDDED_FILE = "fruits360-32.npz"
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
+
+
+@dataclass
+class Split:
+    images: np.ndarray  # (N, H, W, 3) uint8
+    labels: np.ndarray  # (N,) int64
+    paths: list  # source file of each image, or [] for the embedded set
+
+    def __len__(self):
+        return len(self.labels)
+
+    def subset(self, index):
+        paths = [self.paths[i] for i in index] if self.paths else []
+        return Split(self.images[index], self.labels[index], paths)
+
+
+@dataclass
+class Dataset:
+    name: str
+    class_names: list
+    train: Split
+    test: Split
+
+
+def embedded_path():
+    return resources.files("cnnfruit") / "datasets" / EMBEDDED_FILE
+
+
+def load_embedded():
+    """The fruit photos shipped inside the package (see cnnfruit/datasets/README.md)."""
+    with resources.as_file(embedded_path()) as path, np.load(path, allow_pickle=False) as z:
+        class_names = [str(name) for name in z["class_names"]]
+        train = Split(z["train_images"], z["train_labels"].astype(np.int64), [])
+        test = Split(z["test_images"], z["test_labels"].astype(np.int64), [])
+    return Dataset(EMBEDDED_NAME, class_names, train, test)
+
+
+def _is_image_file(name):
+    return os.path.splitext(name)[1].lower() in IMAGE_SUFFIXES and not name.startswith(".")
+
+
+def list_class_folders(split_dir):
+    """Sorted class folder names under split_dir, each holding at least one image file."""
+    if not os.path.isdir(split_dir):
+        raise CnnfruitError(f"data folder {split_dir} does not exist")
+    names = sorted(
+        entry.name for entry in os.scandir(split_dir) if entry.is_dir() and not entry.name.startswith(".")
+    )
+    if not names:
+        raise CnnfruitError(f"data folder {split_dir} has no class folders")
+    return names
+
+
+def read_split(split_dir, class_names, skip_bad=False):
+    """Load every image under split_dir/<class>/; returns the Split and the number skipped."""
+    images, labels, paths, skipped = [], [], [], 0
+    for label, name in enumerate(class_names):
+        class_dir = os.path.join(split_dir, name)
+        files = sorted(f for f in os.listdir(class_dir) if _is_image_file(f))
+        for file_name in files:
+            path = os.path.join(class_dir, file_name)
+            try:
+                images.append(load_image(path))
+            except CnnfruitError:
+                if not skip_bad:
+                    raise
+                skipped += 1
+                continue
+            labels.append(label)
+            paths.append(path)
+    if not images:
+        raise CnnfruitError(f"data folder {split_dir} holds no readable images")
+    return Split(np.stack(images), np.array(labels, dtype=np.int64), paths), skipped
+
+
+def read_image_folder(root, skip_bad=False):
+    """The DIR/train/<class>/* and DIR/test/<class>/* layout; classes are the sorted folder names.
+
+    Returns (Dataset, number of unreadable images skipped).
+    """
+    if not os.path.isdir(root):
+        raise CnnfruitError(f"data folder {root} does not exist")
+    train_dir, test_dir = os.path.join(root, "train"), os.path.join(root, "test")
+    train_classes = list_class_folders(train_dir)
+    test_classes = list_class_folders(test_dir)
+    if train_classes != test_classes:
+        raise CnnfruitError(
+            f"class folders differ between {train_dir} ({', '.join(train_classes)}) "
+            f"and {test_dir} ({', '.join(test_classes)})"
+        )
+    train, skipped_train = read_split(train_dir, train_classes, skip_bad)
+    test, skipped_test = read_split(test_dir, train_classes, skip_bad)
+    name = os.path.basename(os.path.normpath(root))
+    return Dataset(name, train_classes, train, test), skipped_train + skipped_test
+
+
+def train_val_split(n, val_fraction, rng):
+    """Shuffle range(n) with rng and cut off round(val_fraction * n) items for validation."""
+    order = rng.permutation(n)
+    n_val = int(round(val_fraction * n))
+    if n - n_val < 1:
+        raise CnnfruitError(f"--val-fraction {val_fraction} leaves no training images out of {n}")
+    return np.sort(order[n_val:]), np.sort(order[:n_val])

@@ -1,0 +1,116 @@
+"""The network at work: forward and backward passes through the kernels, on preallocated buffers.
+
+See architecture.py for the layers and the shape letters of kernels.py for the dimensions.
+"""
+import numpy as np
+
+from . import kernels
+
+
+class Network:
+    """Parameters, their gradients and the activations of one batch size, all preallocated.
+
+    `forward` fills the activations; `backward` (after `loss`) fills `grads`. Buffers are made
+    once per batch size and reused, so a training step allocates nothing.
+    """
+
+    def __init__(self, arch, params):
+        self.arch = arch
+        self.params = params
+        self.dtype = params["conv_w"].dtype
+        self.grads = {name: np.zeros_like(p) for name, p in params.items()}
+        self._batch = None
+        self._capacity = 0
+
+    @property
+    def layers(self):
+        return len(self.arch.dense_widths)
+
+    def _workspace(self, batch):
+        """Point the activation buffers at views of `batch` rows, growing them only when needed."""
+        if self._batch == batch:
+            return
+        if batch > self._capacity:
+            self._allocate(batch)
+        self.conv_out = self._conv_out[:batch]
+        self.dconv = self._dconv[:batch]
+        self.acts = [a[:batch] for a in self._acts]
+        self.dacts = [d[:batch] for d in self._dacts]
+        self.dpres = [d[:batch] for d in self._dpres]
+        self.probs = self._probs[:batch]
+        self.losses = self._losses[:batch]
+        self._batch = batch
+
+    def _allocate(self, capacity):
+        arch, dtype = self.arch, self.dtype
+        P = arch.conv_side
+        self._conv_out = np.zeros((capacity, arch.kernels, P, P), dtype)
+        self._dconv = np.zeros_like(self._conv_out)
+        # acts[0] is the flattened conv output; acts[l + 1] the output of dense layer l;
+        # dpres[l] is the gradient before the ReLU that produced acts[l].
+        self._acts = [self._conv_out.reshape(capacity, arch.features)]
+        self._dacts = [np.zeros((capacity, arch.features), dtype)]
+        self._dpres = [self._dconv.reshape(capacity, arch.features)]
+        for _, fan_out in arch.dense_widths:
+            self._acts.append(np.zeros((capacity, fan_out), dtype))
+            self._dacts.append(np.zeros((capacity, fan_out), dtype))
+            self._dpres.append(np.zeros((capacity, fan_out), dtype))
+        self._probs = np.zeros((capacity, arch.classes), dtype)
+        self._losses = np.zeros(capacity, dtype)
+        self._capacity = capacity
+        self._batch = None
+
+    def forward(self, x):
+        """x (N, C, H, H) -> logits (N, M), a view into the workspace."""
+        x = np.ascontiguousarray(x, dtype=self.dtype)
+        self._workspace(x.shape[0])
+        self.x = x
+        p = self.params
+        kernels.conv_relu_forward(self.conv_out, x, p["conv_w"], p["conv_b"])
+        for layer in range(self.layers):
+            last = layer == self.layers - 1
+            kernels.dense_forward(
+                self.acts[layer + 1], self.acts[layer], p[f"dense{layer}_w"], p[f"dense{layer}_b"], not last
+            )
+        return self.acts[-1]
+
+    def loss(self, labels):
+        """Per-image cross-entropy (N,) of the last forward pass; also sets the logit gradient."""
+        kernels.softmax_cross_entropy(self.probs, self.dpres[-1], self.losses, self.acts[-1], labels)
+        return self.losses
+
+    def backward(self):
+        """Gradients of the SUM of the per-image losses into self.grads."""
+        g, p = self.grads, self.params
+        for layer in reversed(range(self.layers)):
+            kernels.dense_backward(
+                self.dacts[layer], g[f"dense{layer}_w"], g[f"dense{layer}_b"],
+                self.acts[layer], self.dpres[layer + 1], p[f"dense{layer}_w"],
+            )
+            kernels.relu_backward(self.dpres[layer], self.dacts[layer], self.acts[layer])
+        kernels.conv_backward(g["conv_w"], g["conv_b"], self.x, self.dconv)
+        return g
+
+    def predict_proba(self, x, batch=256):
+        """Softmax probabilities (N, M) for inputs x, computed batch by batch."""
+        out = np.empty((len(x), self.arch.classes), dtype=self.dtype)
+        labels = np.zeros(min(batch, len(x)), dtype=np.int64)
+        for start in range(0, len(x), batch):
+            chunk = x[start:start + batch]
+            self.forward(chunk)
+            kernels.softmax_cross_entropy(
+                self.probs, self.dpres[-1], self.losses, self.acts[-1], labels[: len(chunk)]
+            )
+            out[start:start + len(chunk)] = self.probs
+        return out
+
+    def evaluate(self, x, labels, batch=256):
+        """(mean per-image loss, accuracy, predictions) over a whole set."""
+        losses = np.empty(len(x), dtype=np.float64)
+        predictions = np.empty(len(x), dtype=np.int64)
+        for start in range(0, len(x), batch):
+            chunk = slice(start, start + batch)
+            self.forward(x[chunk])
+            losses[chunk] = self.loss(labels[chunk])
+            predictions[chunk] = self.probs.argmax(axis=1)
+        return float(losses.mean()), float((predictions == labels).mean()), predictions

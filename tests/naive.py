@@ -1,0 +1,90 @@
+"""Plain-numpy references: slow, obviously correct versions of every kernel, in any dtype."""
+import numpy as np
+
+
+def conv_relu_forward(x, w, b):
+    """relu(valid conv(x (N, C, H, H), w (K, C, S, S)) + b) -> (N, K, P, P), by explicit windows."""
+    N, C, H, _ = x.shape
+    K, _, S, _ = w.shape
+    P = H - S + 1
+    out = np.zeros((N, K, P, P), dtype=np.result_type(x, w))
+    for i in range(P):
+        for j in range(P):
+            window = x[:, :, i:i + S, j:j + S]  # (N, C, S, S)
+            out[:, :, i, j] = np.einsum("ncpq,kcpq->nk", window, w) + b
+    return np.maximum(out, 0)
+
+
+def conv_backward(x, dout, kernel_size):
+    """dw[k,c,p,q] = sum_{n,i,j} x[n,c,i+p,j+q] dout[n,k,i,j]; db[k] = sum dout[:, k]."""
+    N, C, H, _ = x.shape
+    K = dout.shape[1]
+    S = kernel_size
+    P = H - S + 1
+    dw = np.zeros((K, C, S, S), dtype=np.result_type(x, dout))
+    for p in range(S):
+        for q in range(S):
+            dw[:, :, p, q] = np.einsum("ncij,nkij->kc", x[:, :, p:p + P, q:q + P], dout)
+    return dw, dout.sum(axis=(0, 2, 3))
+
+
+def relu_backward(dact, act):
+    return np.where(act > 0, dact, 0).astype(dact.dtype)
+
+
+def dense_forward(x, w, b, relu):
+    out = x @ w + b
+    return np.maximum(out, 0) if relu else out
+
+
+def dense_backward(x, dout, w):
+    return dout @ w.T, x.T @ dout, dout.sum(axis=0)
+
+
+def softmax_cross_entropy(logits, labels):
+    """(probs, per-image losses, dlogits) with the max subtracted for stability."""
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    exp = np.exp(shifted)
+    probs = exp / exp.sum(axis=1, keepdims=True)
+    losses = np.log(exp.sum(axis=1)) - shifted[np.arange(len(labels)), labels]
+    dlogits = probs.copy()
+    dlogits[np.arange(len(labels)), labels] -= 1
+    return probs, losses, dlogits
+
+
+def network_loss(params, x, labels, layers):
+    """Summed cross-entropy of the whole network, forward only (for finite differences)."""
+    act = conv_relu_forward(x, params["conv_w"], params["conv_b"]).reshape(len(x), -1)
+    for layer in range(layers):
+        act = dense_forward(act, params[f"dense{layer}_w"], params[f"dense{layer}_b"], layer < layers - 1)
+    return softmax_cross_entropy(act, labels)[1].sum()
+
+
+def numerical_gradient(f, array, upstream=None, eps=1e-6):
+    """Centred differences of f() w.r.t. every entry of `array` (changed in place, then restored).
+
+    With `upstream`, f returns an array and the gradient is of sum(f() * upstream), as in CS231n's
+    eval_numerical_gradient_array.
+    """
+    grad = np.zeros_like(array)
+    flat, gflat = array.reshape(-1), grad.reshape(-1)
+    for t in range(flat.size):
+        saved = flat[t]
+        flat[t] = saved + eps
+        plus = f()
+        flat[t] = saved - eps
+        minus = f()
+        flat[t] = saved
+        if upstream is not None:
+            plus, minus = (plus * upstream).sum(), (minus * upstream).sum()
+        gflat[t] = (plus - minus) / (2 * eps)
+    return grad
+
+
+def relative_error(a, b):
+    """||a - b|| / (||a|| + ||b||): a scale-free distance between two gradient arrays.
+
+    Taken over the whole array rather than per element, so that entries that are zero up to
+    rounding (behind a ReLU, say) cannot turn noise into a large ratio.
+    """
+    return float(np.linalg.norm(a - b) / max(np.linalg.norm(a) + np.linalg.norm(b), 1e-300))

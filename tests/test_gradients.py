@@ -1,0 +1,94 @@
+"""Backprop against centred finite differences in float64: each layer, then the whole network."""
+import numpy as np
+import pytest
+
+from cnnfruit import kernels
+from cnnfruit.architecture import Architecture, init_parameters
+from cnnfruit.model import Network
+
+import naive
+
+LIMIT = 1e-6
+
+
+def test_conv_kernel_and_bias_gradient(rng):
+    N, C, H, K, S = 2, 2, 7, 3, 3
+    P = H - S + 1
+    x = rng.standard_normal((N, C, H, H))
+    w, b = rng.standard_normal((K, C, S, S)), rng.standard_normal(K)
+    upstream = rng.standard_normal((N, K, P, P))
+    out = np.empty((N, K, P, P))
+
+    def f():
+        kernels.conv_relu_forward(out, x, w, b)
+        return out.copy()
+
+    f()
+    dpre = upstream * (out > 0)  # the ReLU mask, fused into the forward kernel
+    dw, db = np.empty_like(w), np.empty_like(b)
+    kernels.conv_backward(dw, db, x, dpre)
+    assert naive.relative_error(dw, naive.numerical_gradient(f, w, upstream)) < LIMIT
+    assert naive.relative_error(db, naive.numerical_gradient(f, b, upstream)) < LIMIT
+
+
+def test_dense_gradients(rng):
+    N, I, O = 3, 11, 7
+    x, w, b = rng.standard_normal((N, I)), rng.standard_normal((I, O)), rng.standard_normal(O)
+    upstream = rng.standard_normal((N, O))
+    out = np.empty((N, O))
+
+    def f():
+        kernels.dense_forward(out, x, w, b, False)
+        return out.copy()
+
+    dx, dw, db = np.empty_like(x), np.empty_like(w), np.empty_like(b)
+    kernels.dense_backward(dx, dw, db, x, upstream, w)
+    for analytic, variable in ((dx, x), (dw, w), (db, b)):
+        assert naive.relative_error(analytic, naive.numerical_gradient(f, variable, upstream)) < LIMIT
+
+
+def test_relu_gradient(rng):
+    pre = rng.standard_normal((4, 9))
+    upstream = rng.standard_normal((4, 9))
+    dpre = np.empty_like(pre)
+    kernels.relu_backward(dpre, upstream, np.maximum(pre, 0))
+    numeric = naive.numerical_gradient(lambda: np.maximum(pre, 0), pre, upstream)
+    assert naive.relative_error(dpre, numeric) < LIMIT
+
+
+def test_softmax_cross_entropy_gradient(rng):
+    logits = rng.standard_normal((5, 3)) * 3
+    labels = rng.integers(0, 3, 5)
+    probs, dlogits, losses = np.empty_like(logits), np.empty_like(logits), np.empty(5)
+
+    def f():
+        kernels.softmax_cross_entropy(probs, np.empty_like(logits), losses, logits, labels)
+        return losses.sum()
+
+    kernels.softmax_cross_entropy(probs, dlogits, losses, logits, labels)
+    assert naive.relative_error(dlogits, naive.numerical_gradient(f, logits)) < LIMIT
+
+
+@pytest.mark.parametrize(
+    "arch",
+    [
+        Architecture(in_channels=1, image_size=8, kernels=3, kernel_size=3, hidden=(6, 4), classes=3),
+        Architecture(in_channels=3, image_size=7, kernels=2, kernel_size=4, hidden=(5,), classes=4),
+    ],
+)
+def test_whole_network_gradient(rng, arch):
+    params = init_parameters(arch, rng, dtype=np.float64)
+    for name in params:  # non-zero biases, so their gradients are exercised at a generic point
+        if name.endswith("_b"):
+            params[name][:] = rng.standard_normal(params[name].shape) * 0.1
+    x = rng.standard_normal((3, arch.in_channels, arch.image_size, arch.image_size))
+    labels = rng.integers(0, arch.classes, 3)
+    network = Network(arch, params)
+    network.forward(x)
+    network.loss(labels)
+    grads = network.backward()
+    layers = len(arch.dense_widths)
+    for name, param in params.items():
+        numeric = naive.numerical_gradient(lambda: naive.network_loss(params, x, labels, layers), param)
+        assert np.abs(grads[name]).max() > 0, name
+        assert naive.relative_error(grads[name], numeric) < LIMIT, name
