@@ -6,6 +6,11 @@ import numpy as np
 
 from . import kernels
 
+# From this many images per batch on, the dense products go to BLAS (numpy's matmul): they are
+# then matrix-matrix products, bound by arithmetic, which BLAS does best. Below it, they are
+# matrix-vector products bound by memory, where the kernels' zero-skipping wins.
+BLAS_MIN_BATCH = 8
+
 
 class Network:
     """Parameters, their gradients and the activations of one batch size, all preallocated.
@@ -68,10 +73,16 @@ class Network:
         p = self.params
         kernels.conv_relu_forward(self.conv_out, x, p["conv_w"], p["conv_b"])
         for layer in range(self.layers):
-            last = layer == self.layers - 1
-            kernels.dense_forward(
-                self.acts[layer + 1], self.acts[layer], p[f"dense{layer}_w"], p[f"dense{layer}_b"], not last
-            )
+            relu = layer < self.layers - 1
+            out, inp = self.acts[layer + 1], self.acts[layer]
+            w, b = p[f"dense{layer}_w"], p[f"dense{layer}_b"]
+            if len(x) >= BLAS_MIN_BATCH:
+                np.matmul(inp, w, out=out)
+                out += b
+                if relu:
+                    np.maximum(out, 0, out=out)
+            else:
+                kernels.dense_forward(out, inp, w, b, relu)
         return self.acts[-1]
 
     def loss(self, labels):
@@ -83,10 +94,14 @@ class Network:
         """Gradients of the SUM of the per-image losses into self.grads."""
         g, p = self.grads, self.params
         for layer in reversed(range(self.layers)):
-            kernels.dense_backward(
-                self.dacts[layer], g[f"dense{layer}_w"], g[f"dense{layer}_b"],
-                self.acts[layer], self.dpres[layer + 1], p[f"dense{layer}_w"],
-            )
+            dx, dw, db = self.dacts[layer], g[f"dense{layer}_w"], g[f"dense{layer}_b"]
+            x, dout, w = self.acts[layer], self.dpres[layer + 1], p[f"dense{layer}_w"]
+            if len(x) >= BLAS_MIN_BATCH:
+                np.matmul(dout, w.T, out=dx)
+                np.matmul(x.T, dout, out=dw)
+                np.sum(dout, axis=0, out=db)
+            else:
+                kernels.dense_backward(dx, dw, db, x, dout, w)
             kernels.relu_backward(self.dpres[layer], self.dacts[layer], self.acts[layer])
         kernels.conv_backward(g["conv_w"], g["conv_b"], self.x, self.dconv)
         return g
