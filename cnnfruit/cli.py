@@ -182,18 +182,19 @@ def train(ctx, data, lr, epochs, batch_size, kernels, kernel_size, hidden, val_f
     config, dataset = trainer.config, trainer.dataset
     started = time.perf_counter()
     arch = trainer.network.arch
-    click.echo(
-        f"Training on {dataset.name}: {len(trainer.data.y_train)} train / {len(trainer.data.y_val)} validation / "
-        f"{len(trainer.data.y_test)} test images, classes {', '.join(dataset.class_names)}"
-    )
-    click.echo(
-        f"Network: {arch.in_channels}x{arch.image_size}x{arch.image_size} -> conv {arch.kernels}x{arch.kernel_size}x"
-        f"{arch.kernel_size} -> {arch.features} -> {' -> '.join(str(o) for _, o in arch.dense_widths)}"
-    )
-    run.save(trainer)  # before any step: proves the folder is writable and gives a point to resume from
     stopper = StopOnSignal(lambda signum: setattr(trainer, "stop_requested", True))
     try:
         with stopper, EpochProgress(quiet) as progress:
+            run.save(trainer)  # before any step: proves the folder is writable, gives a point to resume from
+            click.echo(
+                f"Training on {dataset.name}: {len(trainer.data.y_train)} train / {len(trainer.data.y_val)} validation"
+                f" / {len(trainer.data.y_test)} test images, classes {', '.join(dataset.class_names)}"
+            )
+            click.echo(
+                f"Network: {arch.in_channels}x{arch.image_size}x{arch.image_size} -> conv {arch.kernels}x"
+                f"{arch.kernel_size}x{arch.kernel_size} -> {arch.features} -> "
+                f"{' -> '.join(str(o) for _, o in arch.dense_widths)}"
+            )
             while trainer.epoch < config.epochs and not trainer.stop_requested:
                 record = trainer.run_epoch(progress.epoch(trainer.epoch + 1, trainer.steps_per_epoch))
                 if record is not None:
@@ -202,7 +203,8 @@ def train(ctx, data, lr, epochs, batch_size, kernels, kernel_size, hidden, val_f
     except Diverged as err:
         raise CnnfruitError(f"{err}. The last good checkpoint, {run.saved_at}, is {run.model_path}") from None
     except KeyboardInterrupt:
-        click.echo(f"Stopped without saving; the last checkpoint, {run.saved_at}, is {run.model_path}", err=True)
+        kept = f"the last checkpoint, {run.saved_at}, is {run.model_path}" if run.saved_at else "nothing was saved"
+        click.echo(f"Stopped at once without saving; {kept}", err=True)
         ctx.exit(EXIT_CODE)
     if stopper.received is not None:
         click.echo(f"Interrupted by {signal_name(stopper.received)}: saved {run.saved_at} to {run.model_path}")
