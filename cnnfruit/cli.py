@@ -390,6 +390,13 @@ def read_history(path):
         isinstance(e, dict) and all(key in e for key in needed) for e in epochs
     ):
         raise CnnfruitError(f"{path} is not a cnnfruit history: it needs a list of epochs with {', '.join(needed)}")
+    for number, epoch in enumerate(epochs, 1):
+        for key in (*needed, "val_loss", "val_accuracy"):
+            value = epoch.get(key)
+            if not (isinstance(value, (int, float)) and not isinstance(value, bool)) and not (
+                value is None and key.startswith("val_")
+            ):
+                raise CnnfruitError(f"{path} is not a cnnfruit history: epoch {number} has a {key} that is not a number")
     return history
 
 
