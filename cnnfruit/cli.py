@@ -206,7 +206,7 @@ def train(ctx, data, lr, epochs, batch_size, kernels, kernel_size, hidden, val_f
         kept = f"the last checkpoint, {run.saved_at}, is {run.model_path}" if run.saved_at else "nothing was saved"
         click.echo(f"Stopped at once without saving; {kept}", err=True)
         ctx.exit(EXIT_CODE)
-    if stopper.received is not None:
+    if stopper.received is not None and trainer.epoch < config.epochs:
         click.echo(f"Interrupted by {signal_name(stopper.received)}: saved {run.saved_at} to {run.model_path}")
         click.echo(f"Resume with: cnnfruit train --resume {shlex.quote(run.model_path)}")
         ctx.exit(EXIT_CODE)

@@ -5,6 +5,7 @@ flight always finishes and the saved state is a consistent one. A second signal 
 it raises KeyboardInterrupt at once (files are written atomically, so nothing is left half-done).
 """
 import signal
+import threading
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 EXIT_CODE = 130  # what shells report for a command ended by Ctrl-C (128 + SIGINT)
@@ -25,6 +26,8 @@ class StopOnSignal:
         self.request(signum)
 
     def __enter__(self):
+        if threading.current_thread() is not threading.main_thread():
+            return self  # only the main thread may set handlers; elsewhere signals keep their meaning
         for sig in SIGNALS:
             self._previous[sig] = signal.signal(sig, self._handle)
         return self

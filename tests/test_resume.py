@@ -212,3 +212,45 @@ def test_non_finite_weights_at_the_end_of_an_epoch_stop_training(image_folder):
 
     with pytest.raises(Exception, match=r"^training diverged at epoch 1, step 17: the weight conv_b is not finite"):
         trainer.run_epoch(on_step)
+
+
+def test_a_second_signal_stops_at_once_and_handlers_are_restored():
+    from cnnfruit.interrupt import StopOnSignal
+
+    requests = []
+    with pytest.raises(KeyboardInterrupt):
+        with StopOnSignal(requests.append) as stopper:
+            os.kill(os.getpid(), signal.SIGINT)
+            assert requests == [signal.SIGINT] and stopper.received == signal.SIGINT
+            os.kill(os.getpid(), signal.SIGTERM)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+
+def test_resume_writes_to_another_folder_and_reports_a_vanished_data_folder(tmp_path):
+    data = make_image_folder(tmp_path / "data")
+    first, second = tmp_path / "first", tmp_path / "second"
+    assert cli("train", "--data", data, *TINY, "--epochs", 1, "--out", first).exit_code == 0
+    result = cli("train", "--resume", first / "model.npz", "--epochs", 2, "--out", second)
+    assert result.exit_code == 0, result.output
+    assert checkpoint.load(str(second / "model.npz")).epoch == 2
+    assert checkpoint.load(str(first / "model.npz")).epoch == 1  # the checkpoint resumed from is left alone
+    data.rename(tmp_path / "moved")
+    result = cli("train", "--resume", first / "model.npz", "--epochs", 2)
+    assert result.exit_code == 1
+    assert result.output == f"Error: the data folder {data} that {first / 'model.npz'} was trained on is gone; pass --data\n"
+    result = cli("train", "--resume", first / "model.npz", "--epochs", 2, "--data", tmp_path / "moved")
+    assert result.exit_code == 0, result.output
+
+
+def test_resume_needs_the_training_state(tmp_path, image_folder):
+    out = tmp_path / "run"
+    assert cli("train", "--data", image_folder, *TINY, "--epochs", 1, "--out", out).exit_code == 0
+    arrays = saved_arrays(out / "model.npz")
+    arrays["train_config"] = np.array("{}")
+    np.savez(tmp_path / "weights-only.npz", **arrays)
+    result = cli("train", "--resume", tmp_path / "weights-only.npz", "--epochs", 2)
+    assert result.exit_code == 1
+    assert result.output == (
+        f"Error: {tmp_path / 'weights-only.npz'} holds a model but not the training state needed to resume\n"
+    )
