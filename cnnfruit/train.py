@@ -190,13 +190,16 @@ class Trainer:
         """One pass over the shuffled training set; returns and records the epoch's figures.
 
         Returns None instead if `stop_requested` was set before the last step; the epoch's
-        progress is then in `partial` and calling run_epoch again (or resuming from a checkpoint)
-        carries on from the next step with the same order.
+        progress is then in `partial`, and calling run_epoch again (with stop_requested cleared),
+        or resuming from a checkpoint, carries on from the next step with the same order.
         """
         started = time.perf_counter()
         data, batch = self.data, self.config.batch_size
         partial = self.partial or {"step": 0, "loss_sum": 0.0, "correct": 0, "seconds": 0.0}
-        self._epoch_rng_state = self.shuffle_rng.bit_generator.state
+        if self.partial is None:
+            self._epoch_rng_state = self.shuffle_rng.bit_generator.state
+        else:  # draw the stopped epoch's order again
+            self.shuffle_rng.bit_generator.state = self._epoch_rng_state
         order = self.shuffle_rng.permutation(len(data.y_train))
         np.take(data.x_train, order, axis=0, out=self._x_epoch)
         np.take(data.y_train, order, axis=0, out=self._y_epoch)

@@ -55,10 +55,13 @@ def test_a_stopped_epoch_resumes_from_its_next_step_bit_for_bit(tmp_path, image_
     resumed = Trainer.resume(dataset, TrainConfig.from_dict(saved.config), saved)
     record = resumed.run_epoch()
     assert record["epoch"] == 2
-    for name, value in straight.network.params.items():
-        assert np.array_equal(value, resumed.network.params[name]), name
-    assert record["train_loss"] == straight.history["epochs"][1]["train_loss"]
-    assert resumed.shuffle_rng.bit_generator.state == straight.shuffle_rng.bit_generator.state
+    stopped.stop_requested = False
+    assert stopped.run_epoch()["epoch"] == 2  # or carry on in the same process
+    for trainer in (resumed, stopped):
+        for name, value in straight.network.params.items():
+            assert np.array_equal(value, trainer.network.params[name]), name
+        assert trainer.history["epochs"][1]["train_loss"] == straight.history["epochs"][1]["train_loss"]
+        assert trainer.shuffle_rng.bit_generator.state == straight.shuffle_rng.bit_generator.state
 
 
 def sigterm_after(step, monkeypatch):
