@@ -301,8 +301,11 @@ def resume_run(ctx, path, data, epochs, out, skip_bad):
     except CnnfruitError as err:
         raise CnnfruitError(f"{path}: cannot resume: {err}") from None
     folder = make_output_folder(out or os.path.dirname(path) or ".")
-    done = f"epoch {ckpt.epoch + 1} step {ckpt.partial['step']}" if ckpt.interrupted else f"epoch {ckpt.epoch}"
-    click.echo(f"Resuming {path} after {done}, to {config.epochs} epochs")
+    if ckpt.interrupted:
+        where = f"in epoch {ckpt.epoch + 1} after step {ckpt.partial['step']} of {trainer.steps_per_epoch}"
+    else:
+        where = f"after epoch {ckpt.epoch}"
+    click.echo(f"Resuming {path} {where}, to {config.epochs} epochs")
     return trainer, RunFiles(folder, source, skip_bad or ckpt.data.get("skip_bad", False))
 
 

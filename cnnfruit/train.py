@@ -178,8 +178,8 @@ class Trainer:
         history["hyperparameters"] = asdict(config)
         trainer = cls(dataset, config, network, optimizer, shuffle_rng, prepare(dataset, config, split_rng), history,
                       ckpt.partial)
-        if ckpt.partial is not None and not 0 < ckpt.partial.get("step", -1) < trainer.steps_per_epoch:
-            raise CnnfruitError("the checkpoint's interrupted epoch does not fit its data and batch size")
+        if ckpt.partial is not None:
+            _check_partial(ckpt.partial, trainer.steps_per_epoch)
         return trainer
 
     @property
@@ -265,6 +265,14 @@ class Trainer:
             data={"source": data_source, "digest": self._digest, "skip_bad": skip_bad},
             partial=self.partial,
         )
+
+
+def _check_partial(partial, steps_per_epoch):
+    kinds = {"step": int, "correct": int, "loss_sum": float, "seconds": (int, float)}
+    if not isinstance(partial, dict) or any(not isinstance(partial.get(k), kind) for k, kind in kinds.items()):
+        raise CnnfruitError(f"the checkpoint's interrupted epoch needs {', '.join(kinds)}")
+    if not 0 < partial["step"] < steps_per_epoch:
+        raise CnnfruitError("the checkpoint's interrupted epoch does not fit its data and batch size")
 
 
 def _restore_state(state, saved):

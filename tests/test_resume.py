@@ -92,7 +92,7 @@ def test_sigterm_saves_mid_epoch_and_the_printed_command_resumes(tmp_path, image
     monkeypatch.undo()
     resumed = cli("train", "--resume", model)
     assert resumed.exit_code == 0, resumed.output
-    assert resumed.output.splitlines()[0] == f"Resuming {model} after epoch 1 step 5, to 2 epochs"
+    assert resumed.output.splitlines()[0] == f"Resuming {model} in epoch 1 after step 5 of 17, to 2 epochs"
     assert_same_model(straight / "model.npz", model)
 
 
@@ -257,3 +257,19 @@ def test_resume_needs_the_training_state(tmp_path, image_folder):
     assert result.output == (
         f"Error: {tmp_path / 'weights-only.npz'} holds a model but not the training state needed to resume\n"
     )
+
+
+@pytest.mark.parametrize("partial, problem", [
+    ('{"step": 3}', "the checkpoint's interrupted epoch needs step, correct, loss_sum, seconds"),
+    ('{"step": 99, "correct": 1, "loss_sum": 2.0, "seconds": 0.1}',
+     "the checkpoint's interrupted epoch does not fit its data and batch size"),
+])
+def test_resume_checks_the_interrupted_epoch(tmp_path, image_folder, partial, problem):
+    out = tmp_path / "run"
+    assert cli("train", "--data", image_folder, *TINY, "--epochs", 1, "--out", out).exit_code == 0
+    arrays = saved_arrays(out / "model.npz")
+    arrays["train_partial"] = np.array(partial)
+    np.savez(tmp_path / "odd.npz", **arrays)
+    result = cli("train", "--resume", tmp_path / "odd.npz", "--epochs", 3)
+    assert result.exit_code == 1
+    assert result.output == f"Error: {tmp_path / 'odd.npz'}: cannot resume: {problem}\n"
