@@ -179,44 +179,50 @@ def train(ctx, data, lr, epochs, batch_size, kernels, kernel_size, hidden, val_f
         dataset = load_dataset(data, skip_bad)
         trainer = Trainer.start(dataset, config)
         run = RunFiles(make_output_folder(out), data, skip_bad)
-    config, dataset = trainer.config, trainer.dataset
-    started = time.perf_counter()
-    arch = trainer.network.arch
-    stopper = StopOnSignal(lambda signum: setattr(trainer, "stop_requested", True))
     try:
-        with stopper, EpochProgress(quiet) as progress:
+        with StopOnSignal(lambda signum: setattr(trainer, "stop_requested", True)) as stopper:
             run.save(trainer)  # before any step: proves the folder is writable, gives a point to resume from
-            click.echo(
-                f"Training on {dataset.name}: {len(trainer.data.y_train)} train / {len(trainer.data.y_val)} validation"
-                f" / {len(trainer.data.y_test)} test images, classes {', '.join(dataset.class_names)}"
-            )
-            click.echo(
-                f"Network: {arch.in_channels}x{arch.image_size}x{arch.image_size} -> conv {arch.kernels}x"
-                f"{arch.kernel_size}x{arch.kernel_size} -> {arch.features} -> "
-                f"{' -> '.join(str(o) for _, o in arch.dense_widths)}"
-            )
-            while trainer.epoch < config.epochs and not trainer.stop_requested:
-                record = trainer.run_epoch(progress.epoch(trainer.epoch + 1, trainer.steps_per_epoch))
-                if record is not None:
-                    click.echo(format_epoch(record))
-                run.save(trainer)
+            describe_run(trainer)
+            started = time.perf_counter()
+            with EpochProgress(quiet) as progress:
+                # A signal before the first step still lets one step run: the saved state is then
+                # mid-epoch like any other, and "stop after the current step" has one meaning.
+                while trainer.epoch < trainer.config.epochs:
+                    record = trainer.run_epoch(progress.epoch(trainer.epoch + 1, trainer.steps_per_epoch))
+                    if record is not None:
+                        click.echo(format_epoch(record))
+                    run.save(trainer)
+                    if trainer.stop_requested:
+                        break
+            if trainer.epoch < trainer.config.epochs:
+                click.echo(f"Interrupted by {signal_name(stopper.received)}: saved {run.saved_at} to {run.model_path}")
+                click.echo(f"Resume with: cnnfruit train --resume {shlex.quote(run.model_path)}")
+                ctx.exit(EXIT_CODE)
+            total = time.perf_counter() - started
+            accuracy = trainer.finish(total)
+            run.save(trainer)
     except Diverged as err:
         raise CnnfruitError(f"{err}. The last good checkpoint, {run.saved_at}, is {run.model_path}") from None
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # a second Ctrl-C: no waiting for the step to end
         kept = f"the last checkpoint, {run.saved_at}, is {run.model_path}" if run.saved_at else "nothing was saved"
         click.echo(f"Stopped at once without saving; {kept}", err=True)
         ctx.exit(EXIT_CODE)
-    if stopper.received is not None and trainer.epoch < config.epochs:
-        click.echo(f"Interrupted by {signal_name(stopper.received)}: saved {run.saved_at} to {run.model_path}")
-        click.echo(f"Resume with: cnnfruit train --resume {shlex.quote(run.model_path)}")
-        ctx.exit(EXIT_CODE)
-    total = time.perf_counter() - started
-    accuracy = trainer.finish(total)
-    run.save(trainer)
     correct = round(accuracy * len(trainer.data.y_test))
     click.echo(f"Test Accuracy: {100 * accuracy:.1f}% ({correct}/{len(trainer.data.y_test)})")
     click.echo(f"Total Time: {total:.1f} s")
     click.echo(f"Saved {run.model_path} and {run.history_path}")
+
+
+def describe_run(trainer):
+    dataset, data, arch = trainer.dataset, trainer.data, trainer.network.arch
+    click.echo(
+        f"Training on {dataset.name}: {len(data.y_train)} train / {len(data.y_val)} validation / "
+        f"{len(data.y_test)} test images, classes {', '.join(dataset.class_names)}"
+    )
+    click.echo(
+        f"Network: {arch.in_channels}x{arch.image_size}x{arch.image_size} -> conv {arch.kernels}x{arch.kernel_size}x"
+        f"{arch.kernel_size} -> {arch.features} -> {' -> '.join(str(o) for _, o in arch.dense_widths)}"
+    )
 
 
 class RunFiles:
