@@ -30,6 +30,16 @@ class Checkpoint:
     rng_state: dict = field(default_factory=dict)  # the shuffling generator, for resuming
     config: dict = field(default_factory=dict)  # the training flags
     history: dict = field(default_factory=dict)
+    # Where the training images came from: {"source": absolute folder or None for the embedded
+    # set, "digest": data.fingerprint of the images}, so a resumed run trains on the same data.
+    data: dict = field(default_factory=dict)
+    # An epoch stopped part-way (Ctrl-C): {"step", "loss_sum", "correct", "seconds"} so far; then
+    # rng_state is the shuffling generator's state at the START of that epoch. None otherwise.
+    partial: dict = None
+
+    @property
+    def interrupted(self):
+        return self.partial is not None
 
 
 def _text(value):
@@ -53,6 +63,8 @@ def save(path, ckpt):
         "train_rng_state": _text(ckpt.rng_state),
         "train_config": _text(ckpt.config),
         "train_history": _text(ckpt.history),
+        "train_data": _text(ckpt.data),
+        "train_partial": _text(ckpt.partial),
     }
     for name, value in ckpt.params.items():
         arrays[f"param_{name}"] = value
@@ -68,26 +80,44 @@ def save(path, ckpt):
 
 def load(path):
     """Read and check a checkpoint; any problem is a CnnfruitError that names the file."""
-    if not os.path.isfile(path):
+    if not os.path.exists(path):
         raise CnnfruitError(f"checkpoint {path} does not exist")
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {name: z[name] for name in z.files}
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError) as err:
-        raise CnnfruitError(f"{path} is not a readable cnnfruit checkpoint: {err}") from None
-    if not isinstance(arrays, dict) or "format_version" not in arrays:
+    if not os.path.isfile(path):
+        raise CnnfruitError(f"checkpoint {path} is not a file")
+    arrays = _read_arrays(path)
+    version = arrays.get("format_version")
+    if version is None:
         raise CnnfruitError(f"{path} is not a cnnfruit checkpoint (no format_version)")
-    version = int(arrays["format_version"])
-    if version > FORMAT_VERSION:
+    if version.shape != () or version.dtype.kind not in "iu":
+        raise CnnfruitError(f"{path} is not a cnnfruit checkpoint (format_version is not an integer)")
+    if int(version) > FORMAT_VERSION:
         raise CnnfruitError(
-            f"{path} has checkpoint format {version}, newer than this cnnfruit reads ({FORMAT_VERSION}); upgrade cnnfruit"
+            f"{path} has checkpoint format {int(version)}, newer than this cnnfruit reads ({FORMAT_VERSION}); "
+            "upgrade cnnfruit"
         )
     try:
         return _from_arrays(arrays)
     except KeyError as err:
         raise CnnfruitError(f"checkpoint {path} lacks the array {err.args[0]}") from None
-    except (CnnfruitError, ValueError, TypeError) as err:
+    except (CnnfruitError, ValueError, TypeError, AttributeError) as err:
         raise CnnfruitError(f"checkpoint {path} is inconsistent: {err}") from None
+
+
+def _read_arrays(path):
+    """Every array of the .npz at path; never unpickles (object arrays are refused)."""
+    if not zipfile.is_zipfile(path):
+        raise CnnfruitError(f"{path} is not a cnnfruit checkpoint: not an .npz archive, or a truncated one")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {name: z[name] for name in z.files}
+    except ValueError as err:
+        if "pickle" in str(err):
+            raise CnnfruitError(
+                f"{path} holds pickled Python objects; cnnfruit never unpickles files, refusing it"
+            ) from None
+        raise CnnfruitError(f"{path} is not a readable cnnfruit checkpoint: {err}") from None
+    except (OSError, EOFError, zipfile.BadZipFile, KeyError, TypeError) as err:
+        raise CnnfruitError(f"{path} is not a readable cnnfruit checkpoint: {err}") from None
 
 
 def _from_arrays(arrays):
@@ -123,4 +153,14 @@ def _from_arrays(arrays):
         rng_state=json.loads(str(arrays["train_rng_state"])),
         config=json.loads(str(arrays["train_config"])),
         history=json.loads(str(arrays["train_history"])),
+        data=_optional_json(arrays, "train_data", {}),
+        partial=_optional_json(arrays, "train_partial", None),
     )
+
+
+def _optional_json(arrays, name, default):
+    """Arrays added to format 1 later: older checkpoints simply lack them."""
+    if name not in arrays:
+        return default
+    value = json.loads(str(arrays[name]))
+    return default if value is None else value

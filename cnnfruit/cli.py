@@ -5,6 +5,7 @@ imported inside the commands that need them, so `cnnfruit --help` starts at once
 """
 import json
 import os
+import shlex
 import sys
 import time
 
@@ -12,6 +13,7 @@ import click
 
 from . import __version__
 from .errors import CnnfruitError
+from .interrupt import EXIT_CODE, StopOnSignal, signal_name
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -136,7 +138,8 @@ class EpochProgress:
 @click.option("--data", type=click.Path(file_okay=False), default=None,
               help="Image folder with train/<class>/* and test/<class>/*. Default: the embedded fruit photos.")
 @click.option("--lr", type=float, default=1e-6, show_default=True, help="Learning rate (loss summed over the batch).")
-@click.option("--epochs", type=int, default=10, show_default=True, help="Passes over the training set.")
+@click.option("--epochs", type=int, default=10, show_default=True,
+              help="Passes over the training set (with --resume: the new total).")
 @click.option("--batch-size", type=int, default=1, show_default=True, help="Images per SGD step (1 = the report's plain SGD).")
 @click.option("--kernels", type=int, default=8, show_default=True, help="Number of conv kernels.")
 @click.option("--kernel-size", type=int, default=4, show_default=True, help="Side of each square conv kernel.")
@@ -150,45 +153,170 @@ class EpochProgress:
 @click.option("--normalize", type=click.Choice(["none", "scale", "standardize"]), default="none", show_default=True,
               help="Pixel scaling: raw 0..255, /255, or per-image zero mean and unit variance.")
 @click.option("--out", type=click.Path(file_okay=False), default=None,
-              help="Folder for model.npz and history.json. Default: a new folder under ./runs/.")
+              help="Folder for model.npz and history.json. Default: a new folder under ./runs/ "
+                   "(with --resume: the checkpoint's folder).")
+@click.option("--resume", type=click.Path(dir_okay=False), default=None,
+              help="Continue the run saved in this model.npz with its own settings and data.")
 @click.option("--skip-bad", is_flag=True, help="Skip unreadable images in --data instead of stopping.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
-def train(data, lr, epochs, batch_size, kernels, kernel_size, hidden, val_fraction, seed, color, normalize,
-          out, skip_bad, quiet):
-    """Train the network and save model.npz and history.json."""
-    from . import checkpoint
-    from .files import write_text_atomically
-    from .train import TrainConfig, Trainer
+@click.pass_context
+def train(ctx, data, lr, epochs, batch_size, kernels, kernel_size, hidden, val_fraction, seed, color, normalize,
+          out, resume, skip_bad, quiet):
+    """Train the network and save model.npz and history.json.
 
-    config = TrainConfig(lr=lr, epochs=epochs, batch_size=batch_size, kernels=kernels, kernel_size=kernel_size,
-                         hidden=hidden, val_fraction=val_fraction, seed=seed, color=color, normalize=normalize)
-    config.check()
-    folder = make_output_folder(out)
-    dataset = load_dataset(data, skip_bad)
-    started = time.perf_counter()
-    trainer = Trainer.start(dataset, config)
-    arch = trainer.network.arch
+    model.npz is saved after every epoch. Ctrl-C (or SIGTERM) stops after the current step, saves
+    the run mid-epoch and prints the command that resumes it; the resumed run ends with the same
+    weights, bit for bit, as one that was never stopped.
+    """
+    from .train import Diverged, TrainConfig, Trainer
+
+    if resume:
+        trainer, run = resume_run(ctx, resume, data, epochs, out, skip_bad)
+    else:
+        config = TrainConfig(lr=lr, epochs=epochs, batch_size=batch_size, kernels=kernels, kernel_size=kernel_size,
+                             hidden=hidden, val_fraction=val_fraction, seed=seed, color=color, normalize=normalize)
+        config.check()
+        dataset = load_dataset(data, skip_bad)
+        trainer = Trainer.start(dataset, config)
+        run = RunFiles(make_output_folder(out), data, skip_bad)
+    try:
+        with StopOnSignal(lambda signum: setattr(trainer, "stop_requested", True)) as stopper:
+            run.save(trainer)  # before any step: proves the folder is writable, gives a point to resume from
+            describe_run(trainer)
+            started = time.perf_counter()
+            with EpochProgress(quiet) as progress:
+                # A signal before the first step still lets one step run: the saved state is then
+                # mid-epoch like any other, and "stop after the current step" has one meaning.
+                while trainer.epoch < trainer.config.epochs:
+                    record = trainer.run_epoch(progress.epoch(trainer.epoch + 1, trainer.steps_per_epoch))
+                    if record is not None:
+                        click.echo(format_epoch(record))
+                    run.save(trainer)
+                    if trainer.stop_requested:
+                        break
+            if trainer.epoch < trainer.config.epochs:
+                click.echo(f"Interrupted by {signal_name(stopper.received)}: saved {run.saved_at} to {run.model_path}")
+                click.echo(f"Resume with: cnnfruit train --resume {shlex.quote(run.model_path)}")
+                ctx.exit(EXIT_CODE)
+            total = time.perf_counter() - started
+            accuracy = trainer.finish(total)
+            run.save(trainer)
+    except Diverged as err:
+        raise CnnfruitError(f"{err}. The last good checkpoint, {run.saved_at}, is {run.model_path}") from None
+    except KeyboardInterrupt:  # a second Ctrl-C: no waiting for the step to end
+        kept = f"the last checkpoint, {run.saved_at}, is {run.model_path}" if run.saved_at else "nothing was saved"
+        click.echo(f"Stopped at once without saving; {kept}", err=True)
+        ctx.exit(EXIT_CODE)
+    correct = round(accuracy * len(trainer.data.y_test))
+    click.echo(f"Test Accuracy: {100 * accuracy:.1f}% ({correct}/{len(trainer.data.y_test)})")
+    click.echo(f"Total Time: {total:.1f} s")
+    click.echo(f"Saved {run.model_path} and {run.history_path}")
+
+
+def describe_run(trainer):
+    dataset, data, arch = trainer.dataset, trainer.data, trainer.network.arch
     click.echo(
-        f"Training on {dataset.name}: {len(trainer.data.y_train)} train / {len(trainer.data.y_val)} validation / "
-        f"{len(trainer.data.y_test)} test images, classes {', '.join(dataset.class_names)}"
+        f"Training on {dataset.name}: {len(data.y_train)} train / {len(data.y_val)} validation / "
+        f"{len(data.y_test)} test images, classes {', '.join(dataset.class_names)}"
     )
     click.echo(
         f"Network: {arch.in_channels}x{arch.image_size}x{arch.image_size} -> conv {arch.kernels}x{arch.kernel_size}x"
         f"{arch.kernel_size} -> {arch.features} -> {' -> '.join(str(o) for _, o in arch.dense_widths)}"
     )
-    with EpochProgress(quiet) as progress:
-        while trainer.epoch < config.epochs:
-            record = trainer.run_epoch(progress.epoch(trainer.epoch + 1, trainer.steps_per_epoch))
-            click.echo(format_epoch(record))
-    total = time.perf_counter() - started
-    accuracy = trainer.finish(total)
-    model_path, history_path = os.path.join(folder, "model.npz"), os.path.join(folder, "history.json")
-    checkpoint.save(model_path, trainer.checkpoint())
-    write_text_atomically(history_path, json.dumps(trainer.history, indent=2) + "\n")
-    correct = round(accuracy * len(trainer.data.y_test))
-    click.echo(f"Test Accuracy: {100 * accuracy:.1f}% ({correct}/{len(trainer.data.y_test)})")
-    click.echo(f"Total Time: {total:.1f} s")
-    click.echo(f"Saved {model_path} and {history_path}")
+
+
+class RunFiles:
+    """A run folder's model.npz and history.json, rewritten (atomically) at every save."""
+
+    def __init__(self, folder, data, skip_bad):
+        self.folder = folder
+        self.model_path = os.path.join(folder, "model.npz")
+        self.history_path = os.path.join(folder, "history.json")
+        self.data_source = os.path.abspath(data) if data else None
+        self.skip_bad = skip_bad
+        self.saved_at = None  # which point of training the files on disk hold, for messages
+
+    def save(self, trainer):
+        from . import checkpoint
+        from .files import write_text_atomically
+
+        try:
+            checkpoint.save(self.model_path, trainer.checkpoint(self.data_source, self.skip_bad))
+            write_text_atomically(self.history_path, json.dumps(trainer.history, indent=2) + "\n")
+        except OSError as err:
+            raise CnnfruitError(f"cannot write to {self.folder}: {err.strerror or err}") from None
+        if trainer.partial is not None:
+            self.saved_at = f"epoch {trainer.epoch + 1} up to step {trainer.partial['step']} of {trainer.steps_per_epoch}"
+        elif trainer.epoch == 0:
+            self.saved_at = "the initial weights"
+        else:
+            self.saved_at = f"the end of epoch {trainer.epoch}"
+
+
+def resume_run(ctx, path, data, epochs, out, skip_bad):
+    """The trainer and run files for `train --resume`: the checkpoint's settings, data and state."""
+    from dataclasses import fields
+
+    from click.core import ParameterSource
+
+    from . import checkpoint
+    from .data import fingerprint
+    from .train import TrainConfig, Trainer
+
+    ckpt = checkpoint.load(path)
+    if not ckpt.config or not ckpt.rng_state or "epochs" not in ckpt.history:
+        raise CnnfruitError(f"{path} holds a model but not the training state needed to resume")
+    try:
+        config = TrainConfig.from_dict(ckpt.config)
+    except (TypeError, ValueError) as err:
+        raise CnnfruitError(f"{path}: cannot resume: {err}") from None
+    given = {
+        name for name in ctx.params
+        if ctx.get_parameter_source(name) in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
+    }
+    for field in fields(TrainConfig):
+        if field.name in given and field.name != "epochs" and ctx.params[field.name] != getattr(config, field.name):
+            flag = "--" + field.name.replace("_", "-")
+            raise CnnfruitError(
+                f"{flag} {format_setting(ctx.params[field.name])} conflicts with {path}, trained with "
+                f"{flag} {format_setting(getattr(config, field.name))}; a resumed run keeps its checkpoint's "
+                "settings, so drop the flag (or start a new run)"
+            )
+    if "epochs" in given:
+        if epochs <= ckpt.epoch:
+            raise CnnfruitError(f"--epochs {epochs}: {path} has already completed {ckpt.epoch} epochs; give a larger total")
+        config.epochs = epochs
+    elif config.epochs <= ckpt.epoch:
+        raise CnnfruitError(
+            f"{path} has already completed its {ckpt.epoch} epochs; pass --epochs N with N > {ckpt.epoch} to train on"
+        )
+    source = data or ckpt.data.get("source")
+    if source is not None and not data and not os.path.isdir(source):
+        raise CnnfruitError(f"the data folder {source} that {path} was trained on is gone; pass --data")
+    dataset = load_dataset(source, skip_bad or ckpt.data.get("skip_bad", False))
+    if list(dataset.class_names) != ckpt.class_names:
+        raise CnnfruitError(
+            f"the data's classes ({', '.join(dataset.class_names)}) differ from those of {path} ({', '.join(ckpt.class_names)})"
+        )
+    if ckpt.data.get("digest") not in (None, fingerprint(dataset)):
+        raise CnnfruitError(
+            f"the images in {source or 'the embedded set'} differ from those {path} was trained on; resuming needs the same data"
+        )
+    try:
+        trainer = Trainer.resume(dataset, config, ckpt)
+    except CnnfruitError as err:
+        raise CnnfruitError(f"{path}: cannot resume: {err}") from None
+    folder = make_output_folder(out or os.path.dirname(path) or ".")
+    if ckpt.interrupted:
+        where = f"in epoch {ckpt.epoch + 1} after step {ckpt.partial['step']} of {trainer.steps_per_epoch}"
+    else:
+        where = f"after epoch {ckpt.epoch}"
+    click.echo(f"Resuming {path} {where}, to {config.epochs} epochs")
+    return trainer, RunFiles(folder, source, skip_bad or ckpt.data.get("skip_bad", False))
+
+
+def format_setting(value):
+    return ",".join(str(v) for v in value) if isinstance(value, (tuple, list)) else str(value)
 
 
 def split_for_eval(ckpt, dataset, split):
@@ -271,6 +399,13 @@ def read_history(path):
         isinstance(e, dict) and all(key in e for key in needed) for e in epochs
     ):
         raise CnnfruitError(f"{path} is not a cnnfruit history: it needs a list of epochs with {', '.join(needed)}")
+    for number, epoch in enumerate(epochs, 1):
+        for key in (*needed, "val_loss", "val_accuracy"):
+            value = epoch.get(key)
+            if not (isinstance(value, (int, float)) and not isinstance(value, bool)) and not (
+                value is None and key.startswith("val_")
+            ):
+                raise CnnfruitError(f"{path} is not a cnnfruit history: epoch {number} has a {key} that is not a number")
     return history
 
 

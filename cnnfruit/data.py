@@ -3,6 +3,7 @@
 A dataset here is a `Split` per part (train, test) of uint8 RGB images (N, 32, 32, 3) with
 integer labels and shared class names; `preprocess.to_inputs` turns images into tensors.
 """
+import hashlib
 import os
 from dataclasses import dataclass
 from importlib import resources
@@ -74,13 +75,15 @@ def read_split(split_dir, class_names, skip_bad=False):
     for label, name in enumerate(class_names):
         class_dir = os.path.join(split_dir, name)
         files = sorted(f for f in os.listdir(class_dir) if _is_image_file(f))
+        if not files:
+            raise CnnfruitError(f"class folder {class_dir} holds no image files")
         for file_name in files:
             path = os.path.join(class_dir, file_name)
             try:
                 images.append(load_image(path))
-            except CnnfruitError:
+            except CnnfruitError as err:
                 if not skip_bad:
-                    raise
+                    raise CnnfruitError(f"{err} (--skip-bad skips unreadable images)") from None
                 skipped += 1
                 continue
             labels.append(label)
@@ -98,6 +101,11 @@ def read_image_folder(root, skip_bad=False):
     if not os.path.isdir(root):
         raise CnnfruitError(f"data folder {root} does not exist")
     train_dir, test_dir = os.path.join(root, "train"), os.path.join(root, "test")
+    for part in (train_dir, test_dir):
+        if not os.path.isdir(part):
+            raise CnnfruitError(
+                f"data folder {root} has no {os.path.basename(part)}/ folder: it needs train/<class>/* and test/<class>/*"
+            )
     train_classes = list_class_folders(train_dir)
     test_classes = list_class_folders(test_dir)
     if train_classes != test_classes:
@@ -109,6 +117,17 @@ def read_image_folder(root, skip_bad=False):
     test, skipped_test = read_split(test_dir, train_classes, skip_bad)
     name = os.path.basename(os.path.normpath(root))
     return Dataset(name, train_classes, train, test), skipped_train + skipped_test
+
+
+def fingerprint(dataset):
+    """A digest of a dataset's classes, pixels and labels: equal digests mean the same data."""
+    digest = hashlib.sha256()
+    digest.update("\n".join(dataset.class_names).encode("utf-8"))
+    for part in (dataset.train, dataset.test):
+        for array in (part.images, part.labels.astype(np.int64)):
+            digest.update(str(array.shape).encode("ascii"))
+            digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()
 
 
 def train_val_split(n, val_fraction, rng):

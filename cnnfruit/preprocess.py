@@ -24,7 +24,11 @@ def load_image(path, size=IMAGE_SIZE):
         with Image.open(path) as image:
             rgb = image.convert("RGB")
             small = rgb.resize((size, size), Image.Resampling.BOX)
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
+    except UnidentifiedImageError:
+        raise CnnfruitError(f"cannot read image {path}: not an image format Pillow can decode") from None
+    except OSError as err:
+        raise CnnfruitError(f"cannot read image {path}: {err.strerror or err}") from None
+    except (ValueError, SyntaxError) as err:  # what some decoders raise on corrupt data
         raise CnnfruitError(f"cannot read image {path}: {err}") from None
     return np.asarray(small, dtype=np.uint8)
 

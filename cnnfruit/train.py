@@ -3,18 +3,19 @@
 The loss of a mini-batch is the SUM of its per-image losses, so the report's learning rate (1e-6
 on raw 0..255 pixels) means the same at every batch size and batch size 1 is its plain SGD.
 """
+import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
 from . import checkpoint as ckpt_io
-from .data import train_val_split
+from .data import fingerprint, train_val_split
 from .errors import CnnfruitError
 from .architecture import Architecture, init_parameters
 from .model import Network
 from .optim import make_optimizer
-from .preprocess import to_inputs
+from .preprocess import IMAGE_SIZE, to_inputs
 
 
 @dataclass
@@ -32,14 +33,35 @@ class TrainConfig:
     optimizer: str = "sgd"
 
     def check(self):
-        if not self.lr > 0:
-            raise CnnfruitError(f"--lr must be positive, got {self.lr}")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise CnnfruitError(f"--lr must be a positive number, got {self.lr}")
         if self.epochs < 1:
             raise CnnfruitError(f"--epochs must be at least 1, got {self.epochs}")
         if self.batch_size < 1:
             raise CnnfruitError(f"--batch-size must be at least 1, got {self.batch_size}")
         if not 0 <= self.val_fraction < 1:
             raise CnnfruitError(f"--val-fraction must be in [0, 1), got {self.val_fraction}")
+        if self.kernels < 1:
+            raise CnnfruitError(f"--kernels must be at least 1, got {self.kernels}")
+        if not 1 <= self.kernel_size <= IMAGE_SIZE:
+            raise CnnfruitError(
+                f"--kernel-size {self.kernel_size} does not fit the {IMAGE_SIZE}x{IMAGE_SIZE} images: use 1 to {IMAGE_SIZE}"
+            )
+        if self.seed < 0:
+            raise CnnfruitError(f"--seed must be 0 or more, got {self.seed}")
+
+    @classmethod
+    def from_dict(cls, settings):
+        """The config a checkpoint stored; settings it lacks (older files) take their defaults."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(settings) - known)
+        if unknown:
+            raise CnnfruitError(
+                f"the checkpoint has settings this cnnfruit does not know ({', '.join(unknown)}); upgrade cnnfruit"
+            )
+        config = cls(**settings)
+        config.hidden = tuple(config.hidden)
+        return config
 
     def architecture(self, classes):
         return Architecture(
@@ -80,10 +102,26 @@ def prepare(dataset, config, split_rng):
     )
 
 
-class Trainer:
-    """Runs epochs of SGD on one dataset and records the history."""
+class Diverged(CnnfruitError):
+    """A non-finite loss or weight: training cannot recover, so it stops."""
 
-    def __init__(self, dataset, config, network, optimizer, shuffle_rng, data, history):
+    def __init__(self, epoch, step, what, lr):
+        self.epoch, self.step = epoch, step
+        super().__init__(
+            f"training diverged at epoch {epoch}, step {step}: {what} is not finite; "
+            f"try a smaller learning rate than --lr {lr:g}, e.g. --lr {lr / 10:g}"
+        )
+
+
+class Trainer:
+    """Runs epochs of SGD on one dataset and records the history.
+
+    Setting `stop_requested` (from a signal handler, say) makes run_epoch stop after the current
+    step and keep the epoch's progress in `partial`; `checkpoint()` then saves it, and a trainer
+    made by `resume` from that checkpoint finishes the epoch exactly as an unbroken run would.
+    """
+
+    def __init__(self, dataset, config, network, optimizer, shuffle_rng, data, history, partial=None):
         self.dataset = dataset
         self.config = config
         self.network = network
@@ -91,6 +129,10 @@ class Trainer:
         self.shuffle_rng = shuffle_rng
         self.data = data
         self.history = history
+        self.partial = partial  # progress of an epoch stopped part-way, see Checkpoint.partial
+        self.stop_requested = False
+        self._epoch_rng_state = shuffle_rng.bit_generator.state
+        self._digest = None
         n = len(data.y_train)
         self._x_epoch = np.empty_like(data.x_train)
         self._y_epoch = np.empty_like(data.y_train)
@@ -112,37 +154,86 @@ class Trainer:
         }
         return cls(dataset, config, network, optimizer, shuffle_rng, prepare(dataset, config, split_rng), history)
 
+    @classmethod
+    def resume(cls, dataset, config, ckpt):
+        """A trainer in the state `ckpt` saved; config must be the checkpoint's (epochs may grow)."""
+        config.check()
+        _, split_rng, shuffle_rng = generators(config.seed)
+        arch = config.architecture(len(dataset.class_names))
+        if arch != ckpt.arch:
+            raise CnnfruitError("the checkpoint's network does not match its own training settings")
+        if ckpt.optimizer != config.optimizer:
+            raise CnnfruitError(f"the checkpoint's optimizer {ckpt.optimizer} differs from its settings' {config.optimizer}")
+        params = {name: value.copy() for name, value in ckpt.params.items()}
+        network = Network(arch, params)
+        optimizer = make_optimizer(config.optimizer, network.params, lr=config.lr)
+        _restore_state(optimizer.state, ckpt.optimizer_state)
+        try:
+            shuffle_rng.bit_generator.state = ckpt.rng_state
+        except (TypeError, ValueError, KeyError) as err:
+            raise CnnfruitError(f"the checkpoint's generator state is unusable: {err}") from None
+        history = ckpt.history
+        if len(history.get("epochs", ())) != ckpt.epoch:
+            raise CnnfruitError(f"the checkpoint's history does not hold its {ckpt.epoch} completed epochs")
+        history["hyperparameters"] = asdict(config)
+        trainer = cls(dataset, config, network, optimizer, shuffle_rng, prepare(dataset, config, split_rng), history,
+                      ckpt.partial)
+        if ckpt.partial is not None:
+            _check_partial(ckpt.partial, trainer.steps_per_epoch)
+        return trainer
+
     @property
     def epoch(self):
         return len(self.history["epochs"])
 
     def run_epoch(self, on_step=None):
-        """One pass over the shuffled training set; returns and records the epoch's figures."""
+        """One pass over the shuffled training set; returns and records the epoch's figures.
+
+        Returns None instead if `stop_requested` was set before the last step; the epoch's
+        progress is then in `partial`, and calling run_epoch again (with stop_requested cleared),
+        or resuming from a checkpoint, carries on from the next step with the same order.
+        """
         started = time.perf_counter()
         data, batch = self.data, self.config.batch_size
+        partial = self.partial or {"step": 0, "loss_sum": 0.0, "correct": 0, "seconds": 0.0}
+        if self.partial is None:
+            self._epoch_rng_state = self.shuffle_rng.bit_generator.state
+        else:  # draw the stopped epoch's order again
+            self.shuffle_rng.bit_generator.state = self._epoch_rng_state
         order = self.shuffle_rng.permutation(len(data.y_train))
         np.take(data.x_train, order, axis=0, out=self._x_epoch)
         np.take(data.y_train, order, axis=0, out=self._y_epoch)
-        loss_sum, correct = 0.0, 0
+        loss_sum, correct = partial["loss_sum"], partial["correct"]
         net, params, grads = self.network, self.network.params, self.network.grads
-        for step in range(self.steps_per_epoch):
+        for step in range(partial["step"], self.steps_per_epoch):
             chunk = slice(step * batch, (step + 1) * batch)
             labels = self._y_epoch[chunk]
             net.forward(self._x_epoch[chunk])
-            loss_sum += float(net.loss(labels).sum())
+            step_loss = float(net.loss(labels).sum())
+            if not math.isfinite(step_loss):
+                raise Diverged(self.epoch + 1, step + 1, "the loss", self.config.lr)
+            loss_sum += step_loss
             correct += int((net.probs.argmax(axis=1) == labels).sum())
             net.backward()
             self.optimizer.step(params, grads)
             if on_step is not None:
                 on_step(step + 1, self.steps_per_epoch)
+            if self.stop_requested and step + 1 < self.steps_per_epoch:
+                seconds = partial["seconds"] + time.perf_counter() - started
+                self.partial = {"step": step + 1, "loss_sum": loss_sum, "correct": correct, "seconds": seconds}
+                return None
+        for name, value in params.items():
+            if not np.isfinite(value).all():
+                raise Diverged(self.epoch + 1, self.steps_per_epoch, f"the weight {name}", self.config.lr)
         n = len(data.y_train)
         record = {"epoch": self.epoch + 1, "train_loss": loss_sum / n, "train_accuracy": correct / n}
         if len(data.y_val):
             record["val_loss"], record["val_accuracy"], _ = net.evaluate(data.x_val, data.y_val)
         else:
             record["val_loss"] = record["val_accuracy"] = None
-        record["seconds"] = time.perf_counter() - started
+        record["seconds"] = partial["seconds"] + time.perf_counter() - started
         self.history["epochs"].append(record)
+        self.partial = None
         return record
 
     def finish(self, total_seconds):
@@ -153,7 +244,12 @@ class Trainer:
         self.history["total_seconds"] = total_seconds
         return accuracy
 
-    def checkpoint(self):
+    def checkpoint(self, data_source=None, skip_bad=False):
+        """Everything needed to evaluate, or to resume bit for bit; data_source: the --data folder."""
+        if self._digest is None:
+            self._digest = fingerprint(self.dataset)
+        # Mid-epoch, the epoch's order is redrawn on resume from the generator's state at its start.
+        rng_state = self._epoch_rng_state if self.partial is not None else self.shuffle_rng.bit_generator.state
         return ckpt_io.Checkpoint(
             arch=self.network.arch,
             class_names=list(self.dataset.class_names),
@@ -163,7 +259,33 @@ class Trainer:
             epoch=self.epoch,
             optimizer=self.config.optimizer,
             optimizer_state=self.optimizer.state,
-            rng_state=self.shuffle_rng.bit_generator.state,
+            rng_state=rng_state,
             config=asdict(self.config),
             history=self.history,
+            data={"source": data_source, "digest": self._digest, "skip_bad": skip_bad},
+            partial=self.partial,
         )
+
+
+def _check_partial(partial, steps_per_epoch):
+    kinds = {"step": int, "correct": int, "loss_sum": float, "seconds": (int, float)}
+    if not isinstance(partial, dict) or any(not isinstance(partial.get(k), kind) for k, kind in kinds.items()):
+        raise CnnfruitError(f"the checkpoint's interrupted epoch needs {', '.join(kinds)}")
+    if not 0 < partial["step"] < steps_per_epoch:
+        raise CnnfruitError("the checkpoint's interrupted epoch does not fit its data and batch size")
+
+
+def _restore_state(state, saved):
+    """Copy a checkpoint's optimizer arrays into an optimizer's state, checking names and shapes."""
+    missing = sorted(set(state) - set(saved))
+    if missing:
+        raise CnnfruitError(f"the checkpoint lacks the optimizer state {', '.join(missing)}")
+    for name, value in saved.items():
+        if name not in state:
+            state[name] = value.copy()
+        elif np.shape(state[name]) != value.shape:
+            raise CnnfruitError(
+                f"the checkpoint's optimizer state {name} has shape {value.shape}, its network needs {np.shape(state[name])}"
+            )
+        else:
+            state[name][...] = value

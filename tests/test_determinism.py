@@ -1,0 +1,41 @@
+"""Same flags and seed, same model.npz bit for bit: on a rerun and whatever NUMBA_NUM_THREADS is."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from runs import TINY, assert_same_model, cli, saved_arrays
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def train_in_process(data, out, threads, *flags):
+    """A fresh interpreter, so NUMBA_NUM_THREADS really takes effect."""
+    env = {**os.environ, "NUMBA_NUM_THREADS": str(threads)}
+    args = ["train", "--data", data, *TINY, "--epochs", 2, "--seed", 3, "--out", out, *flags]
+    result = subprocess.run([sys.executable, "-m", "cnnfruit", *map(str, args)], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    return out / "model.npz"
+
+
+# batch 3 runs the dense layers in the Numba kernels; batch 8 sends them to BLAS (model.BLAS_MIN_BATCH)
+@pytest.mark.parametrize("batch", [3, 8])
+def test_reruns_and_thread_counts_give_identical_models(tmp_path, image_folder, batch):
+    flags = ["--batch-size", batch]
+    first = train_in_process(image_folder, tmp_path / "first", 2, *flags)
+    again = train_in_process(image_folder, tmp_path / "again", 2, *flags)
+    one_thread = train_in_process(image_folder, tmp_path / "one", 1, *flags)
+    assert_same_model(first, again)
+    assert_same_model(first, one_thread)
+
+
+def test_another_seed_gives_another_model(tmp_path, image_folder):
+    """The comparison above can fail: a different seed changes the weights."""
+    for seed in (3, 4):
+        assert cli("train", "--data", image_folder, *TINY, "--epochs", 1, "--seed", seed, "--out", tmp_path / str(seed)).exit_code == 0
+    first, other = (saved_arrays(tmp_path / str(seed) / "model.npz") for seed in (3, 4))
+    assert not np.array_equal(first["param_conv_w"], other["param_conv_w"])
