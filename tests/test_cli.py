@@ -93,7 +93,7 @@ def test_plot_writes_png(run, tmp_path):
     "args, message",
     [
         (["train", "--epochs", "0"], "Error: --epochs must be at least 1, got 0"),
-        (["train", "--lr", "-1"], "Error: --lr must be positive, got -1.0"),
+        (["train", "--lr", "-1"], "Error: --lr must be a positive number, got -1.0"),
         (["train", "--batch-size", "0"], "Error: --batch-size must be at least 1, got 0"),
         (["train", "--val-fraction", "1"], "Error: --val-fraction must be in [0, 1), got 1.0"),
         (["eval", "missing.npz"], "Error: checkpoint missing.npz does not exist"),
