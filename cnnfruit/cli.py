@@ -170,15 +170,20 @@ def train(ctx, data, lr, epochs, batch_size, kernels, kernel_size, hidden, val_f
     """
     from .train import Diverged, TrainConfig, Trainer
 
-    if resume:
-        trainer, run = resume_run(ctx, resume, data, epochs, out, skip_bad)
-    else:
-        config = TrainConfig(lr=lr, epochs=epochs, batch_size=batch_size, kernels=kernels, kernel_size=kernel_size,
-                             hidden=hidden, val_fraction=val_fraction, seed=seed, color=color, normalize=normalize)
-        config.check()
-        dataset = load_dataset(data, skip_bad)
-        trainer = Trainer.start(dataset, config)
-        run = RunFiles(make_output_folder(out), data, skip_bad)
+    try:
+        if resume:
+            trainer, run = resume_run(ctx, resume, data, epochs, out, skip_bad)
+        else:
+            config = TrainConfig(lr=lr, epochs=epochs, batch_size=batch_size, kernels=kernels,
+                                 kernel_size=kernel_size, hidden=hidden, val_fraction=val_fraction, seed=seed,
+                                 color=color, normalize=normalize)
+            config.check()
+            dataset = load_dataset(data, skip_bad)
+            trainer = Trainer.start(dataset, config)
+            run = RunFiles(make_output_folder(out), data, skip_bad)
+    except KeyboardInterrupt:  # Ctrl-C while the images load: there is nothing to save yet
+        click.echo("Interrupted before training started; nothing was saved", err=True)
+        ctx.exit(EXIT_CODE)
     try:
         with StopOnSignal(lambda signum: setattr(trainer, "stop_requested", True)) as stopper:
             run.save(trainer)  # before any step: proves the folder is writable, gives a point to resume from

@@ -275,3 +275,14 @@ def test_resume_checks_the_interrupted_epoch(tmp_path, image_folder, partial, pr
     result = cli("train", "--resume", tmp_path / "odd.npz", "--epochs", 3)
     assert result.exit_code == 1
     assert result.output == f"Error: {tmp_path / 'odd.npz'}: cannot resume: {problem}\n"
+
+
+def test_ctrl_c_while_loading_exits_130_and_saves_nothing(tmp_path, image_folder, monkeypatch):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli_module, "load_dataset", interrupted)
+    result = cli("train", "--data", image_folder, *TINY, "--out", tmp_path / "run")
+    assert result.exit_code == 130
+    assert result.output == "Interrupted before training started; nothing was saved\n"
+    assert not (tmp_path / "run").exists()
