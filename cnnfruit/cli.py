@@ -207,7 +207,7 @@ def train(ctx, data, lr, epochs, batch_size, kernels, kernel_size, hidden, val_f
                     run.save(trainer)
                     if trainer.stop_requested:
                         break
-            if trainer.epoch < trainer.config.epochs:
+            if trainer.stop_requested and trainer.epoch < trainer.config.epochs:
                 click.echo(f"Interrupted by {signal_name(stopper.received)}: saved {run.saved_at} to {run.model_path}")
                 click.echo(f"Resume with: cnnfruit train --resume {shlex.quote(run.model_path)}")
                 ctx.exit(EXIT_CODE)
