@@ -31,7 +31,8 @@ class Checkpoint:
     config: dict = field(default_factory=dict)  # the training flags
     history: dict = field(default_factory=dict)
     # Where the training images came from: {"source": absolute folder or None for the embedded
-    # set, "digest": data.fingerprint of the images}, so a resumed run trains on the same data.
+    # set, "digest": data.fingerprint of the images, "skip_bad": bool}, so that a resumed run
+    # trains on the same data.
     data: dict = field(default_factory=dict)
     # An epoch stopped part-way (Ctrl-C): {"step", "loss_sum", "correct", "seconds"} so far; then
     # rng_state is the shuffling generator's state at the START of that epoch. None otherwise.

@@ -13,6 +13,7 @@ import shutil
 import numpy as np
 
 from cnnfruit.data import read_image_folder
+from cnnfruit.files import write_atomically
 
 
 def main():
@@ -24,9 +25,7 @@ def main():
     dataset, skipped = read_image_folder(args.source)
     if skipped:
         raise SystemExit(f"{skipped} unreadable images in {args.source}")
-    temporary = args.output + ".tmp.npz"
-    np.savez_compressed(
-        temporary,
+    arrays = dict(
         class_names=np.array(dataset.class_names),
         train_images=dataset.train.images,
         train_labels=dataset.train.labels.astype(np.uint8),
@@ -35,10 +34,11 @@ def main():
         train_files=np.array([os.path.relpath(p, args.source) for p in dataset.train.paths]),
         test_files=np.array([os.path.relpath(p, args.source) for p in dataset.test.paths]),
     )
-    os.replace(temporary, args.output)
+    write_atomically(args.output, lambda temporary: np.savez_compressed(temporary, **arrays))
     license_path = os.path.join(args.source, "LICENSE")
     if os.path.exists(license_path):
-        shutil.copyfile(license_path, os.path.join(os.path.dirname(args.output), "LICENSE"))
+        target = os.path.join(os.path.dirname(args.output), "LICENSE")
+        write_atomically(target, lambda temporary: shutil.copyfile(license_path, temporary))
     for name, part in (("train", dataset.train), ("test", dataset.test)):
         counts = np.bincount(part.labels, minlength=len(dataset.class_names))
         print(name, dict(zip(dataset.class_names, counts.tolist())))

@@ -253,3 +253,9 @@ def test_history_that_is_not_text(tmp_path):
 def test_history_json_written_by_train_round_trips(trained):
     history = json.loads((trained / "history.json").read_text())
     assert [e["epoch"] for e in history["epochs"]] == [1] and "test_accuracy" in history
+
+
+def test_plot_to_a_folder_that_cannot_exist(tmp_path, trained):
+    (tmp_path / "file").write_text("x")
+    target = tmp_path / "file" / "history.png"
+    assert_error(cli("plot", trained / "history.json", "-o", target), f"cannot write {target}: Not a directory")

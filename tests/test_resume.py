@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from cnnfruit import checkpoint, cli as cli_module
-from cnnfruit.data import load_embedded, read_image_folder
+from cnnfruit.data import read_image_folder
 from cnnfruit.train import TrainConfig, Trainer
 
 from conftest import make_image_folder
@@ -98,21 +98,22 @@ def test_sigterm_saves_mid_epoch_and_the_printed_command_resumes(tmp_path, image
 
 def test_sigint_mid_epoch_in_a_real_process_then_resume(tmp_path):
     """The real thing: `python -m cnnfruit train`, Ctrl-C once it is training, then --resume."""
+    data = make_image_folder(tmp_path / "data", train=40)  # 84 steps an epoch
     out = tmp_path / "run"
-    args = [sys.executable, "-m", "cnnfruit", "train", *TINY, "--epochs", 1, "--out", out]
+    args = [sys.executable, "-m", "cnnfruit", "train", "--data", data, *TINY, "--epochs", 2, "--out", out]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     process = subprocess.Popen([str(a) for a in args], cwd=ROOT, env=env, stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True)
     lines = []
-    for line in process.stdout:  # the handler is in place before this line is printed
+    for line in process.stdout:
         lines.append(line.rstrip("\n"))
-        if line.startswith("Network:"):
+        if line.startswith("Network:"):  # the handler is in place, no step has run yet
             process.send_signal(signal.SIGINT)
             break
     lines += process.stdout.read().splitlines()
-    assert process.wait(timeout=120) == 130, lines
+    assert process.wait(timeout=300) == 130, lines
     model = out / "model.npz"
-    assert re.fullmatch(rf"Interrupted by SIGINT: saved epoch 1 up to step \d+ of 1030 to {re.escape(str(model))}",
+    assert re.fullmatch(rf"Interrupted by SIGINT: saved epoch 1 up to step \d+ of 84 to {re.escape(str(model))}",
                         lines[-2]), lines
     assert lines[-1] == f"Resume with: cnnfruit train --resume {model}"
     assert checkpoint.load(str(model)).interrupted
@@ -120,10 +121,11 @@ def test_sigint_mid_epoch_in_a_real_process_then_resume(tmp_path):
     resumed = subprocess.run([sys.executable, "-m", "cnnfruit", *shlex.split(lines[-1])[3:]], cwd=ROOT,
                              capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
-    assert "Epoch: 1 |" in resumed.stdout
+    assert "Epoch: 2 |" in resumed.stdout
 
-    config = TrainConfig(epochs=1, kernels=2, kernel_size=5, hidden=(8,))
-    reference = Trainer.start(load_embedded(), config)
+    dataset, _ = read_image_folder(str(data))
+    reference = Trainer.start(dataset, TrainConfig(epochs=2, kernels=2, kernel_size=5, hidden=(8,)))
+    reference.run_epoch()
     reference.run_epoch()
     saved = saved_arrays(model)
     for name, value in reference.network.params.items():
@@ -273,3 +275,14 @@ def test_resume_checks_the_interrupted_epoch(tmp_path, image_folder, partial, pr
     result = cli("train", "--resume", tmp_path / "odd.npz", "--epochs", 3)
     assert result.exit_code == 1
     assert result.output == f"Error: {tmp_path / 'odd.npz'}: cannot resume: {problem}\n"
+
+
+def test_ctrl_c_while_loading_exits_130_and_saves_nothing(tmp_path, image_folder, monkeypatch):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli_module, "load_dataset", interrupted)
+    result = cli("train", "--data", image_folder, *TINY, "--out", tmp_path / "run")
+    assert result.exit_code == 130
+    assert result.output == "Interrupted before training started; nothing was saved\n"
+    assert not (tmp_path / "run").exists()
