@@ -132,6 +132,31 @@ class EpochProgress:
         return on_step
 
 
+def beyond_the_report_options(command):
+    """Training flags past the report's plain SGD: optimizers, loss reduction, early stopping, augmentation."""
+    options = [
+        click.option("--optimizer", type=click.Choice(["sgd", "momentum", "adam"]), default="sgd", show_default=True,
+                     help="Update rule."),
+        click.option("--momentum", type=float, default=0.9, show_default=True, help="Momentum (--optimizer momentum)."),
+        click.option("--weight-decay", type=float, default=0.0, show_default=True,
+                     help="L2 penalty added to every gradient as weight_decay * param."),
+        click.option("--beta1", type=float, default=0.9, show_default=True, help="Adam's first-moment decay."),
+        click.option("--beta2", type=float, default=0.999, show_default=True, help="Adam's second-moment decay."),
+        click.option("--eps", type=float, default=1e-8, show_default=True, help="Adam's denominator guard."),
+        click.option("--loss-reduction", type=click.Choice(["sum", "mean"]), default="sum", show_default=True,
+                     help="Batch loss as the sum (the report's lr scale) or the mean of per-image losses."),
+        click.option("--patience", type=int, default=0, show_default=True,
+                     help="Stop when validation loss has not improved for this many epochs (0: never)."),
+        click.option("--augment", type=click.Choice(["none", "flip", "flip-vh", "shift"]), default="none",
+                     show_default=True,
+                     help="Per-epoch random left-right flips (flip), also upside-down (flip-vh), or flips plus "
+                          "shifts of up to 2 pixels (shift)."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
 @main.command()
 @click.option("--data", type=click.Path(file_okay=False), default=None,
               help="Image folder with train/<class>/* and test/<class>/*. Default: the embedded fruit photos.")
@@ -153,15 +178,17 @@ class EpochProgress:
               help="Folder for model.npz and history.json. Default: a new folder under ./runs/.")
 @click.option("--skip-bad", is_flag=True, help="Skip unreadable images in --data instead of stopping.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+@beyond_the_report_options
 def train(data, lr, epochs, batch_size, kernels, kernel_size, hidden, val_fraction, seed, color, normalize,
-          out, skip_bad, quiet):
-    """Train the network and save model.npz and history.json."""
+          out, skip_bad, quiet, **extra):
+    """Train the network and save model.npz and history.json (and best.npz, the lowest validation loss)."""
     from . import checkpoint
     from .files import write_text_atomically
     from .train import TrainConfig, Trainer
 
     config = TrainConfig(lr=lr, epochs=epochs, batch_size=batch_size, kernels=kernels, kernel_size=kernel_size,
-                         hidden=hidden, val_fraction=val_fraction, seed=seed, color=color, normalize=normalize)
+                         hidden=hidden, val_fraction=val_fraction, seed=seed, color=color, normalize=normalize,
+                         **extra)
     config.check()
     folder = make_output_folder(out)
     dataset = load_dataset(data, skip_bad)
@@ -176,10 +203,17 @@ def train(data, lr, epochs, batch_size, kernels, kernel_size, hidden, val_fracti
         f"Network: {arch.in_channels}x{arch.image_size}x{arch.image_size} -> conv {arch.kernels}x{arch.kernel_size}x"
         f"{arch.kernel_size} -> {arch.features} -> {' -> '.join(str(o) for _, o in arch.dense_widths)}"
     )
+    best_path = os.path.join(folder, "best.npz")
     with EpochProgress(quiet) as progress:
         while trainer.epoch < config.epochs:
             record = trainer.run_epoch(progress.epoch(trainer.epoch + 1, trainer.steps_per_epoch))
             click.echo(format_epoch(record))
+            if trainer.improved:
+                checkpoint.save(best_path, trainer.checkpoint())
+            if trainer.should_stop():
+                click.echo(f"Early stop: validation loss has not improved for {config.patience} epochs "
+                           f"(best {trainer.history['best_val_loss']:.4f} at epoch {trainer.history['best_epoch']})")
+                break
     total = time.perf_counter() - started
     accuracy = trainer.finish(total)
     model_path, history_path = os.path.join(folder, "model.npz"), os.path.join(folder, "history.json")
@@ -189,6 +223,8 @@ def train(data, lr, epochs, batch_size, kernels, kernel_size, hidden, val_fracti
     click.echo(f"Test Accuracy: {100 * accuracy:.1f}% ({correct}/{len(trainer.data.y_test)})")
     click.echo(f"Total Time: {total:.1f} s")
     click.echo(f"Saved {model_path} and {history_path}")
+    if "best_epoch" in trainer.history:
+        click.echo(f"Saved {best_path} (epoch {trainer.history['best_epoch']}, lowest validation loss)")
 
 
 def split_for_eval(ckpt, dataset, split):
