@@ -1,4 +1,4 @@
-"""The `cnnfruit` command line: train, eval, plot, predict.
+"""The `cnnfruit` command line: train, eval, plot, predict, gradcheck.
 
 The only module that imports click and rich. Heavy modules (numba kernels, matplotlib) are
 imported inside the commands that need them, so `cnnfruit --help` starts at once.
@@ -355,6 +355,53 @@ def predict(model, images, as_json):
     for result in results:
         odds = "  ".join(f"{name} {value:.3f}" for name, value in result["probabilities"].items())
         click.echo(f"{result['file']:<{width}}  {result['class']:<{max(map(len, ckpt.class_names))}}  {odds}")
+
+
+@main.command()
+@click.option("--kernels", type=int, default=8, show_default=True, help="Number of conv kernels.")
+@click.option("--kernel-size", type=int, default=4, show_default=True, help="Side of each square conv kernel.")
+@click.option("--hidden", default="841,29", show_default=True, callback=parse_hidden,
+              help="Hidden dense layer sizes, comma-separated.")
+@click.option("--color", type=click.Choice(["grey", "rgb"]), default="grey", show_default=True,
+              help="Input channels: 1 (grey) or 3 (rgb).")
+@click.option("--image-size", type=int, default=8, show_default=True,
+              help="Side of the random square test images (small keeps it quick).")
+@click.option("--classes", type=int, default=3, show_default=True, help="Number of output classes.")
+@click.option("--images", type=int, default=2, show_default=True, help="Images in the batch whose summed loss is checked.")
+@click.option("--max-entries", type=int, default=300, show_default=True,
+              help="Check at most this many randomly chosen entries of each parameter.")
+@click.option("--threshold", type=float, default=1e-6, show_default=True,
+              help="Fail (exit 1) if any parameter's relative error is above this.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed for the weights, images and sampled entries.")
+def gradcheck(kernels, kernel_size, hidden, color, image_size, classes, images, max_entries, threshold, seed):
+    """Check backprop against centred finite differences (float64) on a small random network.
+
+    For each parameter it prints the relative error ||backprop - numeric|| / (||backprop|| +
+    ||numeric||) over the checked entries, and exits with status 1 if any is above --threshold.
+    """
+    from .architecture import Architecture
+    from .gradcheck import check_gradients
+
+    if images < 1 or max_entries < 1:
+        raise CnnfruitError("--images and --max-entries must be at least 1")
+    arch = Architecture(in_channels=3 if color == "rgb" else 1, image_size=image_size, kernels=kernels,
+                        kernel_size=kernel_size, hidden=hidden, classes=classes)
+    click.echo(
+        f"Network: {arch.in_channels}x{image_size}x{image_size} -> conv {kernels}x{kernel_size}x{kernel_size} -> "
+        f"{arch.features} -> {' -> '.join(str(o) for _, o in arch.dense_widths)}, float64, {images} random images"
+    )
+    results = check_gradients(arch, seed=seed, images=images, max_entries=max_entries)
+    width = max(len(r.name) for r in results)
+    click.echo(f"{'parameter':<{width}}  {'shape':<14} {'checked':>7}  {'rel. error':>10}  {'max |diff|':>10}")
+    for r in results:
+        verdict = "ok" if r.relative_error <= threshold else "FAIL"
+        click.echo(f"{r.name:<{width}}  {str(r.shape):<14} {r.checked:>7}  {r.relative_error:>10.2e}  "
+                   f"{r.max_abs_difference:>10.2e}  {verdict}")
+    failed = [r.name for r in results if r.relative_error > threshold]
+    if failed:
+        click.echo(f"Gradient check FAILED for {', '.join(failed)} (threshold {threshold:g})", err=True)
+        sys.exit(1)
+    click.echo(f"Gradient check passed: every relative error is at most {threshold:g}")
 
 
 if __name__ == "__main__":
