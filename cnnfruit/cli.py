@@ -272,7 +272,9 @@ def open_model(path):
 @click.option("--split", type=click.Choice(["test", "train", "val"]), default="test", show_default=True,
               help="Which images to score; train and val repeat the training run's seeded split.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def evaluate(model, data, split, as_json):
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None,
+              help="Also draw the confusion matrix as a heat map into this PNG file.")
+def evaluate(model, data, split, as_json, plot_path):
     """Accuracy, per-class precision and recall, and the confusion matrix of MODEL."""
     from .metrics import classification_report
     from .preprocess import to_inputs
@@ -291,6 +293,12 @@ def evaluate(model, data, split, as_json):
         click.echo(json.dumps(report, indent=2))
     else:
         print_report(report)
+    if plot_path:
+        from .plots import plot_confusion_matrix
+
+        write_plot(plot_confusion_matrix, report["confusion_matrix"], ckpt.class_names, plot_path,
+                   title=f"{os.path.basename(model)} on the {split} split")
+        click.echo(f"Wrote {plot_path}", err=as_json)
 
 
 def read_history(path):
@@ -310,21 +318,73 @@ def read_history(path):
     return history
 
 
-@main.command()
-@click.argument("history", type=click.Path(exists=True, dir_okay=False))
-@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
-              help="PNG file to write. Default: HISTORY with a .png suffix.")
-def plot(history, output):
-    """Plot training and validation loss and accuracy per epoch from a history.json."""
-    from .plots import plot_history
-
-    record = read_history(history)
-    output = output or os.path.splitext(history)[0] + ".png"
+def is_checkpoint_file(path):
+    """A .npz checkpoint is a zip archive; a history is JSON text. Decided by the first bytes."""
     try:
-        plot_history(record, output)
+        with open(path, "rb") as f:
+            return f.read(4) == b"PK\x03\x04"
+    except OSError as err:
+        raise CnnfruitError(f"cannot read {path}: {err.strerror}") from None
+
+
+@main.command()
+@click.argument("file", metavar="HISTORY_OR_MODEL", type=click.Path(exists=True, dir_okay=False))
+@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
+              help="PNG file to write. Default: FILE with a .png suffix (-kernels.png / -features.png for a model).")
+@click.option("--kernels", "show_kernels", is_flag=True, help="MODEL.npz: draw the learned conv kernels as a grid.")
+@click.option("--feature-maps", "feature_image", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="MODEL.npz: draw this image and the ReLU maps the conv layer makes of it.")
+def plot(file, output, show_kernels, feature_image):
+    """Plot a history.json (loss and accuracy per epoch) or what a model.npz learned.
+
+    \b
+      cnnfruit plot runs/x/history.json
+      cnnfruit plot runs/x/model.npz --kernels -o kernels.png
+      cnnfruit plot runs/x/model.npz --feature-maps photo.jpg -o features.png
+    """
+    stem = os.path.splitext(file)[0]
+    if not is_checkpoint_file(file):
+        if show_kernels or feature_image:
+            raise CnnfruitError(f"--kernels and --feature-maps need a model .npz file; {file} is not one")
+        from .plots import plot_history
+
+        record = read_history(file)
+        output = output or stem + ".png"
+        write_plot(plot_history, record, output)
+    elif show_kernels == bool(feature_image):
+        raise CnnfruitError(f"{file} is a model: choose one of --kernels or --feature-maps IMAGE")
+    elif show_kernels:
+        from . import checkpoint
+        from .plots import plot_kernels
+
+        ckpt = checkpoint.load(file)
+        output = output or stem + "-kernels.png"
+        write_plot(plot_kernels, ckpt.params["conv_w"], output,
+                   title=f"{ckpt.arch.kernels} learned {ckpt.arch.kernel_size}x{ckpt.arch.kernel_size} kernels "
+                         f"({ckpt.color}, {os.path.basename(file)})")
+    else:
+        from .plots import plot_feature_maps
+        from .preprocess import load_image, to_inputs
+
+        ckpt, network = open_model(file)
+        pixels = load_image(feature_image, ckpt.arch.image_size)[None]
+        x = to_inputs(pixels, ckpt.color, ckpt.normalize)
+        probs = network.predict_proba(x)[0]
+        network.forward(x)
+        shown = x[0, 0] if ckpt.color == "grey" else pixels[0]
+        output = output or stem + "-features.png"
+        guess = ckpt.class_names[int(probs.argmax())]
+        write_plot(plot_feature_maps, shown, network.conv_out[0].copy(), output,
+                   title=f"{os.path.basename(feature_image)}: predicted {guess} ({100 * probs.max():.1f}%)")
+    click.echo(f"Wrote {output}")
+
+
+def write_plot(draw, *args, **kwargs):
+    output = args[-1]
+    try:
+        draw(*args, **kwargs)
     except OSError as err:
         raise CnnfruitError(f"cannot write {output}: {err.strerror or err}") from None
-    click.echo(f"Wrote {output}")
 
 
 @main.command()
