@@ -7,23 +7,30 @@ import numpy as np
 
 from .errors import CnnfruitError
 
-AUGMENT_MODES = ("none", "flip", "flip-vh", "shift")
+AUGMENT_MODES = ("none", "flip", "flip-vh", "rotate", "shift")
 MAX_SHIFT = 2  # pixels, for "shift"
 
 
 def augment(x, mode, rng):
     """none: nothing; flip: each image mirrored left-right with probability 1/2; flip-vh: also
-    upside down, independently; shift: flip, then moved by up to MAX_SHIFT pixels each way, the
-    border pixels repeated into the gap (the photos' background is plain)."""
+    upside down, independently; rotate: flip-vh, then transposed with probability 1/2, which makes
+    each of the square's 8 rotations and reflections equally likely; shift: flip, then moved by up
+    to MAX_SHIFT pixels each way, the border pixels repeated into the gap (the photos' background
+    is plain)."""
     if mode == "none":
         return x
     if mode not in AUGMENT_MODES:
         raise CnnfruitError(f"unknown augmentation {mode!r}; choose from {', '.join(AUGMENT_MODES)}")
     mirror = rng.random(len(x)) < 0.5
     x[mirror] = x[mirror][..., ::-1]
-    if mode == "flip-vh":
+    if mode in ("flip-vh", "rotate"):
         upside_down = rng.random(len(x)) < 0.5
         x[upside_down] = x[upside_down][..., ::-1, :]
+    if mode == "rotate":
+        if x.shape[-1] != x.shape[-2]:
+            raise CnnfruitError("--augment rotate needs square images")
+        transpose = rng.random(len(x)) < 0.5
+        x[transpose] = x[transpose].swapaxes(-1, -2)
     elif mode == "shift":
         _shift(x, rng.integers(-MAX_SHIFT, MAX_SHIFT + 1, size=(len(x), 2)))
     return x

@@ -147,10 +147,11 @@ def beyond_the_report_options(command):
                      help="Batch loss as the sum (the report's lr scale) or the mean of per-image losses."),
         click.option("--patience", type=int, default=0, show_default=True,
                      help="Stop when validation loss has not improved for this many epochs (0: never)."),
-        click.option("--augment", type=click.Choice(["none", "flip", "flip-vh", "shift"]), default="none",
+        click.option("--augment", type=click.Choice(["none", "flip", "flip-vh", "rotate", "shift"]), default="none",
                      show_default=True,
-                     help="Per-epoch random left-right flips (flip), also upside-down (flip-vh), or flips plus "
-                          "shifts of up to 2 pixels (shift)."),
+                     help="Per-epoch random changes to each training image: left-right flips (flip), also "
+                          "upside-down (flip-vh), also 90-degree turns (rotate), or flips plus shifts of up to "
+                          "2 pixels (shift)."),
     ]
     for option in reversed(options):
         command = option(command)

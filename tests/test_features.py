@@ -105,6 +105,14 @@ def test_flip_mirrors_about_half_the_images_and_nothing_else(rng):
     np.testing.assert_array_equal(flipped, augment(x.copy(), "flip", np.random.default_rng(0)))
 
 
+def test_rotate_reaches_all_eight_symmetries_of_the_square():
+    x = np.arange(9.0).reshape(1, 1, 3, 3)
+    seen = {augment(x.copy(), "rotate", np.random.default_rng(seed)).tobytes() for seed in range(100)}
+    square = x[0, 0]
+    symmetries = {np.ascontiguousarray(np.rot90(m, k)).tobytes() for m in (square, square.T) for k in range(4)}
+    assert seen == symmetries
+
+
 def test_shift_moves_content_by_at_most_max_shift(rng):
     x = np.zeros((50, 1, 12, 12))
     x[:, :, 5, 6] = 1.0  # one bright pixel away from the borders
