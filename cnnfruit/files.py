@@ -13,6 +13,10 @@ def write_atomically(path, write):
     suffix = os.path.splitext(path)[1]
     fd, temporary = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=suffix)
     os.close(fd)
+    # mkstemp makes the file private (0600); a saved model or picture gets the usual permissions.
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(temporary, 0o666 & ~umask)
     try:
         write(temporary)
         with open(temporary, "rb") as f:

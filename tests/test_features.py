@@ -246,3 +246,13 @@ def test_plotting_a_history_does_not_import_numba(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
     assert (tmp_path / "history.png").read_bytes()[:8] == PNG_MAGIC
+
+
+def test_saved_files_get_the_usual_permissions_not_mkstemps_private_ones(tmp_path):
+    from cnnfruit.files import write_text_atomically
+
+    path = tmp_path / "history.json"
+    write_text_atomically(str(path), "{}")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask
