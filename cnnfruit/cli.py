@@ -132,6 +132,12 @@ class EpochProgress:
         return on_step
 
 
+def describe_best(history):
+    if "best_epoch" not in history:
+        return "it was never a finite number"
+    return f"best {history['best_val_loss']:.4f} at epoch {history['best_epoch']}"
+
+
 def beyond_the_report_options(command):
     """Training flags past the report's plain SGD: optimizers, loss reduction, early stopping, augmentation."""
     options = [
@@ -213,7 +219,7 @@ def train(data, lr, epochs, batch_size, kernels, kernel_size, hidden, val_fracti
                 checkpoint.save(best_path, trainer.checkpoint())
             if trainer.should_stop():
                 click.echo(f"Early stop: validation loss has not improved for {config.patience} epochs "
-                           f"(best {trainer.history['best_val_loss']:.4f} at epoch {trainer.history['best_epoch']})")
+                           f"({describe_best(trainer.history)})")
                 break
     total = time.perf_counter() - started
     accuracy = trainer.finish(total)

@@ -183,7 +183,7 @@ class Trainer:
     def _track_best(self, record):
         best = self.history.get("best_val_loss")
         loss = record["val_loss"]
-        self.improved = loss is not None and np.isfinite(loss) and (best is None or loss < best)
+        self.improved = bool(loss is not None and np.isfinite(loss) and (best is None or loss < best))
         if self.improved:
             self.history["best_epoch"], self.history["best_val_loss"] = record["epoch"], loss
 

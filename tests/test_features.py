@@ -256,3 +256,12 @@ def test_saved_files_get_the_usual_permissions_not_mkstemps_private_ones(tmp_pat
     umask = os.umask(0)
     os.umask(umask)
     assert path.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_early_stop_when_validation_loss_is_never_finite(tmp_path, monkeypatch):
+    monkeypatch.setattr(Network, "evaluate", lambda self, x, labels, batch=256: (float("nan"), 0.0, np.zeros(len(x), int)))
+    result = CliRunner().invoke(main, ["train", *TINY_FLAGS, "--epochs", "5", "--patience", "1",
+                                       "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert "has not improved for 1 epochs (it was never a finite number)" in result.output
+    assert not (tmp_path / "best.npz").exists()
