@@ -85,9 +85,12 @@ def test_train_stops_early_and_keeps_best_npz(tmp_path, monkeypatch):
     history = json.loads((tmp_path / "history.json").read_text())
     assert len(history["epochs"]) == 3
     assert history["best_epoch"] == 1
+    assert history["hyperparameters"]["loss_reduction"] == "sum"
+    assert history["hyperparameters"]["patience"] == 2
     best = checkpoint.load(str(tmp_path / "best.npz"))
     last = checkpoint.load(str(tmp_path / "model.npz"))
     assert best.epoch == 1 and last.epoch == 3
+    assert last.config["loss_reduction"] == "sum" and last.config["optimizer"] == "sgd"
     assert not np.array_equal(best.params["conv_w"], last.params["conv_w"])
     assert not [f for f in os.listdir(tmp_path) if f.startswith(".tmp-")]
 
