@@ -458,7 +458,7 @@ def gradcheck(kernels, kernel_size, hidden, color, image_size, classes, images, 
         f"{arch.features} -> {' -> '.join(str(o) for _, o in arch.dense_widths)}, float64, {images} random images"
     )
     results = check_gradients(arch, seed=seed, images=images, max_entries=max_entries)
-    width = max(len(r.name) for r in results)
+    width = max(len("parameter"), *(len(r.name) for r in results))
     click.echo(f"{'parameter':<{width}}  {'shape':<14} {'checked':>7}  {'rel. error':>10}  {'max |diff|':>10}")
     for r in results:
         verdict = "ok" if r.relative_error <= threshold else "FAIL"
