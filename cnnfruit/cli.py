@@ -1,4 +1,4 @@
-"""The `cnnfruit` command line: train, eval, plot, predict.
+"""The `cnnfruit` command line: train, eval, plot, predict, gradcheck.
 
 The only module that imports click and rich. Heavy modules (numba kernels, matplotlib) are
 imported inside the commands that need them, so `cnnfruit --help` starts at once.
@@ -142,6 +142,38 @@ class EpochProgress:
         return on_step
 
 
+def describe_best(history):
+    if "best_epoch" not in history:
+        return "it was never a finite number"
+    return f"best {history['best_val_loss']:.4f} at epoch {history['best_epoch']}"
+
+
+def beyond_the_report_options(command):
+    """Training flags past the report's plain SGD: optimizers, loss reduction, early stopping, augmentation."""
+    options = [
+        click.option("--optimizer", type=click.Choice(["sgd", "momentum", "adam"]), default="sgd", show_default=True,
+                     help="Update rule."),
+        click.option("--momentum", type=float, default=0.9, show_default=True, help="Momentum (--optimizer momentum)."),
+        click.option("--weight-decay", type=float, default=0.0, show_default=True,
+                     help="L2 penalty added to every gradient as weight_decay * param."),
+        click.option("--beta1", type=float, default=0.9, show_default=True, help="Adam's first-moment decay."),
+        click.option("--beta2", type=float, default=0.999, show_default=True, help="Adam's second-moment decay."),
+        click.option("--eps", type=float, default=1e-8, show_default=True, help="Adam's denominator guard."),
+        click.option("--loss-reduction", type=click.Choice(["sum", "mean"]), default="sum", show_default=True,
+                     help="Batch loss as the sum (the report's lr scale) or the mean of per-image losses."),
+        click.option("--patience", type=int, default=0, show_default=True,
+                     help="Stop when validation loss has not improved for this many epochs (0: never)."),
+        click.option("--augment", type=click.Choice(["none", "flip", "flip-vh", "rotate", "shift"]), default="none",
+                     show_default=True,
+                     help="Per-epoch random changes to each training image: left-right flips (flip), also "
+                          "upside-down (flip-vh), also 90-degree turns (rotate), or flips plus shifts of up to "
+                          "2 pixels (shift)."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
 @main.command()
 @click.option("--data", type=click.Path(file_okay=False), default=None,
               help="Image folder with train/<class>/* and test/<class>/*. Default: the embedded fruit photos.")
@@ -167,10 +199,11 @@ class EpochProgress:
               help="Continue the run saved in this model.npz with its own settings and data.")
 @click.option("--skip-bad", is_flag=True, help="Skip unreadable images in --data instead of stopping.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+@beyond_the_report_options
 @click.pass_context
 def train(ctx, data, lr, epochs, batch_size, kernels, kernel_size, hidden, val_fraction, seed, color, normalize,
-          out, resume, skip_bad, quiet):
-    """Train the network and save model.npz and history.json.
+          out, resume, skip_bad, quiet, **extra):
+    """Train the network and save model.npz, history.json and best.npz (the lowest validation loss).
 
     model.npz is saved after every epoch. Ctrl-C (or SIGTERM) stops after the current step, saves
     the run mid-epoch and prints the command that resumes it; the resumed run ends with the same
@@ -184,7 +217,7 @@ def train(ctx, data, lr, epochs, batch_size, kernels, kernel_size, hidden, val_f
         else:
             config = TrainConfig(lr=lr, epochs=epochs, batch_size=batch_size, kernels=kernels,
                                  kernel_size=kernel_size, hidden=hidden, val_fraction=val_fraction, seed=seed,
-                                 color=color, normalize=normalize)
+                                 color=color, normalize=normalize, **extra)
             config.check()
             dataset = load_dataset(data, skip_bad)
             trainer = Trainer.start(dataset, config)
@@ -204,8 +237,14 @@ def train(ctx, data, lr, epochs, batch_size, kernels, kernel_size, hidden, val_f
                     record = trainer.run_epoch(progress.epoch(trainer.epoch + 1, trainer.steps_per_epoch))
                     if record is not None:
                         click.echo(format_epoch(record))
+                        if trainer.improved:
+                            run.save_best(trainer)
                     run.save(trainer)
                     if trainer.stop_requested:
+                        break
+                    if trainer.should_stop():
+                        click.echo(f"Early stop: validation loss has not improved for {trainer.config.patience} "
+                                   f"epochs ({describe_best(trainer.history)})")
                         break
             if trainer.stop_requested and trainer.epoch < trainer.config.epochs:
                 click.echo(f"Interrupted by {signal_name(stopper.received)}: saved {run.saved_at} to {run.model_path}")
@@ -224,6 +263,8 @@ def train(ctx, data, lr, epochs, batch_size, kernels, kernel_size, hidden, val_f
     click.echo(f"Test Accuracy: {100 * accuracy:.1f}% ({correct}/{len(trainer.data.y_test)})")
     click.echo(f"Total Time: {total:.1f} s")
     click.echo(f"Saved {run.model_path} and {run.history_path}")
+    if "best_epoch" in trainer.history:
+        click.echo(f"Saved {run.best_path} (epoch {trainer.history['best_epoch']}, lowest validation loss)")
 
 
 def describe_run(trainer):
@@ -245,6 +286,7 @@ class RunFiles:
         self.folder = folder
         self.model_path = os.path.join(folder, "model.npz")
         self.history_path = os.path.join(folder, "history.json")
+        self.best_path = os.path.join(folder, "best.npz")
         self.data_source = os.path.abspath(data) if data else None
         self.skip_bad = skip_bad
         self.saved_at = None  # which point of training the files on disk hold, for messages
@@ -264,6 +306,14 @@ class RunFiles:
             self.saved_at = "the initial weights"
         else:
             self.saved_at = f"the end of epoch {trainer.epoch}"
+
+    def save_best(self, trainer):
+        from . import checkpoint
+
+        try:
+            checkpoint.save(self.best_path, trainer.checkpoint(self.data_source, self.skip_bad))
+        except OSError as err:
+            raise CnnfruitError(f"cannot write to {self.folder}: {err.strerror or err}") from None
 
 
 def resume_run(ctx, path, data, epochs, out, skip_bad):
@@ -377,7 +427,9 @@ def open_model(path):
 @click.option("--split", type=click.Choice(["test", "train", "val"]), default="test", show_default=True,
               help="Which images to score; train and val repeat the training run's seeded split.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def evaluate(model, data, split, as_json):
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None,
+              help="Also draw the confusion matrix as a heat map into this PNG file.")
+def evaluate(model, data, split, as_json, plot_path):
     """Accuracy, per-class precision and recall, and the confusion matrix of MODEL."""
     from .metrics import classification_report
     from .preprocess import to_inputs
@@ -396,6 +448,12 @@ def evaluate(model, data, split, as_json):
         click.echo(json.dumps(report, indent=2))
     else:
         print_report(report)
+    if plot_path:
+        from .plots import plot_confusion_matrix
+
+        write_plot(plot_confusion_matrix, report["confusion_matrix"], ckpt.class_names, plot_path,
+                   title=f"{os.path.basename(model)} on the {split} split")
+        click.echo(f"Wrote {plot_path}", err=as_json)
 
 
 def read_history(path):
@@ -422,21 +480,73 @@ def read_history(path):
     return history
 
 
-@main.command()
-@click.argument("history", type=click.Path(exists=True, dir_okay=False))
-@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
-              help="PNG file to write. Default: HISTORY with a .png suffix.")
-def plot(history, output):
-    """Plot training and validation loss and accuracy per epoch from a history.json."""
-    from .plots import plot_history
-
-    record = read_history(history)
-    output = output or os.path.splitext(history)[0] + ".png"
+def is_checkpoint_file(path):
+    """A .npz checkpoint is a zip archive; a history is JSON text. Decided by the first bytes."""
     try:
-        plot_history(record, output)
+        with open(path, "rb") as f:
+            return f.read(4) == b"PK\x03\x04"
+    except OSError as err:
+        raise CnnfruitError(f"cannot read {path}: {err.strerror}") from None
+
+
+@main.command()
+@click.argument("file", metavar="HISTORY_OR_MODEL", type=click.Path(exists=True, dir_okay=False))
+@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
+              help="PNG file to write. Default: FILE with a .png suffix (-kernels.png / -features.png for a model).")
+@click.option("--kernels", "show_kernels", is_flag=True, help="MODEL.npz: draw the learned conv kernels as a grid.")
+@click.option("--feature-maps", "feature_image", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="MODEL.npz: draw this image and the ReLU maps the conv layer makes of it.")
+def plot(file, output, show_kernels, feature_image):
+    """Plot a history.json (loss and accuracy per epoch) or what a model.npz learned.
+
+    \b
+      cnnfruit plot runs/x/history.json
+      cnnfruit plot runs/x/model.npz --kernels -o kernels.png
+      cnnfruit plot runs/x/model.npz --feature-maps photo.jpg -o features.png
+    """
+    stem = os.path.splitext(file)[0]
+    if not is_checkpoint_file(file):
+        if show_kernels or feature_image:
+            raise CnnfruitError(f"--kernels and --feature-maps need a model .npz file; {file} is not one")
+        from .plots import plot_history
+
+        record = read_history(file)
+        output = output or stem + ".png"
+        write_plot(plot_history, record, output)
+    elif show_kernels == bool(feature_image):
+        raise CnnfruitError(f"{file} is a model: choose one of --kernels or --feature-maps IMAGE")
+    elif show_kernels:
+        from . import checkpoint
+        from .plots import plot_kernels
+
+        ckpt = checkpoint.load(file)
+        output = output or stem + "-kernels.png"
+        write_plot(plot_kernels, ckpt.params["conv_w"], output,
+                   title=f"{ckpt.arch.kernels} learned {ckpt.arch.kernel_size}x{ckpt.arch.kernel_size} kernels "
+                         f"({ckpt.color}, {os.path.basename(file)})")
+    else:
+        from .plots import plot_feature_maps
+        from .preprocess import load_image, to_inputs
+
+        ckpt, network = open_model(file)
+        pixels = load_image(feature_image, ckpt.arch.image_size)[None]
+        x = to_inputs(pixels, ckpt.color, ckpt.normalize)
+        probs = network.predict_proba(x)[0]
+        network.forward(x)
+        shown = x[0, 0] if ckpt.color == "grey" else pixels[0]
+        output = output or stem + "-features.png"
+        guess = ckpt.class_names[int(probs.argmax())]
+        write_plot(plot_feature_maps, shown, network.conv_out[0].copy(), output,
+                   title=f"{os.path.basename(feature_image)}: predicted {guess} ({100 * probs.max():.1f}%)")
+    click.echo(f"Wrote {output}")
+
+
+def write_plot(draw, *args, **kwargs):
+    output = args[-1]
+    try:
+        draw(*args, **kwargs)
     except OSError as err:
         raise CnnfruitError(f"cannot write {output}: {err.strerror or err}") from None
-    click.echo(f"Wrote {output}")
 
 
 @main.command()
@@ -467,6 +577,53 @@ def predict(model, images, as_json):
     for result in results:
         odds = "  ".join(f"{name} {value:.3f}" for name, value in result["probabilities"].items())
         click.echo(f"{result['file']:<{width}}  {result['class']:<{max(map(len, ckpt.class_names))}}  {odds}")
+
+
+@main.command()
+@click.option("--kernels", type=int, default=8, show_default=True, help="Number of conv kernels.")
+@click.option("--kernel-size", type=int, default=4, show_default=True, help="Side of each square conv kernel.")
+@click.option("--hidden", default="841,29", show_default=True, callback=parse_hidden,
+              help="Hidden dense layer sizes, comma-separated.")
+@click.option("--color", type=click.Choice(["grey", "rgb"]), default="grey", show_default=True,
+              help="Input channels: 1 (grey) or 3 (rgb).")
+@click.option("--image-size", type=int, default=8, show_default=True,
+              help="Side of the random square test images (small keeps it quick).")
+@click.option("--classes", type=int, default=3, show_default=True, help="Number of output classes.")
+@click.option("--images", type=int, default=2, show_default=True, help="Images in the batch whose summed loss is checked.")
+@click.option("--max-entries", type=int, default=300, show_default=True,
+              help="Check at most this many randomly chosen entries of each parameter.")
+@click.option("--threshold", type=float, default=1e-6, show_default=True,
+              help="Fail (exit 1) if any parameter's relative error is above this.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed for the weights, images and sampled entries.")
+def gradcheck(kernels, kernel_size, hidden, color, image_size, classes, images, max_entries, threshold, seed):
+    """Check backprop against centred finite differences (float64) on a small random network.
+
+    For each parameter it prints the relative error ||backprop - numeric|| / (||backprop|| +
+    ||numeric||) over the checked entries, and exits with status 1 if any is above --threshold.
+    """
+    from .architecture import Architecture
+    from .gradcheck import check_gradients
+
+    if images < 1 or max_entries < 1:
+        raise CnnfruitError("--images and --max-entries must be at least 1")
+    arch = Architecture(in_channels=3 if color == "rgb" else 1, image_size=image_size, kernels=kernels,
+                        kernel_size=kernel_size, hidden=hidden, classes=classes)
+    click.echo(
+        f"Network: {arch.in_channels}x{image_size}x{image_size} -> conv {kernels}x{kernel_size}x{kernel_size} -> "
+        f"{arch.features} -> {' -> '.join(str(o) for _, o in arch.dense_widths)}, float64, {images} random images"
+    )
+    results = check_gradients(arch, seed=seed, images=images, max_entries=max_entries)
+    width = max(len("parameter"), *(len(r.name) for r in results))
+    click.echo(f"{'parameter':<{width}}  {'shape':<14} {'checked':>7}  {'rel. error':>10}  {'max |diff|':>10}")
+    for r in results:
+        verdict = "ok" if r.relative_error <= threshold else "FAIL"
+        click.echo(f"{r.name:<{width}}  {str(r.shape):<14} {r.checked:>7}  {r.relative_error:>10.2e}  "
+                   f"{r.max_abs_difference:>10.2e}  {verdict}")
+    failed = [r.name for r in results if r.relative_error > threshold]
+    if failed:
+        click.echo(f"Gradient check FAILED for {', '.join(failed)} (threshold {threshold:g})", err=True)
+        sys.exit(1)
+    click.echo(f"Gradient check passed: every relative error is at most {threshold:g}")
 
 
 if __name__ == "__main__":

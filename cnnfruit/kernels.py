@@ -197,3 +197,38 @@ def sgd_update(param, grad, lr):
     """param -= lr * grad."""
     for t in numba.prange(param.shape[0]):
         param[t] -= lr * grad[t]
+
+
+@njit_parallel
+def sgd_decay_update(param, grad, lr, weight_decay):
+    """param -= lr * (grad + weight_decay * param): SGD on the loss plus weight_decay / 2 * ||param||^2."""
+    for t in numba.prange(param.shape[0]):
+        param[t] -= lr * (grad[t] + weight_decay * param[t])
+
+
+@njit_parallel
+def momentum_update(param, velocity, grad, lr, momentum, weight_decay):
+    """Heavy-ball momentum, as PyTorch's SGD(momentum, dampening=0) writes it:
+
+    g = grad + weight_decay * param;  velocity = momentum * velocity + g;  param -= lr * velocity.
+    """
+    for t in numba.prange(param.shape[0]):
+        g = grad[t] + weight_decay * param[t]
+        velocity[t] = momentum * velocity[t] + g
+        param[t] -= lr * velocity[t]
+
+
+@njit_parallel
+def adam_update(param, m, v, grad, lr, beta1, beta2, eps, weight_decay, correction1, correction2):
+    """Adam (Kingma and Ba) with L2 weight decay added to the gradient, as torch.optim.Adam does.
+
+    m and v are the running first and second moments; correction1 = 1 - beta1**step and
+    correction2 = 1 - beta2**step undo their bias towards zero in the first steps.
+    """
+    for t in numba.prange(param.shape[0]):
+        g = grad[t] + weight_decay * param[t]
+        m[t] = beta1 * m[t] + (1 - beta1) * g
+        v[t] = beta2 * v[t] + (1 - beta2) * g * g
+        m_hat = m[t] / correction1
+        v_hat = v[t] / correction2
+        param[t] -= lr * m_hat / (np.sqrt(v_hat) + eps)

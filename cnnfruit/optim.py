@@ -1,26 +1,132 @@
 """Optimizers: update rules applied to every parameter after each step.
 
-Each optimizer keeps its state as named arrays (`state`), so a checkpoint can save and restore it.
+Each optimizer keeps its state as named arrays in `state` ("<param>.velocity", "<param>.m",
+"<param>.v", "step"), so a checkpoint can save them and `load_state` can put them back on resume.
+The update arithmetic itself is in kernels.py ("parameter updates"); here are only the settings.
+
+Weight decay is L2 regularisation added to the gradient (grad + weight_decay * param) for every
+optimizer, as torch.optim does; it applies to biases too.
 """
+import inspect
+
 import numpy as np
 
 from . import kernels
+from .errors import CnnfruitError
 
 
-class SGD:
+class Optimizer:
+    name = ""
+    # True only where the update is param -= lr * grad and nothing else, so a training step may
+    # fuse it into the backward pass instead of calling step().
+    fusable = False
+
+    def __init__(self, params, lr, weight_decay=0.0):
+        if not lr > 0:
+            raise CnnfruitError(f"--lr must be positive, got {lr}")
+        if not weight_decay >= 0:
+            raise CnnfruitError(f"--weight-decay must be zero or positive, got {weight_decay}")
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.state = {}
+
+    def _buffer(self, params, name, suffix):
+        self.state[f"{name}.{suffix}"] = np.zeros_like(params[name])
+        return self.state[f"{name}.{suffix}"].reshape(-1)
+
+    def step(self, params, grads):
+        raise NotImplementedError
+
+    def load_state(self, state):
+        """Copy saved state arrays (from Checkpoint.optimizer_state) into this optimizer's own."""
+        if set(state) != set(self.state):
+            missing = sorted(set(self.state) - set(state))
+            extra = sorted(set(state) - set(self.state))
+            raise CnnfruitError(
+                f"the saved {self.name} optimizer state does not fit: missing {missing or 'nothing'}, "
+                f"unexpected {extra or 'nothing'}; resume with the optimizer the run was started with"
+            )
+        for name, saved in state.items():
+            own = self.state[name]
+            if saved.shape != own.shape:
+                raise CnnfruitError(f"saved optimizer state {name} has shape {saved.shape}, expected {own.shape}")
+            own[...] = saved
+
+
+class SGD(Optimizer):
+    """param -= lr * (grad + weight_decay * param)."""
+
     name = "sgd"
 
-    def __init__(self, params, lr):
-        self.lr = lr
-        self.state = {}
+    def __init__(self, params, lr, weight_decay=0.0):
+        super().__init__(params, lr, weight_decay)
+        self.fusable = weight_decay == 0
 
     def step(self, params, grads):
         for name, param in params.items():
-            kernels.sgd_update(param.reshape(-1), grads[name].reshape(-1), param.dtype.type(self.lr))
+            lr = param.dtype.type(self.lr)
+            if self.weight_decay:
+                kernels.sgd_decay_update(param.reshape(-1), grads[name].reshape(-1), lr,
+                                         param.dtype.type(self.weight_decay))
+            else:
+                kernels.sgd_update(param.reshape(-1), grads[name].reshape(-1), lr)
 
 
-OPTIMIZERS = {"sgd": SGD}
+class Momentum(Optimizer):
+    """velocity = momentum * velocity + grad; param -= lr * velocity (PyTorch's form)."""
+
+    name = "momentum"
+
+    def __init__(self, params, lr, weight_decay=0.0, momentum=0.9):
+        super().__init__(params, lr, weight_decay)
+        if not 0 <= momentum < 1:
+            raise CnnfruitError(f"--momentum must be in [0, 1), got {momentum}")
+        self.momentum = momentum
+        self._velocity = {name: self._buffer(params, name, "velocity") for name in params}
+
+    def step(self, params, grads):
+        for name, param in params.items():
+            f = param.dtype.type
+            kernels.momentum_update(param.reshape(-1), self._velocity[name], grads[name].reshape(-1),
+                                    f(self.lr), f(self.momentum), f(self.weight_decay))
+
+
+class Adam(Optimizer):
+    """Adam with bias-corrected moments; `state["step"]` counts the updates made so far."""
+
+    name = "adam"
+
+    def __init__(self, params, lr, weight_decay=0.0, beta1=0.9, beta2=0.999, eps=1e-8):
+        super().__init__(params, lr, weight_decay)
+        for flag, beta in (("--beta1", beta1), ("--beta2", beta2)):
+            if not 0 <= beta < 1:
+                raise CnnfruitError(f"{flag} must be in [0, 1), got {beta}")
+        if not eps > 0:
+            raise CnnfruitError(f"--eps must be positive, got {eps}")
+        self.beta1, self.beta2, self.eps = beta1, beta2, eps
+        self._m = {name: self._buffer(params, name, "m") for name in params}
+        self._v = {name: self._buffer(params, name, "v") for name in params}
+        self.state["step"] = np.zeros((), dtype=np.int64)
+
+    def step(self, params, grads):
+        self.state["step"] += 1
+        t = int(self.state["step"])
+        # The bias corrections are computed in float64 once per step, then cast with the rest.
+        correction1, correction2 = 1 - self.beta1**t, 1 - self.beta2**t
+        for name, param in params.items():
+            f = param.dtype.type
+            kernels.adam_update(param.reshape(-1), self._m[name], self._v[name], grads[name].reshape(-1),
+                                f(self.lr), f(self.beta1), f(self.beta2), f(self.eps), f(self.weight_decay),
+                                f(correction1), f(correction2))
+
+
+OPTIMIZERS = {"sgd": SGD, "momentum": Momentum, "adam": Adam}
 
 
 def make_optimizer(name, params, **settings):
-    return OPTIMIZERS[name](params, **settings)
+    """The optimizer `name` over `params`; settings it does not use (say, betas for sgd) are ignored."""
+    if name not in OPTIMIZERS:
+        raise CnnfruitError(f"unknown optimizer {name!r}; choose from {', '.join(OPTIMIZERS)}")
+    cls = OPTIMIZERS[name]
+    accepted = inspect.signature(cls).parameters
+    return cls(params, **{key: value for key, value in settings.items() if key in accepted})

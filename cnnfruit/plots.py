@@ -1,5 +1,6 @@
 """Figures, built with matplotlib's Agg backend and saved to files; nothing opens a window."""
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -8,7 +9,7 @@ from .files import write_atomically  # noqa: E402
 
 
 def _save(fig, path):
-    write_atomically(path, lambda temporary: fig.savefig(temporary, dpi=120, format="png"))
+    write_atomically(path, lambda temporary: fig.savefig(temporary, dpi=120, format="png", bbox_inches="tight"))
     plt.close(fig)
 
 
@@ -31,5 +32,91 @@ def plot_history(history, path):
         ax.legend()
     hp = history.get("hyperparameters", {})
     fig.suptitle(f"{history.get('dataset', '')}: lr {hp.get('lr')}, batch {hp.get('batch_size')}, seed {history.get('seed')}")
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def _hide_ticks(ax):
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def plot_kernels(conv_w, path, title="Learned conv kernels"):
+    """The conv kernels (K, C, S, S) as a grid: one column per kernel, one row per input channel.
+
+    All panels share one blue-white-red scale centred on zero, so their weights compare directly.
+    With three channels a last row shows each kernel as a colour patch, each kernel stretched to
+    the full 0..1 range, where the colour a kernel responds to is visible at a glance.
+    """
+    K, C = conv_w.shape[:2]
+    channel_names = ["grey"] if C == 1 else ["red", "green", "blue"] if C == 3 else [f"channel {c}" for c in range(C)]
+    rows = C + (1 if C == 3 else 0)
+    limit = float(np.abs(conv_w).max()) or 1.0
+    fig, axes = plt.subplots(rows, K, figsize=(1.3 * K + 1.2, 1.35 * rows + 0.7), squeeze=False)
+    for k in range(K):
+        for c in range(C):
+            image = axes[c, k].imshow(conv_w[k, c], cmap="RdBu_r", vmin=-limit, vmax=limit)
+            _hide_ticks(axes[c, k])
+            if k == 0:
+                axes[c, k].set_ylabel(channel_names[c])
+        axes[0, k].set_title(f"kernel {k}", fontsize=9)
+        if C == 3:
+            patch = conv_w[k].transpose(1, 2, 0)
+            span = patch.max() - patch.min()
+            axes[C, k].imshow((patch - patch.min()) / (span if span > 0 else 1))
+            _hide_ticks(axes[C, k])
+            if k == 0:
+                axes[C, k].set_ylabel("colour")
+    fig.colorbar(image, ax=axes[:C, :].ravel().tolist(), shrink=0.8, label="weight")
+    fig.suptitle(title)
+    _save(fig, path)
+
+
+def plot_feature_maps(image, maps, path, title="Feature maps"):
+    """The network's input for one image beside the K ReLU maps (K, P, P) its conv layer made.
+
+    image is (H, W) for grey input or (H, W, 3) uint8 for colour. Every map shares one colour
+    scale from zero to the largest activation, so a dark map is a kernel that barely fired.
+    """
+    K = len(maps)
+    columns = min(K + 1, 5)
+    rows = -(-(K + 1) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(2.1 * columns + 0.8, 2.2 * rows + 0.4), squeeze=False)
+    for ax in axes.ravel():
+        ax.set_visible(False)
+    first = axes[0, 0]
+    first.set_visible(True)
+    first.imshow(image, cmap="gray" if image.ndim == 2 else None)
+    first.set_title("input", fontsize=9)
+    _hide_ticks(first)
+    top = float(maps.max()) or 1.0
+    for k in range(K):
+        ax = axes.ravel()[k + 1]
+        ax.set_visible(True)
+        shown = ax.imshow(maps[k], cmap="viridis", vmin=0, vmax=top)
+        ax.set_title(f"kernel {k} (max {maps[k].max():.3g})", fontsize=9)
+        _hide_ticks(ax)
+    fig.colorbar(shown, ax=axes.ravel().tolist(), shrink=0.8, label="ReLU output")
+    fig.suptitle(title)
+    _save(fig, path)
+
+
+def plot_confusion_matrix(matrix, class_names, path, title="Confusion matrix"):
+    """Counts (M, M), row = true class, column = predicted class, as a heat map with the numbers."""
+    matrix = np.asarray(matrix)
+    M = len(class_names)
+    fig, ax = plt.subplots(figsize=(1.2 * M + 2.8, 1.1 * M + 2.2))
+    shown = ax.imshow(matrix, cmap="Blues", vmin=0)
+    threshold = matrix.max() / 2
+    for i in range(M):
+        for j in range(M):
+            ax.text(j, i, str(matrix[i, j]), ha="center", va="center",
+                    color="white" if matrix[i, j] > threshold else "black")
+    ax.set_xticks(range(M), class_names, rotation=30, ha="right")
+    ax.set_yticks(range(M), class_names)
+    ax.set(xlabel="Predicted class", ylabel="True class")
+    accuracy = np.trace(matrix) / max(matrix.sum(), 1)
+    ax.set_title(f"{title}\naccuracy {100 * accuracy:.1f}% of {matrix.sum()} images", fontsize=10)
+    fig.colorbar(shown, ax=ax, shrink=0.8, label="images")
     fig.tight_layout()
     _save(fig, path)

@@ -1,7 +1,9 @@
 """The training loop: seeded split and shuffling, mini-batch steps, per-epoch history.
 
-The loss of a mini-batch is the SUM of its per-image losses, so the report's learning rate (1e-6
-on raw 0..255 pixels) means the same at every batch size and batch size 1 is its plain SGD.
+The loss of a mini-batch is by default the SUM of its per-image losses, so the report's learning
+rate (1e-6 on raw 0..255 pixels) means the same at every batch size and batch size 1 is its plain
+SGD. With loss_reduction "mean" it is the mean, as in PyTorch and Keras: the gradient is divided by
+the batch size, so the same learning rate takes steps batch-size times smaller.
 """
 import math
 import time
@@ -13,9 +15,13 @@ from . import checkpoint as ckpt_io
 from .data import fingerprint, train_val_split
 from .errors import CnnfruitError
 from .architecture import Architecture, init_parameters
+from .augment import AUGMENT_MODES, augment
 from .model import Network
 from .optim import make_optimizer
 from .preprocess import IMAGE_SIZE, to_inputs
+
+
+LOSS_REDUCTIONS = ("sum", "mean")
 
 
 @dataclass
@@ -31,6 +37,15 @@ class TrainConfig:
     color: str = "grey"
     normalize: str = "none"
     optimizer: str = "sgd"
+    # ---- beyond the report: optimizer settings, loss reduction, early stopping, augmentation
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    beta1: float = 0.9
+    beta2: float = 0.999
+    eps: float = 1e-8
+    loss_reduction: str = "sum"
+    patience: int = 0  # 0: never stop early
+    augment: str = "none"
 
     def check(self):
         if not (self.lr > 0 and math.isfinite(self.lr)):
@@ -49,6 +64,18 @@ class TrainConfig:
             )
         if self.seed < 0:
             raise CnnfruitError(f"--seed must be 0 or more, got {self.seed}")
+        if self.loss_reduction not in LOSS_REDUCTIONS:
+            raise CnnfruitError(f"--loss-reduction must be one of {', '.join(LOSS_REDUCTIONS)}, got {self.loss_reduction!r}")
+        if self.augment not in AUGMENT_MODES:
+            raise CnnfruitError(f"--augment must be one of {', '.join(AUGMENT_MODES)}, got {self.augment!r}")
+        if self.patience < 0:
+            raise CnnfruitError(f"--patience must be zero (off) or positive, got {self.patience}")
+        if self.patience and self.val_fraction == 0:
+            raise CnnfruitError("--patience watches the validation loss: give a --val-fraction above 0")
+
+    def optimizer_settings(self):
+        return {"lr": self.lr, "weight_decay": self.weight_decay, "momentum": self.momentum,
+                "beta1": self.beta1, "beta2": self.beta2, "eps": self.eps}
 
     @classmethod
     def from_dict(cls, settings):
@@ -137,6 +164,7 @@ class Trainer:
         self._x_epoch = np.empty_like(data.x_train)
         self._y_epoch = np.empty_like(data.y_train)
         self.steps_per_epoch = -(-n // config.batch_size)
+        self.improved = False  # did the last epoch reach a new lowest validation loss?
 
     @classmethod
     def start(cls, dataset, config):
@@ -144,7 +172,7 @@ class Trainer:
         init_rng, split_rng, shuffle_rng = generators(config.seed)
         arch = config.architecture(len(dataset.class_names))
         network = Network(arch, init_parameters(arch, init_rng))
-        optimizer = make_optimizer(config.optimizer, network.params, lr=config.lr)
+        optimizer = make_optimizer(config.optimizer, network.params, **config.optimizer_settings())
         history = {
             "dataset": dataset.name,
             "class_names": list(dataset.class_names),
@@ -166,8 +194,8 @@ class Trainer:
             raise CnnfruitError(f"the checkpoint's optimizer {ckpt.optimizer} differs from its settings' {config.optimizer}")
         params = {name: value.copy() for name, value in ckpt.params.items()}
         network = Network(arch, params)
-        optimizer = make_optimizer(config.optimizer, network.params, lr=config.lr)
-        _restore_state(optimizer.state, ckpt.optimizer_state)
+        optimizer = make_optimizer(config.optimizer, network.params, **config.optimizer_settings())
+        optimizer.load_state(ckpt.optimizer_state)
         try:
             shuffle_rng.bit_generator.state = ckpt.rng_state
         except (TypeError, ValueError, KeyError) as err:
@@ -203,6 +231,8 @@ class Trainer:
         order = self.shuffle_rng.permutation(len(data.y_train))
         np.take(data.x_train, order, axis=0, out=self._x_epoch)
         np.take(data.y_train, order, axis=0, out=self._y_epoch)
+        augment(self._x_epoch, self.config.augment, self.shuffle_rng)
+        mean_loss = self.config.loss_reduction == "mean"
         loss_sum, correct = partial["loss_sum"], partial["correct"]
         net, params, grads = self.network, self.network.params, self.network.grads
         for step in range(partial["step"], self.steps_per_epoch):
@@ -214,6 +244,8 @@ class Trainer:
                 raise Diverged(self.epoch + 1, step + 1, "the loss", self.config.lr)
             loss_sum += step_loss
             correct += int((net.probs.argmax(axis=1) == labels).sum())
+            if mean_loss:
+                net.dpres[-1] *= net.dtype.type(1 / len(labels))  # the logit gradient of the mean loss
             net.backward()
             self.optimizer.step(params, grads)
             if on_step is not None:
@@ -234,7 +266,24 @@ class Trainer:
         record["seconds"] = partial["seconds"] + time.perf_counter() - started
         self.history["epochs"].append(record)
         self.partial = None
+        self._track_best(record)
         return record
+
+    # ---- early stopping and the best checkpoint
+
+    def _track_best(self, record):
+        best = self.history.get("best_val_loss")
+        loss = record["val_loss"]
+        self.improved = bool(loss is not None and np.isfinite(loss) and (best is None or loss < best))
+        if self.improved:
+            self.history["best_epoch"], self.history["best_val_loss"] = record["epoch"], loss
+
+    def should_stop(self):
+        """True once validation loss has not improved for `patience` epochs (never if patience is 0)."""
+        patience = self.config.patience
+        if not patience or self.epoch == 0:
+            return False
+        return self.epoch - self.history.get("best_epoch", 0) >= patience
 
     def finish(self, total_seconds):
         """Test accuracy on the held-out test split, recorded in the history."""
@@ -274,18 +323,3 @@ def _check_partial(partial, steps_per_epoch):
     if not 0 < partial["step"] < steps_per_epoch:
         raise CnnfruitError("the checkpoint's interrupted epoch does not fit its data and batch size")
 
-
-def _restore_state(state, saved):
-    """Copy a checkpoint's optimizer arrays into an optimizer's state, checking names and shapes."""
-    missing = sorted(set(state) - set(saved))
-    if missing:
-        raise CnnfruitError(f"the checkpoint lacks the optimizer state {', '.join(missing)}")
-    for name, value in saved.items():
-        if name not in state:
-            state[name] = value.copy()
-        elif np.shape(state[name]) != value.shape:
-            raise CnnfruitError(
-                f"the checkpoint's optimizer state {name} has shape {value.shape}, its network needs {np.shape(state[name])}"
-            )
-        else:
-            state[name][...] = value
