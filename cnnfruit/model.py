@@ -24,6 +24,11 @@ class Network:
         self.params = params
         self.dtype = params["conv_w"].dtype
         self.grads = {name: np.zeros_like(p) for name, p in params.items()}
+        # Per dense layer: the fused backward's dw rows (one per row block) and non-zero columns.
+        self._scratch = [
+            np.zeros((-(-fan_in // kernels.ROW_BLOCK), fan_out), self.dtype) for fan_in, fan_out in arch.dense_widths
+        ]
+        self._cols = [np.zeros(fan_out, np.int64) for _, fan_out in arch.dense_widths]
         self._batch = None
         self._capacity = 0
 
@@ -60,6 +65,9 @@ class Network:
             self._acts.append(np.zeros((capacity, fan_out), dtype))
             self._dacts.append(np.zeros((capacity, fan_out), dtype))
             self._dpres.append(np.zeros((capacity, fan_out), dtype))
+        # Row-slice partial sums of the small-batch dense forward (only used below BLAS_MIN_BATCH).
+        rows = min(capacity, BLAS_MIN_BATCH)
+        self._partials = [np.zeros((kernels.ROW_CHUNKS, rows, fan_out), dtype) for _, fan_out in arch.dense_widths]
         self._probs = np.zeros((capacity, arch.classes), dtype)
         self._losses = np.zeros(capacity, dtype)
         self._capacity = capacity
@@ -82,7 +90,7 @@ class Network:
                 if relu:
                     np.maximum(out, 0, out=out)
             else:
-                kernels.dense_forward(out, inp, w, b, relu)
+                kernels.dense_forward(out, self._partials[layer], inp, w, b, relu)
         return self.acts[-1]
 
     def loss(self, labels):
@@ -105,6 +113,24 @@ class Network:
             kernels.relu_backward(self.dpres[layer], self.dacts[layer], self.acts[layer])
         kernels.conv_backward(g["conv_w"], g["conv_b"], self.x, self.dconv)
         return g
+
+    def backward_sgd(self, lr):
+        """Backward pass fused with plain SGD (params -= lr * grads), as backward + SGD.step would do.
+
+        Each dense weight matrix is read once and written once, skipping the rows and columns
+        whose gradient is zero (kernels.dense_backward_sgd); self.grads then holds only the conv
+        layer's gradients.
+        """
+        p, g = self.params, self.grads
+        lr = self.dtype.type(lr)
+        for layer in reversed(range(self.layers)):
+            kernels.dense_backward_sgd(
+                self.dpres[layer], p[f"dense{layer}_w"], p[f"dense{layer}_b"], self._scratch[layer],
+                self._cols[layer], self.acts[layer], self.dpres[layer + 1], lr,
+            )
+        kernels.conv_backward(g["conv_w"], g["conv_b"], self.x, self.dconv)
+        for name in ("conv_w", "conv_b"):
+            kernels.sgd_update(p[name].reshape(-1), g[name].reshape(-1), lr)
 
     def predict_proba(self, x, batch=256):
         """Softmax probabilities (N, M) for inputs x, computed batch by batch."""
