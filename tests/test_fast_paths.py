@@ -128,3 +128,22 @@ def test_training_is_bit_identical_with_one_or_two_threads(tmp_path, batch):
     assert results[0].keys() == results[1].keys()
     for name in results[0]:
         assert np.array_equal(results[0][name], results[1][name]), name
+
+
+def test_blas_and_kernel_dense_paths_agree(rng, monkeypatch):
+    from cnnfruit import model
+
+    arch = Architecture(in_channels=1, image_size=9, kernels=3, kernel_size=3, hidden=(20, 6), classes=3)
+    params = init_parameters(arch, rng)
+    x = (rng.random((10, 1, 9, 9)) * 255).astype(np.float32)
+    labels = rng.integers(0, 3, 10)
+    results = []
+    for threshold in (1, 10_000):  # every product through BLAS, then none
+        monkeypatch.setattr(model, "BLAS_MIN_BATCH", threshold)
+        net = Network(arch, {k: v.copy() for k, v in params.items()})
+        logits = net.forward(x).copy()
+        net.loss(labels)
+        results.append((logits, {k: v.copy() for k, v in net.backward().items()}))
+    np.testing.assert_allclose(results[0][0], results[1][0], rtol=1e-5, atol=1e-3)
+    for name in params:
+        np.testing.assert_allclose(results[0][1][name], results[1][1][name], rtol=1e-4, atol=1e-3, err_msg=name)
