@@ -70,6 +70,7 @@ class Network:
         # Row-slice partial sums of the small-batch dense forward (only used below BLAS_MIN_BATCH).
         rows = min(capacity, BLAS_MIN_BATCH)
         self._partials = [np.zeros((kernels.ROW_CHUNKS, rows, fan_out), dtype) for _, fan_out in arch.dense_widths]
+        self._live = np.zeros(capacity, np.int64)  # images with a non-zero output gradient
         self._probs = np.zeros((capacity, arch.classes), dtype)
         self._losses = np.zeros(capacity, dtype)
         self._capacity = capacity
@@ -128,7 +129,7 @@ class Network:
         for layer in reversed(range(self.layers)):
             kernels.dense_backward_sgd(
                 self.dpres[layer], p[f"dense{layer}_w"], p[f"dense{layer}_b"], self._scratch[layer],
-                self._cols[layer], self.acts[layer], self.dpres[layer + 1], lr,
+                self._cols[layer], self._live, self.acts[layer], self.dpres[layer + 1], lr,
             )
         kernels.conv_backward(g["conv_w"], g["conv_b"], self.x, self.dconv)
         for name in ("conv_w", "conv_b"):
