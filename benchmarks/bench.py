@@ -258,9 +258,12 @@ def worker(name):
 class Worker:
     def __init__(self, name):
         self.name = name
+        env = dict(os.environ)
+        if name == "cnnfruit":  # as the cnnfruit command line runs it (see cnnfruit/cli.py)
+            env.setdefault("OPENBLAS_NUM_THREADS", "1")
         self.process = subprocess.Popen(
             [sys.executable, os.path.abspath(__file__), "--worker", name],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
         )
 
     def ask(self, **command):

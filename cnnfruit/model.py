@@ -6,12 +6,12 @@ import numpy as np
 
 from . import kernels
 
-# From this many images per batch on, the dense products go to BLAS (numpy's matmul). Measured on
-# the shared 2-core machine (seconds per epoch of the forward pass, numba kernels vs OpenBLAS):
-# batch 8 2.0 vs 39.5, batch 32 1.6 vs 6.8, batch 128 0.16 vs 1.3. OpenBLAS's two threads
-# spin-wait like OpenMP's and lose badly when the cores are shared; the numba kernels skip the
-# zero inputs behind the ReLU and sleep when idle. So BLAS is kept for very large batches only.
-BLAS_MIN_BATCH = 512
+# From this many images per batch on, the dense forward products go to BLAS (numpy's matmul).
+# Measured (forward seconds per epoch, shared 2-core machine): at batch 32 the numba kernel took
+# 0.34 s, OpenBLAS with one thread 0.23 s, OpenBLAS with two threads 6-7 s (its threads spin and
+# fight numba's; the CLI therefore runs OpenBLAS on one thread). Below 8 images the kernel, which
+# skips the zero inputs behind the ReLU, streams the weights once and wins.
+BLAS_MIN_BATCH = 8
 
 
 class Network:
