@@ -5,11 +5,14 @@
 Every implementation runs the same math: 1x32x32 raw 0..255 grey pixels, conv 8x4x4 + ReLU,
 dense 6728-841-29-3 with ReLUs, the loss SUMMED over the batch, plain SGD at lr 1e-6, starting
 from the SAME He-normal weights (cnnfruit's init_parameters, seed 0) on the same image order.
-Each implementation lives in its own worker process (so its peak memory is its own), warms up
-first, then the workers take turns - cnnfruit, torch, numpy, cnnfruit, ... - and each cell is
-the median of --repeats runs. A run trains on --images images (a fixed number of steps) and is
-scaled to seconds per epoch of the 1030 training images. `--check` first verifies that the
-three implementations agree after a few steps.
+PyTorch runs twice, on numba's thread count and on one thread. Each implementation lives in its
+own worker process (so its peak memory is its own), warms up first, then the workers take turns
+- cnnfruit, torch, torch-1t, numpy, cnnfruit, ... - and each cell is the median of --repeats
+runs. A run trains on --images images (a fixed number of steps) and is scaled to seconds per
+epoch of the 1030 training images. `--check` first verifies that the implementations agree
+after a few steps. `vs torch` is the speed-up over PyTorch on as many
+threads as numba (the issue's comparison); `vs best` over the faster of that and PyTorch on one
+thread, which on a busy machine is often the faster.
 
 FLOP counts come from Architecture.flops_per_image (forward and both backward products of the
 conv and dense layers, 2 FLOPs per multiply-add); the sgemm peak is numpy's float32 matmul of
@@ -112,11 +115,12 @@ class Cnnfruit:
 
 class Torch:
     name = "torch"
+    threads = None  # as many as numba uses
 
     def __init__(self, params):
         import torch
 
-        torch.set_num_threads(numba_threads())
+        torch.set_num_threads(self.threads or numba_threads())
         self.torch = torch
         nn = torch.nn
         self.model = nn.Sequential(
@@ -150,6 +154,13 @@ class Torch:
         for index, name in ((3, "dense0"), (5, "dense1"), (7, "dense2")):
             out[f"{name}_w"], out[f"{name}_b"] = m[index].weight.T, m[index].bias
         return {k: v.detach().numpy() for k, v in out.items()}
+
+
+class TorchOneThread(Torch):
+    """PyTorch on one thread: on a loaded machine its OpenMP threads can cost more than they give."""
+
+    name = "torch-1t"
+    threads = 1
 
 
 # ----------------------------------------------------------------------------------------------
@@ -205,7 +216,7 @@ class Numpy:
         return self.p
 
 
-IMPLEMENTATIONS = {"cnnfruit": Cnnfruit, "torch": Torch, "numpy": Numpy}
+IMPLEMENTATIONS = {"cnnfruit": Cnnfruit, "torch": Torch, "torch-1t": TorchOneThread, "numpy": Numpy}
 
 
 def numba_threads():
@@ -355,12 +366,13 @@ def main():
 
     batches = [int(b) for b in args.batches.split(",")]
     flops = Architecture().flops_per_image()
-    names = ["cnnfruit", "torch", "numpy"]
+    names = ["cnnfruit", "torch", "torch-1t", "numpy"]
     try:
         import torch
         torch_note = f"torch {torch.__version__}, {numba_threads()} threads"
     except ImportError:
         names.remove("torch")
+        names.remove("torch-1t")
         torch_note = "PyTorch is not installed (pip install .[bench]): its columns are left out"
     print(f"cnnfruit benchmark, {time.strftime('%Y-%m-%d %H:%M %Z')}, {os.cpu_count()} CPUs, "
           f"numba threads {numba_threads()}, numpy {np.__version__}; {torch_note}")
@@ -389,14 +401,17 @@ def main():
                 epoch = statistics.median(times[name])
                 rows.append((batch, name, epoch, mem[name], times))
         print()
-        header = f"{'batch':>5} {'impl':>9} {'s/epoch':>8} {'img/s':>8} {'vs torch':>8} {'GFLOP/s':>8} {'% peak':>7} {'peak MiB':>9}"
+        header = (f"{'batch':>5} {'impl':>9} {'s/epoch':>8} {'img/s':>8} {'vs torch':>8} {'vs best':>8} "
+                  f"{'GFLOP/s':>8} {'% peak':>7} {'peak MiB':>9}")
         print(header)
         print("-" * len(header))
         for batch, name, epoch, mib, times in rows:
             torch_epoch = statistics.median(times["torch"]) if "torch" in times else None
+            best = min(statistics.median(times[t]) for t in ("torch", "torch-1t")) if torch_epoch else None
             speedup = f"{torch_epoch / epoch:7.2f}x" if torch_epoch else f"{'n/a':>8}"
+            over_best = f"{best / epoch:7.2f}x" if best else f"{'n/a':>8}"
             gflops = flops * 1030 / epoch / 1e9
-            print(f"{batch:>5} {name:>9} {epoch:8.3f} {1030 / epoch:8.0f} {speedup} {gflops:8.2f} "
+            print(f"{batch:>5} {name:>9} {epoch:8.3f} {1030 / epoch:8.0f} {speedup} {over_best} {gflops:8.2f} "
                   f"{100 * gflops / peak:6.1f}% {mib:9.0f}")
 
         print("\ninference on the test split (496 images, batches of 256 where the implementation batches):")
