@@ -14,6 +14,31 @@ from . import kernels
 BLAS_MIN_BATCH = 8
 
 
+# Wide BLAS products are cut into this many fixed column slices, one sgemm each, run on a pool of
+# Python threads (numpy releases the GIL): both cores work while OpenBLAS itself stays on one
+# thread, and the slices do not depend on how many threads run them.
+MATMUL_SLICES = 2
+MATMUL_MIN_COLUMNS = 256
+_pool = None
+
+
+def split_matmul(a, b, out):
+    """out = a @ b; for wide b, as MATMUL_SLICES column slices computed side by side."""
+    global _pool
+    columns = b.shape[1]
+    if columns < MATMUL_MIN_COLUMNS:
+        np.matmul(a, b, out=out)
+        return
+    if _pool is None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _pool = ThreadPoolExecutor(MATMUL_SLICES, thread_name_prefix="cnnfruit-matmul")
+    edges = [columns * k // MATMUL_SLICES for k in range(MATMUL_SLICES + 1)]
+    jobs = [_pool.submit(np.matmul, a, b[:, lo:hi], out=out[:, lo:hi]) for lo, hi in zip(edges[:-1], edges[1:])]
+    for job in jobs:
+        job.result()
+
+
 class Network:
     """Parameters, their gradients and the activations of one batch size, all preallocated.
 
@@ -88,7 +113,7 @@ class Network:
             out, inp = self.acts[layer + 1], self.acts[layer]
             w, b = p[f"dense{layer}_w"], p[f"dense{layer}_b"]
             if len(x) >= BLAS_MIN_BATCH:
-                np.matmul(inp, w, out=out)
+                split_matmul(inp, w, out)
                 out += b
                 if relu:
                     np.maximum(out, 0, out=out)
