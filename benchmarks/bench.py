@@ -96,7 +96,7 @@ class Cnnfruit:
         net = self.network
         net.forward(x)
         net.loss(y)
-        if self.optimizer.fusable():
+        if self.optimizer.fusable:
             net.backward_sgd(self.optimizer.lr)
         else:
             net.backward()
