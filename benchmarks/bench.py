@@ -1,0 +1,447 @@
+"""Train the report's network with cnnfruit, PyTorch (optional) and plain numpy; print one table.
+
+    python benchmarks/bench.py [--batches 1,8,32,128] [--repeats 3] [--images 256]
+
+Every implementation runs the same math: 1x32x32 raw 0..255 grey pixels, conv 8x4x4 + ReLU,
+dense 6728-841-29-3 with ReLUs, the loss SUMMED over the batch, plain SGD at lr 1e-6, starting
+from the SAME He-normal weights (cnnfruit's init_parameters, seed 0) on the same image order.
+PyTorch runs twice, on numba's thread count and on one thread. Each implementation lives in its
+own worker process (so its peak memory is its own), warms up first, then the workers take turns
+- cnnfruit, torch, torch-1t, numpy, cnnfruit, ... - and each cell is the median of --repeats
+runs. A run trains on --images images (a fixed number of steps) and is scaled to seconds per
+epoch of the 1030 training images. `--check` first verifies that the implementations agree
+after a few steps. `vs torch` is the speed-up over PyTorch on as many
+threads as numba (the issue's comparison); `vs best` over the faster of that and PyTorch on one
+thread, which on a busy machine is often the faster.
+
+FLOP counts come from Architecture.flops_per_image (forward and both backward products of the
+conv and dense layers, 2 FLOPs per multiply-add); the sgemm peak is numpy's float32 matmul of
+two 2048x2048 matrices, measured in the same run. Pure-Python timing, no third-party harness.
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)  # run from a checkout without installing
+
+LR = 1e-6
+SEED = 0
+
+
+# ----------------------------------------------------------------------------------------------
+# the data and the shared starting point
+
+
+def load_data():
+    """(x_train (1030, 1, 32, 32), y_train, x_test, y_test) as cnnfruit's trainer prepares them."""
+    from cnnfruit.data import load_embedded
+    from cnnfruit.train import TrainConfig, generators, prepare
+
+    _, split_rng, shuffle_rng = generators(SEED)
+    data = prepare(load_embedded(), TrainConfig(seed=SEED), split_rng)
+    order = shuffle_rng.permutation(len(data.y_train))
+    return data.x_train[order], data.y_train[order], data.x_test, data.y_test
+
+
+def initial_params():
+    from cnnfruit.architecture import Architecture, init_parameters
+    from cnnfruit.train import generators
+
+    init_rng, _, _ = generators(SEED)
+    return init_parameters(Architecture(), init_rng)
+
+
+def peak_mib():
+    """This process's peak resident memory (VmHWM) since the last reset_peak()."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def reset_peak():
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+
+
+# ----------------------------------------------------------------------------------------------
+# (a) cnnfruit
+
+
+class Cnnfruit:
+    name = "cnnfruit"
+
+    def __init__(self, params):
+        from cnnfruit.architecture import Architecture
+        from cnnfruit.model import Network
+        from cnnfruit.optim import SGD
+
+        self.network = Network(Architecture(), {k: v.copy() for k, v in params.items()})
+        self.optimizer = SGD(self.network.params, LR)
+
+    def step(self, x, y):
+        """What Trainer.run_epoch does per step, with the same fused-or-not choice."""
+        net = self.network
+        net.forward(x)
+        net.loss(y)
+        if self.optimizer.fusable:
+            net.backward_sgd(self.optimizer.lr)
+        else:
+            net.backward()
+            self.optimizer.step(net.params, net.grads)
+
+    def infer(self, x):
+        return self.network.predict_proba(x)
+
+    def params(self):
+        return self.network.params
+
+
+# ----------------------------------------------------------------------------------------------
+# (b) PyTorch
+
+
+class Torch:
+    name = "torch"
+    threads = None  # as many as numba uses
+
+    def __init__(self, params):
+        import torch
+
+        torch.set_num_threads(self.threads or numba_threads())
+        self.torch = torch
+        nn = torch.nn
+        self.model = nn.Sequential(
+            nn.Conv2d(1, 8, 4), nn.ReLU(), nn.Flatten(),
+            nn.Linear(6728, 841), nn.ReLU(), nn.Linear(841, 29), nn.ReLU(), nn.Linear(29, 3),
+        )
+        with torch.no_grad():  # the same He-normal draw as cnnfruit; torch stores Linear as (O, I)
+            conv, d0, d1, d2 = self.model[0], self.model[3], self.model[5], self.model[7]
+            conv.weight.copy_(torch.from_numpy(params["conv_w"]))
+            conv.bias.copy_(torch.from_numpy(params["conv_b"]))
+            for layer, name in ((d0, "dense0"), (d1, "dense1"), (d2, "dense2")):
+                layer.weight.copy_(torch.from_numpy(params[f"{name}_w"].T.copy()))
+                layer.bias.copy_(torch.from_numpy(params[f"{name}_b"]))
+        self.loss = nn.CrossEntropyLoss(reduction="sum")
+        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=LR)
+
+    def step(self, x, y):
+        torch = self.torch
+        self.optimizer.zero_grad(set_to_none=False)
+        loss = self.loss(self.model(torch.from_numpy(x)), torch.from_numpy(y))
+        loss.backward()
+        self.optimizer.step()
+
+    def infer(self, x):
+        with self.torch.no_grad():
+            return self.torch.softmax(self.model(self.torch.from_numpy(x)), dim=1).numpy()
+
+    def params(self):
+        m = self.model
+        out = {"conv_w": m[0].weight, "conv_b": m[0].bias}
+        for index, name in ((3, "dense0"), (5, "dense1"), (7, "dense2")):
+            out[f"{name}_w"], out[f"{name}_b"] = m[index].weight.T, m[index].bias
+        return {k: v.detach().numpy() for k, v in out.items()}
+
+
+class TorchOneThread(Torch):
+    """PyTorch on one thread: on a loaded machine its OpenMP threads can cost more than they give."""
+
+    name = "torch-1t"
+    threads = 1
+
+
+# ----------------------------------------------------------------------------------------------
+# (c) plain numpy: im2col for the conv, matmul for everything else
+
+
+class Numpy:
+    name = "numpy"
+
+    def __init__(self, params):
+        self.p = {k: v.copy() for k, v in params.items()}
+
+    def _forward(self, x):
+        p = self.p
+        N = len(x)
+        K, C, S, _ = p["conv_w"].shape
+        windows = np.lib.stride_tricks.sliding_window_view(x, (S, S), axis=(2, 3))  # N C P P S S
+        P = windows.shape[2]
+        cols = windows.transpose(0, 2, 3, 1, 4, 5).reshape(N * P * P, C * S * S)
+        conv = cols @ p["conv_w"].reshape(K, -1).T + p["conv_b"]  # (N P P, K)
+        conv = np.maximum(conv, 0).reshape(N, P, P, K).transpose(0, 3, 1, 2)
+        acts = [conv.reshape(N, -1)]
+        for layer in range(3):
+            out = acts[-1] @ p[f"dense{layer}_w"] + p[f"dense{layer}_b"]
+            acts.append(np.maximum(out, 0) if layer < 2 else out)
+        return cols, acts
+
+    def step(self, x, y):
+        p = self.p
+        cols, acts = self._forward(x)
+        logits = acts[-1]
+        exp = np.exp(logits - logits.max(axis=1, keepdims=True))
+        dout = exp / exp.sum(axis=1, keepdims=True)
+        dout[np.arange(len(y)), y] -= 1
+        grads = {}
+        for layer in reversed(range(3)):
+            grads[f"dense{layer}_w"] = acts[layer].T @ dout
+            grads[f"dense{layer}_b"] = dout.sum(axis=0)
+            dout = (dout @ p[f"dense{layer}_w"].T) * (acts[layer] > 0)
+        K = p["conv_w"].shape[0]
+        dconv = dout.reshape(len(x), K, -1).transpose(0, 2, 1).reshape(-1, K)  # (N P P, K)
+        grads["conv_w"] = (dconv.T @ cols).reshape(p["conv_w"].shape)
+        grads["conv_b"] = dconv.sum(axis=0)
+        for name, grad in grads.items():
+            p[name] -= np.float32(LR) * grad
+
+    def infer(self, x):
+        logits = self._forward(x)[1][-1]
+        exp = np.exp(logits - logits.max(axis=1, keepdims=True))
+        return exp / exp.sum(axis=1, keepdims=True)
+
+    def params(self):
+        return self.p
+
+
+IMPLEMENTATIONS = {"cnnfruit": Cnnfruit, "torch": Torch, "torch-1t": TorchOneThread, "numpy": Numpy}
+
+
+def numba_threads():
+    import numba
+
+    return numba.config.NUMBA_NUM_THREADS
+
+
+# ----------------------------------------------------------------------------------------------
+# a worker process: one implementation, commands as JSON lines on stdin, answers on stdout
+
+
+def worker(name):
+    x, y, x_test, _ = load_data()
+    params = initial_params()
+    impl, batch = None, None
+    for line in sys.stdin:
+        command = json.loads(line)
+        if command["do"] == "train":
+            if command["batch"] != batch:  # a fresh model per batch size, from the same weights
+                reset_peak()
+                batch, impl = command["batch"], IMPLEMENTATIONS[name](params)
+            steps = max(1, command["images"] // batch)
+            started = time.perf_counter()
+            for s in range(steps):
+                start = (s * batch) % (len(y) - batch + 1)
+                impl.step(x[start:start + batch], y[start:start + batch])
+            seconds = time.perf_counter() - started
+            answer = {"seconds": seconds, "images": steps * batch, "peak_mib": peak_mib()}
+        elif command["do"] == "infer":
+            impl = IMPLEMENTATIONS[name](params)
+            impl.infer(x_test[:8])
+            times = []
+            for _ in range(command["repeats"]):
+                started = time.perf_counter()
+                impl.infer(x_test)
+                times.append(time.perf_counter() - started)
+            answer = {"seconds": statistics.median(times), "images": len(x_test)}
+        elif command["do"] == "check":
+            impl = IMPLEMENTATIONS[name](params)
+            for s in range(command["steps"]):
+                b = command["batch"]
+                impl.step(x[s * b:(s + 1) * b], y[s * b:(s + 1) * b])
+            path = command["path"]
+            np.savez(path, **{k: np.asarray(v) for k, v in impl.params().items()})
+            answer = {"path": path}
+        print(json.dumps(answer), flush=True)
+
+
+class Worker:
+    def __init__(self, name):
+        self.name = name
+        env = dict(os.environ)
+        if name == "cnnfruit":  # as the cnnfruit command line runs it (see cnnfruit/cli.py)
+            env.setdefault("OPENBLAS_NUM_THREADS", "1")
+        self.process = subprocess.Popen(
+            [sys.executable, os.path.abspath(__file__), "--worker", name],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
+        )
+
+    def ask(self, **command):
+        self.process.stdin.write(json.dumps(command) + "\n")
+        self.process.stdin.flush()
+        line = self.process.stdout.readline()
+        if not line:
+            raise RuntimeError(f"the {self.name} worker stopped")
+        return json.loads(line)
+
+    def close(self):
+        self.process.stdin.close()
+        self.process.wait()
+
+
+# ----------------------------------------------------------------------------------------------
+# measurements made by the parent
+
+
+def sgemm_peak(size=2048, repeats=5):
+    """GFLOP/s of numpy's float32 matmul of two size x size matrices (best of repeats)."""
+    a = np.random.default_rng(0).standard_normal((size, size)).astype(np.float32)
+    b = a.T.copy()
+    out = np.empty_like(a)
+    np.matmul(a, b, out=out)
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.perf_counter()
+        np.matmul(a, b, out=out)
+        best = min(best, time.perf_counter() - started)
+    return 2 * size**3 / best / 1e9
+
+
+def run_cli(args, env=None):
+    """Wall seconds and peak RSS (MiB) of `python -m cnnfruit ARGS` in a fresh process."""
+    started = time.perf_counter()
+    process = subprocess.Popen([sys.executable, "-m", "cnnfruit", *args], cwd=ROOT, env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(process.pid, 0)
+    seconds = time.perf_counter() - started
+    if status != 0:
+        raise RuntimeError(f"cnnfruit {' '.join(args)} failed: {process.stderr.read().decode()[-500:]}")
+    process.stderr.close()
+    return seconds, usage.ru_maxrss / 1024
+
+
+def help_imports_numba():
+    code = "import sys; from cnnfruit import cli; print('numba' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    return out.stdout.strip() == "True"
+
+
+def check_agreement(workers, tmp):
+    """Each implementation's weights after 3 steps at batch 4, against cnnfruit's."""
+    results = {}
+    for name, w in workers.items():
+        path = os.path.join(tmp, f"check-{name}.npz")
+        w.ask(do="check", steps=3, batch=4, path=path)
+        with np.load(path, allow_pickle=False) as saved:
+            results[name] = {k: saved[k] for k in saved.files}
+    lines = []
+    base = results["cnnfruit"]
+    start = initial_params()
+    for name, params in results.items():
+        if name == "cnnfruit":
+            continue
+        worst = max(
+            float(np.abs(params[k] - base[k]).max() / max(np.abs(base[k] - start[k]).max(), 1e-30)) for k in base
+        )
+        lines.append(f"  {name} vs cnnfruit after 3 steps of batch 4: largest weight difference = "
+                     f"{worst:.1e} of the largest weight change")
+    return lines
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batches", default="1,8,32,128", help="comma-separated batch sizes")
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs per cell (median reported)")
+    parser.add_argument("--images", type=int, default=256, help="images trained on per timed run")
+    parser.add_argument("--eval-runs", type=int, default=3, help="runs of `cnnfruit eval` per cache state")
+    parser.add_argument("--no-train-cli", action="store_true", help="skip the 10-epoch `cnnfruit train` run")
+    parser.add_argument("--check", action="store_true", help="first check that the implementations agree")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        return worker(args.worker)
+
+    from cnnfruit.architecture import Architecture
+
+    batches = [int(b) for b in args.batches.split(",")]
+    flops = Architecture().flops_per_image()
+    names = ["cnnfruit", "torch", "torch-1t", "numpy"]
+    try:
+        import torch
+        torch_note = f"torch {torch.__version__}, {numba_threads()} threads"
+    except ImportError:
+        names.remove("torch")
+        names.remove("torch-1t")
+        torch_note = "PyTorch is not installed (pip install .[bench]): its columns are left out"
+    print(f"cnnfruit benchmark, {time.strftime('%Y-%m-%d %H:%M %Z')}, {os.cpu_count()} CPUs, "
+          f"numba threads {numba_threads()}, numpy {np.__version__}; {torch_note}")
+    print(f"network 1x32x32 -> conv 8x4x4 -> 6728-841-29-3, {flops / 1e6:.1f} MFLOP per image and step; "
+          f"{args.images} images per timed run, median of {args.repeats}, scaled to a 1030-image epoch")
+
+    workers = {name: Worker(name) for name in names}
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.check:
+            print("agreement:")
+            print("\n".join(check_agreement(workers, tmp)))
+        peak = sgemm_peak()
+        print(f"sgemm peak (numpy float32 matmul 2048x2048, best of 5): {peak:.1f} GFLOP/s")
+        rows = []
+        for batch in batches:
+            times = {name: [] for name in names}
+            mem = {}
+            for name in names:  # warm-up: compilation, first touch of the buffers
+                workers[name].ask(do="train", batch=batch, images=min(args.images, 2 * batch))
+            for _ in range(args.repeats):
+                for name in names:
+                    answer = workers[name].ask(do="train", batch=batch, images=args.images)
+                    times[name].append(answer["seconds"] / answer["images"] * 1030)
+                    mem[name] = answer["peak_mib"]
+            for name in names:
+                epoch = statistics.median(times[name])
+                rows.append((batch, name, epoch, mem[name], times))
+        print()
+        header = (f"{'batch':>5} {'impl':>9} {'s/epoch':>8} {'img/s':>8} {'vs torch':>8} {'vs best':>8} "
+                  f"{'GFLOP/s':>8} {'% peak':>7} {'peak MiB':>9}")
+        print(header)
+        print("-" * len(header))
+        for batch, name, epoch, mib, times in rows:
+            torch_epoch = statistics.median(times["torch"]) if "torch" in times else None
+            best = min(statistics.median(times[t]) for t in ("torch", "torch-1t")) if torch_epoch else None
+            speedup = f"{torch_epoch / epoch:7.2f}x" if torch_epoch else f"{'n/a':>8}"
+            over_best = f"{best / epoch:7.2f}x" if best else f"{'n/a':>8}"
+            gflops = flops * 1030 / epoch / 1e9
+            print(f"{batch:>5} {name:>9} {epoch:8.3f} {1030 / epoch:8.0f} {speedup} {over_best} {gflops:8.2f} "
+                  f"{100 * gflops / peak:6.1f}% {mib:9.0f}")
+
+        print("\ninference on the test split (496 images, batches of 256 where the implementation batches):")
+        for name in names:
+            answer = workers[name].ask(do="infer", repeats=max(3, args.repeats))
+            print(f"  {name:>9}: {answer['images'] / answer['seconds']:10.0f} images/s")
+        for w in workers.values():
+            w.close()
+
+        model_dir = os.path.join(tmp, "run")
+        print("\nthe command line (fresh processes, wall time including start-up):")
+        train_args = ["train", "--epochs", "1", "-q", "--out", model_dir]
+        seconds, mib = run_cli(train_args)
+        print(f"  cnnfruit train --epochs 1 (batch 1): {seconds:.1f} s wall, peak RSS {mib:.0f} MiB")
+        if not args.no_train_cli:
+            seconds, mib = run_cli(["train", "--lr", "1e-6", "--epochs", "10", "-q", "--out", model_dir])
+            print(f"  cnnfruit train --lr 1e-6 --epochs 10: {seconds:.1f} s wall, peak RSS {mib:.0f} MiB")
+        model = os.path.join(model_dir, "model.npz")
+        run_cli(["eval", model])  # warms the default cache
+        warm = [run_cli(["eval", model])[0] for _ in range(args.eval_runs)]
+        cold = []
+        for _ in range(args.eval_runs):
+            with tempfile.TemporaryDirectory() as cache:
+                cold.append(run_cli(["eval", model], env={**os.environ, "NUMBA_CACHE_DIR": cache})[0])
+        print(f"  cnnfruit eval MODEL, warm compile cache: median {statistics.median(warm):.2f} s wall "
+              f"({', '.join(f'{s:.2f}' for s in warm)})")
+        print(f"  cnnfruit eval MODEL, cold compile cache (empty NUMBA_CACHE_DIR): median "
+              f"{statistics.median(cold):.2f} s wall ({', '.join(f'{s:.2f}' for s in cold)})")
+        print(f"  `cnnfruit --help` imports numba: {help_imports_numba()}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,165 @@
+"""The fast paths against the plain ones: the fused dense backward + SGD, and the thread count."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from cnnfruit import kernels
+from cnnfruit.architecture import Architecture, init_parameters
+from cnnfruit.model import Network
+from cnnfruit.optim import SGD
+
+import naive
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def relu_like(rng, shape, dtype):
+    return np.maximum(rng.standard_normal(shape), 0).astype(dtype)
+
+
+def fused(x, dout, w, b, lr):
+    """Runs kernels.dense_backward_sgd on copies; returns (dx, w, b)."""
+    w, b = w.copy(), b.copy()
+    dx = np.full(x.shape, np.nan, x.dtype)  # every entry must be written
+    scratch = np.empty((-(-x.shape[1] // kernels.ROW_BLOCK), w.shape[1]), x.dtype)
+    cols = np.empty(w.shape[1], np.int64)
+    live = np.empty(x.shape[0], np.int64)
+    kernels.dense_backward_sgd(dx, w, b, scratch, cols, live, x, dout, x.dtype.type(lr))
+    return dx, w, b
+
+
+def sparse_dout(rng, N, O, live, dtype):
+    """dout (N, O) with only `live` non-zero columns, as behind dead ReLU units."""
+    dout = np.zeros((N, O), dtype)
+    columns = rng.choice(O, size=live, replace=False)
+    dout[:, columns] = rng.standard_normal((N, live))
+    return dout
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("N,I,O", [(1, 70, 9), (3, 100, 40), (5, 33, 130), (9, 65, 17)])
+@pytest.mark.parametrize("live", ["all", "few", "none"])
+def test_fused_dense_backward_sgd_matches_the_unfused_math(rng, dtype, N, I, O, live):
+    x = relu_like(rng, (N, I), dtype)
+    w, b = rng.standard_normal((I, O)).astype(dtype), rng.standard_normal(O).astype(dtype)
+    count = {"all": O, "few": max(1, O // 10), "none": 0}[live]
+    dout = sparse_dout(rng, N, O, count, dtype)
+    if N > 1:
+        dout[1] = 0  # an image the softmax is already sure of: it adds nothing
+    lr = 0.01
+    dx, w_new, b_new = fused(x, dout, w, b, lr)
+    wide = [a.astype(np.float64) for a in (x, dout, w, b)]
+    expected = naive.dense_backward_sgd(*wide, lr)
+    tol = {"rtol": 1e-5, "atol": 1e-5} if dtype == np.float32 else {"rtol": 1e-12, "atol": 1e-12}
+    for got, want in zip((dx, w_new, b_new), expected):
+        np.testing.assert_allclose(got, want, **tol)
+    assert np.array_equal(dx == 0, (x == 0) | (dout == 0).all(axis=1, keepdims=True))
+    if count == 0:
+        assert np.array_equal(w_new, w) and np.array_equal(b_new, b)
+
+
+@pytest.mark.parametrize("N", [1, 4])
+def test_fused_update_is_bit_identical_to_backward_then_sgd(rng, N):
+    """Same order of operations as dense_backward + relu_backward + sgd_update: same bits."""
+    I, O = 90, 50
+    x = relu_like(rng, (N, I), np.float32)
+    w, b = rng.standard_normal((I, O)).astype(np.float32), rng.standard_normal(O).astype(np.float32)
+    dout = rng.standard_normal((N, O)).astype(np.float32)
+    lr = np.float32(1e-3)
+    dx, w_new, b_new = fused(x, dout, w, b, lr)
+    dx_plain, dw, db = np.empty_like(x), np.empty_like(w), np.empty_like(b)
+    kernels.dense_backward(dx_plain, dw, db, x, dout, w)
+    dx_masked = np.empty_like(x)
+    kernels.relu_backward(dx_masked, dx_plain, x)
+    w_plain, b_plain = w.copy(), b.copy()
+    kernels.sgd_update(w_plain.reshape(-1), dw.reshape(-1), lr)
+    kernels.sgd_update(b_plain, db, lr)
+    assert np.array_equal(w_new, w_plain)
+    assert np.array_equal(b_new, b_plain)
+    np.testing.assert_allclose(dx, dx_masked, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("batch", [1, 3, 12])
+def test_network_backward_sgd_equals_backward_then_sgd_step(rng, batch):
+    arch = Architecture(in_channels=1, image_size=9, kernels=3, kernel_size=3, hidden=(20, 6), classes=3)
+    params = init_parameters(arch, rng)
+    x = (rng.random((batch, 1, 9, 9)) * 255).astype(np.float32)
+    labels = rng.integers(0, 3, batch)
+    lr = 1e-4
+    plain = Network(arch, {k: v.copy() for k, v in params.items()})
+    plain.forward(x)
+    plain.loss(labels)
+    plain.backward()
+    SGD(plain.params, lr).step(plain.params, plain.grads)
+    fast = Network(arch, {k: v.copy() for k, v in params.items()})
+    fast.forward(x)
+    fast.loss(labels)
+    fast.backward_sgd(lr)
+    assert not np.array_equal(fast.params["dense0_w"], params["dense0_w"])  # it did learn
+    for name in params:
+        np.testing.assert_allclose(fast.params[name], plain.params[name], rtol=1e-5, atol=1e-6, err_msg=name)
+
+
+TRAIN_A_FEW_STEPS = """
+import sys
+import numpy as np
+from cnnfruit.data import load_embedded
+from cnnfruit.train import TrainConfig, Trainer
+config = TrainConfig(lr=1e-6, epochs=1, batch_size=int(sys.argv[1]), kernels=4, hidden=(48, 12), seed=3)
+trainer = Trainer.start(load_embedded(), config)
+trainer.data.x_train, trainer.data.y_train = trainer.data.x_train[:40], trainer.data.y_train[:40]
+trainer.data.x_val, trainer.data.y_val = trainer.data.x_val[:0], trainer.data.y_val[:0]
+trainer.__init__(trainer.dataset, config, trainer.network, trainer.optimizer, trainer.shuffle_rng,
+                 trainer.data, trainer.history)
+trainer.run_epoch()
+np.savez(sys.argv[2], **trainer.network.params)
+"""
+
+
+@pytest.mark.parametrize("batch", [1, 16])
+def test_training_is_bit_identical_with_one_or_two_threads(tmp_path, batch):
+    results = []
+    for threads in ("1", "2"):
+        out = tmp_path / f"params-{threads}.npz"
+        env = {**os.environ, "NUMBA_NUM_THREADS": threads, "PYTHONPATH": ROOT}
+        subprocess.run([sys.executable, "-c", TRAIN_A_FEW_STEPS, str(batch), str(out)], env=env, check=True, cwd=ROOT)
+        with np.load(out, allow_pickle=False) as saved:
+            results.append({name: saved[name] for name in saved.files})
+    assert results[0].keys() == results[1].keys()
+    for name in results[0]:
+        assert np.array_equal(results[0][name], results[1][name]), name
+
+
+def test_blas_and_kernel_dense_paths_agree(rng, monkeypatch):
+    from cnnfruit import model
+
+    arch = Architecture(in_channels=1, image_size=9, kernels=3, kernel_size=3, hidden=(20, 6), classes=3)
+    params = init_parameters(arch, rng)
+    x = (rng.random((10, 1, 9, 9)) * 255).astype(np.float32)
+    labels = rng.integers(0, 3, 10)
+    results = []
+    for threshold in (1, 10_000):  # every product through BLAS, then none
+        monkeypatch.setattr(model, "BLAS_MIN_BATCH", threshold)
+        net = Network(arch, {k: v.copy() for k, v in params.items()})
+        logits = net.forward(x).copy()
+        net.loss(labels)
+        results.append((logits, {k: v.copy() for k, v in net.backward().items()}))
+    np.testing.assert_allclose(results[0][0], results[1][0], rtol=1e-5, atol=1e-3)
+    for name in params:
+        np.testing.assert_allclose(results[0][1][name], results[1][1][name], rtol=1e-4, atol=1e-3, err_msg=name)
+
+
+def test_split_matmul_matches_matmul(rng):
+    from cnnfruit.model import MATMUL_MIN_COLUMNS, split_matmul
+
+    a = relu_like(rng, (9, 70), np.float32)
+    b = rng.standard_normal((70, MATMUL_MIN_COLUMNS + 3)).astype(np.float32)
+    out = np.full((9, b.shape[1]), np.nan, np.float32)
+    split_matmul(a, b, out)
+    np.testing.assert_allclose(out, a.astype(np.float64) @ b, rtol=1e-5, atol=1e-4)
+    again = np.empty_like(out)
+    split_matmul(a, b, again)
+    assert np.array_equal(out, again)
