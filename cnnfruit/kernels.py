@@ -35,6 +35,13 @@ ROW_CHUNKS = 16
 # share out, few enough that each block's scratch row of dw is reused many times.
 ROW_BLOCK = 32
 
+# Softmax probabilities below this are flushed to 0. On raw pixels the softmax saturates: exp(-90)
+# is a float32 subnormal, and subnormals flowing back through the dense layers made late epochs of
+# the report's recipe about 2x slower (9.6 s against 4.5 s per epoch, measured), since x86 handles
+# them in microcode. A gradient of 1e-30 moves no float32 weight at any sane learning rate, and an
+# exact 0 lets the fused backward skip the image altogether.
+PROBABILITY_FLOOR = 1e-30
+
 njit_parallel = numba.njit(parallel=True, cache=True, fastmath=FASTMATH)
 njit_serial = numba.njit(cache=True, fastmath=FASTMATH)
 
@@ -289,7 +296,8 @@ def softmax_cross_entropy(probs, dlogits, losses, logits, labels):
     """Per-image loss, softmax probabilities and the gradient softmax - onehot; all (N, M) / (N,).
 
     Subtracts the row maximum first, so raw-pixel logits in the hundreds do not overflow, and
-    takes the loss as logsumexp - logit[label], which never evaluates log(0).
+    takes the loss as logsumexp - logit[label], which never evaluates log(0). Probabilities below
+    PROBABILITY_FLOOR are set to exactly 0 (see there).
     """
     N, M = logits.shape
     zero = np.zeros(1, probs.dtype)[0]
@@ -303,6 +311,8 @@ def softmax_cross_entropy(probs, dlogits, losses, logits, labels):
             total += probs[n, m]
         for m in range(M):
             probs[n, m] /= total
+            if probs[n, m] < PROBABILITY_FLOOR:
+                probs[n, m] = zero
             dlogits[n, m] = probs[n, m]
         dlogits[n, labels[n]] -= 1
         losses[n] = np.log(total) - (logits[n, labels[n]] - peak)

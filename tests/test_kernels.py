@@ -103,3 +103,17 @@ def test_sgd_update(rng, dtype):
     expected = param - dtype(0.01) * grad
     kernels.sgd_update(param, grad, dtype(0.01))
     np.testing.assert_allclose(param, expected, **tolerance(dtype))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_saturated_softmax_gives_exact_zeros_not_subnormals(dtype):
+    logits = np.array([[0.0, -95.0, -200.0], [30.0, 0.0, -80.0]], dtype=dtype)
+    labels = np.array([0, 0])
+    probs, dlogits, losses = np.empty_like(logits), np.empty_like(logits), np.empty(2, dtype)
+    kernels.softmax_cross_entropy(probs, dlogits, losses, logits, labels)
+    tiny = np.finfo(dtype).tiny
+    assert not ((dlogits != 0) & (np.abs(dlogits) < 1e-30)).any()
+    assert probs[0, 1] == 0 and probs[0, 2] == 0 and probs[1, 2] == 0
+    assert probs[1, 1] == pytest.approx(np.exp(-30.0), rel=1e-5)  # above the floor: kept
+    assert not ((np.abs(probs) > 0) & (np.abs(probs) < tiny)).any()
+    np.testing.assert_allclose(losses, naive.softmax_cross_entropy(logits.astype(np.float64), labels)[1], atol=1e-6)
