@@ -12,6 +12,7 @@ threads write the same element and no sum depends on how the work is split. Resu
 identical for any NUMBA_NUM_THREADS. Every kernel works for float32 and float64 (tests use both).
 """
 import os
+import types
 
 import numba
 import numpy as np
@@ -362,3 +363,30 @@ def adam_update(param, m, v, grad, lr, beta1, beta2, eps, weight_decay, correcti
         m_hat = m[t] / correction1
         v_hat = v[t] / correction2
         param[t] -= lr * m_hat / (np.sqrt(v_hat) + eps)
+
+
+# ----------------------------------------------------------------------------------------------
+# serial twins: the same kernels compiled without threads
+
+
+def serial_twin(kernel):
+    """`kernel` compiled without threads (its prange runs as range), for work too small to share.
+
+    The twin is a copy of the Python function under its own name, so that Numba's on-disk cache,
+    which keys files by function name and bytecode but not by compile flags, keeps the two apart.
+    """
+    py_func = kernel.py_func
+    twin = types.FunctionType(py_func.__code__, py_func.__globals__, py_func.__name__ + "_serial",
+                              py_func.__defaults__, py_func.__closure__)
+    twin.__qualname__ = py_func.__qualname__ + "_serial"
+    twin.__doc__ = py_func.__doc__
+    return njit_serial(twin)
+
+
+conv_relu_forward_serial = serial_twin(conv_relu_forward)
+conv_backward_serial = serial_twin(conv_backward)
+relu_backward_serial = serial_twin(relu_backward)
+dense_forward_serial = serial_twin(dense_forward)
+dense_backward_serial = serial_twin(dense_backward)
+dense_backward_sgd_serial = serial_twin(dense_backward_sgd)
+sgd_update_serial = serial_twin(sgd_update)

@@ -39,6 +39,29 @@ def split_matmul(a, b, out):
         job.result()
 
 
+# Work, in multiply-adds, below which a kernel runs on the calling thread alone. Each parallel
+# region wakes the worker threads (a futex round trip each); a batch-1 step opens a dozen, most of
+# them over a few thousand multiply-adds. Measured on the report's recipe (batch 1, seed 0, seconds
+# per epoch): every kernel parallel 5.0-5.8; only the first dense layer parallel 2.7-3.2; the conv
+# layer's 108k multiply-adds parallel as well 3.8-4.9.
+PARALLEL_MIN_WORK = 1_000_000
+
+_SERIAL_TWIN = {
+    kernels.conv_relu_forward: kernels.conv_relu_forward_serial,
+    kernels.conv_backward: kernels.conv_backward_serial,
+    kernels.relu_backward: kernels.relu_backward_serial,
+    kernels.dense_forward: kernels.dense_forward_serial,
+    kernels.dense_backward: kernels.dense_backward_serial,
+    kernels.dense_backward_sgd: kernels.dense_backward_sgd_serial,
+    kernels.sgd_update: kernels.sgd_update_serial,
+}
+
+
+def sized(kernel, work):
+    """The parallel kernel for `work` multiply-adds or more, else its serial twin (if it has one)."""
+    return kernel if work >= PARALLEL_MIN_WORK else _SERIAL_TWIN.get(kernel, kernel)
+
+
 class Network:
     """Parameters, their gradients and the activations of one batch size, all preallocated.
 
@@ -101,13 +124,17 @@ class Network:
         self._capacity = capacity
         self._batch = None
 
+    def _conv_work(self, batch):
+        """Multiply-adds of the conv layer (forward, or the kernel gradient) for `batch` images."""
+        return batch * self.arch.features * self.arch.in_channels * self.arch.kernel_size**2
+
     def forward(self, x):
         """x (N, C, H, H) -> logits (N, M), a view into the workspace."""
         x = np.ascontiguousarray(x, dtype=self.dtype)
         self._workspace(x.shape[0])
         self.x = x
         p = self.params
-        kernels.conv_relu_forward(self.conv_out, x, p["conv_w"], p["conv_b"])
+        sized(kernels.conv_relu_forward, self._conv_work(len(x)))(self.conv_out, x, p["conv_w"], p["conv_b"])
         for layer in range(self.layers):
             relu = layer < self.layers - 1
             out, inp = self.acts[layer + 1], self.acts[layer]
@@ -118,7 +145,7 @@ class Network:
                 if relu:
                     np.maximum(out, 0, out=out)
             else:
-                kernels.dense_forward(out, self._partials[layer], inp, w, b, relu)
+                sized(kernels.dense_forward, inp.size * len(b))(out, self._partials[layer], inp, w, b, relu)
         return self.acts[-1]
 
     def loss(self, labels):
@@ -137,9 +164,9 @@ class Network:
                 np.matmul(x.T, dout, out=dw)
                 np.sum(dout, axis=0, out=db)
             else:
-                kernels.dense_backward(dx, dw, db, x, dout, w)
-            kernels.relu_backward(self.dpres[layer], self.dacts[layer], self.acts[layer])
-        kernels.conv_backward(g["conv_w"], g["conv_b"], self.x, self.dconv)
+                sized(kernels.dense_backward, x.size * len(db))(dx, dw, db, x, dout, w)
+            sized(kernels.relu_backward, x.size)(self.dpres[layer], self.dacts[layer], self.acts[layer])
+        sized(kernels.conv_backward, self._conv_work(len(self.x)))(g["conv_w"], g["conv_b"], self.x, self.dconv)
         return g
 
     def backward_sgd(self, lr):
@@ -152,13 +179,14 @@ class Network:
         p, g = self.params, self.grads
         lr = self.dtype.type(lr)
         for layer in reversed(range(self.layers)):
-            kernels.dense_backward_sgd(
-                self.dpres[layer], p[f"dense{layer}_w"], p[f"dense{layer}_b"], self._scratch[layer],
+            w = p[f"dense{layer}_w"]
+            sized(kernels.dense_backward_sgd, self.acts[layer].shape[0] * w.size)(
+                self.dpres[layer], w, p[f"dense{layer}_b"], self._scratch[layer],
                 self._cols[layer], self._live, self.acts[layer], self.dpres[layer + 1], lr,
             )
-        kernels.conv_backward(g["conv_w"], g["conv_b"], self.x, self.dconv)
+        sized(kernels.conv_backward, self._conv_work(len(self.x)))(g["conv_w"], g["conv_b"], self.x, self.dconv)
         for name in ("conv_w", "conv_b"):
-            kernels.sgd_update(p[name].reshape(-1), g[name].reshape(-1), lr)
+            sized(kernels.sgd_update, p[name].size)(p[name].reshape(-1), g[name].reshape(-1), lr)
 
     def predict_proba(self, x, batch=256):
         """Softmax probabilities (N, M) for inputs x, computed batch by batch."""

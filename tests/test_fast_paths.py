@@ -163,3 +163,48 @@ def test_split_matmul_matches_matmul(rng):
     again = np.empty_like(out)
     split_matmul(a, b, again)
     assert np.array_equal(out, again)
+
+
+def _twin_cases(rng):
+    """(parallel kernel, serial twin, output arrays, input arrays) on small random data."""
+    f32 = np.float32
+    x4 = rng.standard_normal((3, 2, 9, 9)).astype(f32)
+    w4 = rng.standard_normal((4, 2, 3, 3)).astype(f32)
+    b4 = rng.standard_normal(4).astype(f32)
+    dconv = np.maximum(rng.standard_normal((3, 4, 7, 7)), 0).astype(f32)
+    act = np.maximum(rng.standard_normal((3, 70)), 0).astype(f32)
+    dact = rng.standard_normal((3, 70)).astype(f32)
+    w2 = rng.standard_normal((70, 40)).astype(f32)
+    b2 = rng.standard_normal(40).astype(f32)
+    dout = rng.standard_normal((3, 40)).astype(f32)
+    partial = np.zeros((kernels.ROW_CHUNKS, 3, 40), f32)
+    scratch = np.zeros((-(-70 // kernels.ROW_BLOCK), 40), f32)
+    return [
+        (kernels.conv_relu_forward, kernels.conv_relu_forward_serial, [np.empty((3, 4, 7, 7), f32)], [x4, w4, b4]),
+        (kernels.conv_backward, kernels.conv_backward_serial, [np.empty_like(w4), np.empty_like(b4)], [x4, dconv]),
+        (kernels.relu_backward, kernels.relu_backward_serial, [np.empty_like(dact)], [dact, act]),
+        (kernels.dense_forward, kernels.dense_forward_serial, [np.empty((3, 40), f32), partial], [act, w2, b2, True]),
+        (kernels.dense_backward, kernels.dense_backward_serial,
+         [np.empty_like(act), np.empty_like(w2), np.empty_like(b2)], [act, dout, w2]),
+        (kernels.dense_backward_sgd, kernels.dense_backward_sgd_serial,
+         [np.empty_like(act), w2.copy(), b2.copy(), scratch, np.zeros(40, np.int64), np.zeros(3, np.int64)],
+         [act, dout, f32(1e-3)]),
+        (kernels.sgd_update, kernels.sgd_update_serial, [w2.reshape(-1)[:120].copy()], [dout.reshape(-1), f32(0.1)]),
+    ]
+
+
+def test_serial_twins_match_their_parallel_kernels_bit_for_bit(rng):
+    """Small work runs on one thread (model.sized); it must give exactly what the threads give."""
+    for parallel, serial, outputs, inputs in _twin_cases(rng):
+        copies = [o.copy() for o in outputs]
+        parallel(*outputs, *inputs)
+        serial(*copies, *inputs)
+        for a, b in zip(outputs, copies):
+            assert np.array_equal(a, b), parallel.py_func.__name__
+
+
+def test_sized_picks_the_serial_twin_for_small_work():
+    from cnnfruit.model import PARALLEL_MIN_WORK, sized
+
+    assert sized(kernels.dense_forward, PARALLEL_MIN_WORK) is kernels.dense_forward
+    assert sized(kernels.dense_forward, PARALLEL_MIN_WORK - 1) is kernels.dense_forward_serial
