@@ -188,26 +188,30 @@ class Network:
         for name in ("conv_w", "conv_b"):
             sized(kernels.sgd_update, p[name].size)(p[name].reshape(-1), g[name].reshape(-1), lr)
 
-    def predict_proba(self, x, batch=256):
-        """Softmax probabilities (N, M) for inputs x, computed batch by batch."""
-        out = np.empty((len(x), self.arch.classes), dtype=self.dtype)
-        labels = np.zeros(min(batch, len(x)), dtype=np.int64)
+    def _scored_batches(self, x, labels, batch):
+        """Forward pass and loss over x batch by batch; yields each batch's slice of x.
+
+        After each yield self.probs and self.losses hold that batch's figures.
+        """
         for start in range(0, len(x), batch):
-            chunk = x[start:start + batch]
-            self.forward(chunk)
-            kernels.softmax_cross_entropy(
-                self.probs, self.dpres[-1], self.losses, self.acts[-1], labels[: len(chunk)]
-            )
-            out[start:start + len(chunk)] = self.probs
+            chunk = slice(start, start + batch)
+            self.forward(x[chunk])
+            self.loss(labels[chunk])
+            yield chunk
+
+    def predict_proba(self, x, batch=256):
+        """Softmax probabilities (N, M) for inputs x."""
+        out = np.empty((len(x), self.arch.classes), dtype=self.dtype)
+        unknown = np.zeros(len(x), dtype=np.int64)  # the softmax needs a label; its loss is unused
+        for chunk in self._scored_batches(x, unknown, batch):
+            out[chunk] = self.probs
         return out
 
     def evaluate(self, x, labels, batch=256):
         """(mean per-image loss, accuracy, predictions) over a whole set."""
         losses = np.empty(len(x), dtype=np.float64)
         predictions = np.empty(len(x), dtype=np.int64)
-        for start in range(0, len(x), batch):
-            chunk = slice(start, start + batch)
-            self.forward(x[chunk])
-            losses[chunk] = self.loss(labels[chunk])
+        for chunk in self._scored_batches(x, labels, batch):
+            losses[chunk] = self.losses
             predictions[chunk] = self.probs.argmax(axis=1)
         return float(losses.mean()), float((predictions == labels).mean()), predictions
