@@ -209,23 +209,6 @@ def nonzero_columns(cols, dout):
     return count
 
 
-@njit_serial
-def nonzero_rows(rows, dout):
-    """Writes into rows the indices n where dout[n] (N, O) has a non-zero entry; returns how many.
-
-    Images on which the softmax saturated have an all-zero gradient and add nothing to any update.
-    """
-    N, O = dout.shape
-    count = 0
-    for n in range(N):
-        for j in range(O):
-            if dout[n, j] != 0:
-                rows[count] = n
-                count += 1
-                break
-    return count
-
-
 @njit_parallel
 def dense_backward_sgd(dx, w, b, scratch, cols, live, x, dout, lr):
     """Backward pass of out = x @ w + b fused with the SGD update w -= lr * dw, b -= lr * db.
@@ -245,7 +228,7 @@ def dense_backward_sgd(dx, w, b, scratch, cols, live, x, dout, lr):
     O = w.shape[1]
     zero = np.zeros(1, dx.dtype)[0]
     count = nonzero_columns(cols, dout)
-    images = nonzero_rows(live, dout)
+    images = nonzero_columns(live, dout.T)  # the images whose gradient row is not all zero
     full = 8 * count > O  # mostly non-zero: contiguous loops beat gathering through cols
     blocks = (I + ROW_BLOCK - 1) // ROW_BLOCK
     for block in numba.prange(blocks):

@@ -210,10 +210,10 @@ def test_sized_picks_the_serial_twin_for_small_work():
     assert sized(kernels.dense_forward, PARALLEL_MIN_WORK - 1) is kernels.dense_forward_serial
 
 
-def test_nonzero_rows_and_columns():
+def test_nonzero_columns_of_a_matrix_and_of_its_transpose():
     dout = np.zeros((4, 5), np.float32)
     dout[1, 3] = 2.0
     dout[3, 0] = -1.0
     index = np.full(5, -1, np.int64)
-    assert kernels.nonzero_rows(index, dout) == 2 and index[:2].tolist() == [1, 3]
+    assert kernels.nonzero_columns(index, dout.T) == 2 and index[:2].tolist() == [1, 3]
     assert kernels.nonzero_columns(index, dout) == 2 and index[:2].tolist() == [0, 3]
