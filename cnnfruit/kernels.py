@@ -28,6 +28,10 @@ if "NUMBA_THREADING_LAYER" not in os.environ:
 # Fast-math flags in one place. nnan/ninf are left out so that NaN and inf checks stay honest;
 # reassoc lets LLVM vectorise reductions (the same order on every run, whatever the threads).
 FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
+# Without reassoc, for kernels whose serial twin must sum in exactly the parallel kernel's order:
+# LLVM may vectorise one reduction differently in the two compiles (seen on AMD Zen 4 with
+# conv_backward's sum over images and pixels, which then differed in the last bit).
+FASTMATH_ORDERED = FASTMATH - {"reassoc"}
 
 # The small-batch dense forward splits its input rows into this many fixed slices, each summed
 # apart and then added in order: enough slices for any thread count up to it, and a fixed order.
@@ -45,6 +49,7 @@ PROBABILITY_FLOOR = 1e-30
 
 njit_parallel = numba.njit(parallel=True, cache=True, fastmath=FASTMATH)
 njit_serial = numba.njit(cache=True, fastmath=FASTMATH)
+njit_parallel_ordered = numba.njit(parallel=True, cache=True, fastmath=FASTMATH_ORDERED)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -75,7 +80,7 @@ def conv_relu_forward(out, x, w, b):
                     out[n, k, i, j] = 0
 
 
-@njit_parallel
+@njit_parallel_ordered
 def conv_backward(dw, db, x, dout):
     """Kernel and bias gradients of the conv layer; the input image needs no gradient.
 
@@ -374,7 +379,7 @@ def serial_twin(kernel):
                               py_func.__defaults__, py_func.__closure__)
     twin.__qualname__ = py_func.__qualname__ + "_serial"
     twin.__doc__ = py_func.__doc__
-    return njit_serial(twin)
+    return numba.njit(cache=True, fastmath=kernel.targetoptions["fastmath"])(twin)
 
 
 conv_relu_forward_serial = serial_twin(conv_relu_forward)
