@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import CnnfruitError
-from .preprocess import IMAGE_SIZE
+from .config import IMAGE_SIZE
 
 
 @dataclass(frozen=True)
