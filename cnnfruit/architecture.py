@@ -35,6 +35,12 @@ class Architecture:
         if any(h < 1 for h in self.hidden):
             raise CnnfruitError(f"hidden layer sizes must be positive, got {list(self.hidden)}")
 
+    @classmethod
+    def from_config(cls, config, classes, image_size=IMAGE_SIZE):
+        """The network a TrainConfig describes, for `classes` classes."""
+        return cls(in_channels=config.in_channels, image_size=image_size, kernels=config.kernels,
+                   kernel_size=config.kernel_size, hidden=config.hidden, classes=classes)
+
     @property
     def conv_side(self):
         """P: the side of each conv output map (valid convolution, stride 1)."""

@@ -157,12 +157,6 @@ class TrainConfig:
     def in_channels(self):
         return 3 if self.color == "rgb" else 1
 
-    def architecture(self, classes, image_size=IMAGE_SIZE):
-        from .architecture import Architecture
-
-        return Architecture(in_channels=self.in_channels, image_size=image_size, kernels=self.kernels,
-                            kernel_size=self.kernel_size, hidden=self.hidden, classes=classes)
-
 
 def setting_fields():
     """The TrainConfig fields, for clients that list the settings (the CLI's options)."""

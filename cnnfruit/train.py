@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import checkpoint as ckpt_io
-from .architecture import init_parameters
+from .architecture import Architecture, init_parameters
 from .augment import augment
 from .data import fingerprint
 from .errors import CnnfruitError, SettingError
@@ -100,7 +100,7 @@ class Trainer:
     def start(cls, dataset, config):
         config.check()
         init_rng, split_rng, shuffle_rng = generators(config.seed)
-        arch = config.architecture(len(dataset.class_names))
+        arch = Architecture.from_config(config, len(dataset.class_names))
         network = Network(arch, init_parameters(arch, init_rng))
         optimizer = make_optimizer(config.optimizer, network.params, **config.optimizer_settings())
         history = History(dataset=dataset.name, class_names=list(dataset.class_names), seed=config.seed,
@@ -112,7 +112,7 @@ class Trainer:
         """A trainer in the state `ckpt` saved; config must be the checkpoint's (epochs may grow)."""
         config.check()
         _, split_rng, shuffle_rng = generators(config.seed)
-        arch = config.architecture(len(dataset.class_names))
+        arch = Architecture.from_config(config, len(dataset.class_names))
         if arch != ckpt.arch:
             raise CnnfruitError("the checkpoint's network does not match its own training settings")
         if ckpt.optimizer != config.optimizer:
