@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import CnnfruitError
-from .preprocess import IMAGE_SIZE
+from .config import IMAGE_SIZE
 
 
 @dataclass(frozen=True)
@@ -34,6 +34,12 @@ class Architecture:
             )
         if any(h < 1 for h in self.hidden):
             raise CnnfruitError(f"hidden layer sizes must be positive, got {list(self.hidden)}")
+
+    @classmethod
+    def from_config(cls, config, classes, image_size=IMAGE_SIZE):
+        """The network a TrainConfig describes, for `classes` classes."""
+        return cls(in_channels=config.in_channels, image_size=image_size, kernels=config.kernels,
+                   kernel_size=config.kernel_size, hidden=config.hidden, classes=classes)
 
     @property
     def conv_side(self):

@@ -5,9 +5,8 @@ seeded run makes the same choices every time. Inputs are (N, C, H, W) arrays alr
 """
 import numpy as np
 
+from .config import AUGMENT_MODES
 from .errors import CnnfruitError
-
-AUGMENT_MODES = ("none", "flip", "flip-vh", "rotate", "shift")
 MAX_SHIFT = 2  # pixels, for "shift"
 
 

@@ -13,6 +13,7 @@ import numpy as np
 from .errors import CnnfruitError
 from .files import write_atomically
 from .architecture import Architecture
+from .config import TrainConfig
 
 FORMAT_VERSION = 1
 
@@ -142,6 +143,9 @@ def _from_arrays(arrays):
     optimizer_state = {
         name[len("optstate_"):]: value for name, value in arrays.items() if name.startswith("optstate_")
     }
+    config = json.loads(str(arrays["train_config"]))
+    if config:
+        TrainConfig.from_dict(config)  # every stored setting checked as a new run's would be
     return Checkpoint(
         arch=arch,
         class_names=class_names,
@@ -152,7 +156,7 @@ def _from_arrays(arrays):
         optimizer=str(arrays["optimizer_name"]),
         optimizer_state=optimizer_state,
         rng_state=json.loads(str(arrays["train_rng_state"])),
-        config=json.loads(str(arrays["train_config"])),
+        config=config,
         history=json.loads(str(arrays["train_history"])),
         data=_optional_json(arrays, "train_data", {}),
         partial=_optional_json(arrays, "train_partial", None),

@@ -5,12 +5,12 @@ integer labels and shared class names; `preprocess.to_inputs` turns images into 
 """
 import hashlib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 
 import numpy as np
 
-from .errors import CnnfruitError
+from .errors import CnnfruitError, SettingError
 from .preprocess import load_image
 
 EMBEDDED_NAME = "fruits360-32"
@@ -38,6 +38,9 @@ class Dataset:
     class_names: list
     train: Split
     test: Split
+    source: str = None  # the folder it was read from (absolute), None for the embedded set
+    options: dict = field(default_factory=dict)  # how it was read, so a resumed run reads it the same way
+    skipped: int = 0  # unreadable images left out (with skip_bad)
 
 
 def embedded_path():
@@ -83,7 +86,7 @@ def read_split(split_dir, class_names, skip_bad=False):
                 images.append(load_image(path))
             except CnnfruitError as err:
                 if not skip_bad:
-                    raise CnnfruitError(f"{err} (--skip-bad skips unreadable images)") from None
+                    raise SettingError("{message} ({skip_bad} skips unreadable images)", message=str(err)) from None
                 skipped += 1
                 continue
             labels.append(label)
@@ -96,7 +99,7 @@ def read_split(split_dir, class_names, skip_bad=False):
 def read_image_folder(root, skip_bad=False):
     """The DIR/train/<class>/* and DIR/test/<class>/* layout; classes are the sorted folder names.
 
-    Returns (Dataset, number of unreadable images skipped).
+    With skip_bad, unreadable images are left out and counted in the Dataset's `skipped`.
     """
     if not os.path.isdir(root):
         raise CnnfruitError(f"data folder {root} does not exist")
@@ -116,7 +119,8 @@ def read_image_folder(root, skip_bad=False):
     train, skipped_train = read_split(train_dir, train_classes, skip_bad)
     test, skipped_test = read_split(test_dir, train_classes, skip_bad)
     name = os.path.basename(os.path.normpath(root))
-    return Dataset(name, train_classes, train, test), skipped_train + skipped_test
+    return Dataset(name, train_classes, train, test, source=os.path.abspath(root), options={"skip_bad": skip_bad},
+                   skipped=skipped_train + skipped_test)
 
 
 def fingerprint(dataset):
@@ -128,12 +132,3 @@ def fingerprint(dataset):
             digest.update(str(array.shape).encode("ascii"))
             digest.update(np.ascontiguousarray(array).tobytes())
     return digest.hexdigest()
-
-
-def train_val_split(n, val_fraction, rng):
-    """Shuffle range(n) with rng and cut off round(val_fraction * n) items for validation."""
-    order = rng.permutation(n)
-    n_val = int(round(val_fraction * n))
-    if n - n_val < 1:
-        raise CnnfruitError(f"--val-fraction {val_fraction} leaves no training images out of {n}")
-    return np.sort(order[n_val:]), np.sort(order[:n_val])

@@ -11,19 +11,10 @@ every `prange` runs over a dimension whose slice of the output one iteration own
 threads write the same element and no sum depends on how the work is split. Results are therefore
 identical for any NUMBA_NUM_THREADS. Every kernel works for float32 and float64 (tests use both).
 """
-import os
 import types
 
 import numba
 import numpy as np
-
-# Numba's default OpenMP layer spin-waits at every parallel region's barrier. A training step at
-# batch 1 opens a dozen regions of well under a millisecond each, and on a shared machine a spinning
-# thread that gets descheduled stalls its partner: measured here, batch 1 ran 10-20x slower with two
-# OpenMP threads than with one under load, and at about the one-thread speed with the workqueue
-# layer, whose idle threads sleep. A layer the user names in NUMBA_THREADING_LAYER still wins.
-if "NUMBA_THREADING_LAYER" not in os.environ:
-    numba.config.THREADING_LAYER = "workqueue"
 
 # Fast-math flags in one place. nnan/ninf are left out so that NaN and inf checks stay honest;
 # reassoc lets LLVM vectorise reductions (the same order on every run, whatever the threads).
@@ -42,8 +33,8 @@ ROW_BLOCK = 32
 
 # Softmax probabilities below this are flushed to 0. On raw pixels the softmax saturates: exp(-90)
 # is a float32 subnormal, and subnormals flowing back through the dense layers made late epochs of
-# the report's recipe about 2x slower (9.6 s against 4.5 s per epoch, measured), since x86 handles
-# them in microcode. A gradient of 1e-30 moves no float32 weight at any sane learning rate, and an
+# the report's recipe about 2x slower, since x86 handles them in microcode (docs/performance.md,
+# "Subnormals"). A gradient of 1e-30 moves no float32 weight at any sane learning rate, and an
 # exact 0 lets the fused backward skip the image altogether.
 PROBABILITY_FLOOR = 1e-30
 

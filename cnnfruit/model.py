@@ -4,62 +4,7 @@ See architecture.py for the layers and the shape letters of kernels.py for the d
 """
 import numpy as np
 
-from . import kernels
-
-# From this many images per batch on, the dense forward products go to BLAS (numpy's matmul).
-# Measured (forward seconds per epoch, shared 2-core machine): at batch 32 the numba kernel took
-# 0.34 s, OpenBLAS with one thread 0.23 s, OpenBLAS with two threads 6-7 s (its threads spin and
-# fight numba's; the CLI therefore runs OpenBLAS on one thread). Below 8 images the kernel, which
-# skips the zero inputs behind the ReLU, streams the weights once and wins.
-BLAS_MIN_BATCH = 8
-
-
-# Wide BLAS products are cut into this many fixed column slices, one sgemm each, run on a pool of
-# Python threads (numpy releases the GIL): both cores work while OpenBLAS itself stays on one
-# thread, and the slices do not depend on how many threads run them.
-MATMUL_SLICES = 2
-MATMUL_MIN_COLUMNS = 256
-_pool = None
-
-
-def split_matmul(a, b, out):
-    """out = a @ b; for wide b, as MATMUL_SLICES column slices computed side by side."""
-    global _pool
-    columns = b.shape[1]
-    if columns < MATMUL_MIN_COLUMNS:
-        np.matmul(a, b, out=out)
-        return
-    if _pool is None:
-        from concurrent.futures import ThreadPoolExecutor
-
-        _pool = ThreadPoolExecutor(MATMUL_SLICES, thread_name_prefix="cnnfruit-matmul")
-    edges = [columns * k // MATMUL_SLICES for k in range(MATMUL_SLICES + 1)]
-    jobs = [_pool.submit(np.matmul, a, b[:, lo:hi], out=out[:, lo:hi]) for lo, hi in zip(edges[:-1], edges[1:])]
-    for job in jobs:
-        job.result()
-
-
-# Work, in multiply-adds, below which a kernel runs on the calling thread alone. Each parallel
-# region wakes the worker threads (a futex round trip each); a batch-1 step opens a dozen, most of
-# them over a few thousand multiply-adds. Measured on the report's recipe (batch 1, seed 0, seconds
-# per epoch): every kernel parallel 5.0-5.8; only the first dense layer parallel 2.7-3.2; the conv
-# layer's 108k multiply-adds parallel as well 3.8-4.9.
-PARALLEL_MIN_WORK = 1_000_000
-
-_SERIAL_TWIN = {
-    kernels.conv_relu_forward: kernels.conv_relu_forward_serial,
-    kernels.conv_backward: kernels.conv_backward_serial,
-    kernels.relu_backward: kernels.relu_backward_serial,
-    kernels.dense_forward: kernels.dense_forward_serial,
-    kernels.dense_backward: kernels.dense_backward_serial,
-    kernels.dense_backward_sgd: kernels.dense_backward_sgd_serial,
-    kernels.sgd_update: kernels.sgd_update_serial,
-}
-
-
-def sized(kernel, work):
-    """The parallel kernel for `work` multiply-adds or more, else its serial twin (if it has one)."""
-    return kernel if work >= PARALLEL_MIN_WORK else _SERIAL_TWIN.get(kernel, kernel)
+from . import dispatch
 
 
 class Network:
@@ -74,11 +19,9 @@ class Network:
         self.params = params
         self.dtype = params["conv_w"].dtype
         self.grads = {name: np.zeros_like(p) for name, p in params.items()}
-        # Per dense layer: the fused backward's dw rows (one per row block) and non-zero columns.
-        self._scratch = [
-            np.zeros((-(-fan_in // kernels.ROW_BLOCK), fan_out), self.dtype) for fan_in, fan_out in arch.dense_widths
+        self._sgd_scratch = [
+            dispatch.dense_backward_sgd_scratch(fan_in, fan_out, self.dtype) for fan_in, fan_out in arch.dense_widths
         ]
-        self._cols = [np.zeros(fan_out, np.int64) for _, fan_out in arch.dense_widths]
         self._batch = None
         self._capacity = 0
 
@@ -115,18 +58,13 @@ class Network:
             self._acts.append(np.zeros((capacity, fan_out), dtype))
             self._dacts.append(np.zeros((capacity, fan_out), dtype))
             self._dpres.append(np.zeros((capacity, fan_out), dtype))
-        # Row-slice partial sums of the small-batch dense forward (only used below BLAS_MIN_BATCH).
-        rows = min(capacity, BLAS_MIN_BATCH)
-        self._partials = [np.zeros((kernels.ROW_CHUNKS, rows, fan_out), dtype) for _, fan_out in arch.dense_widths]
+        self._forward_scratch = [dispatch.dense_forward_scratch(capacity, fan_out, dtype)
+                                 for _, fan_out in arch.dense_widths]
         self._live = np.zeros(capacity, np.int64)  # images with a non-zero output gradient
         self._probs = np.zeros((capacity, arch.classes), dtype)
         self._losses = np.zeros(capacity, dtype)
         self._capacity = capacity
         self._batch = None
-
-    def _conv_work(self, batch):
-        """Multiply-adds of the conv layer (forward, or the kernel gradient) for `batch` images."""
-        return batch * self.arch.features * self.arch.in_channels * self.arch.kernel_size**2
 
     def forward(self, x):
         """x (N, C, H, H) -> logits (N, M), a view into the workspace."""
@@ -134,39 +72,33 @@ class Network:
         self._workspace(x.shape[0])
         self.x = x
         p = self.params
-        sized(kernels.conv_relu_forward, self._conv_work(len(x)))(self.conv_out, x, p["conv_w"], p["conv_b"])
+        dispatch.conv_relu_forward(self.conv_out, x, p["conv_w"], p["conv_b"])
         for layer in range(self.layers):
-            relu = layer < self.layers - 1
-            out, inp = self.acts[layer + 1], self.acts[layer]
-            w, b = p[f"dense{layer}_w"], p[f"dense{layer}_b"]
-            if len(x) >= BLAS_MIN_BATCH:
-                split_matmul(inp, w, out)
-                out += b
-                if relu:
-                    np.maximum(out, 0, out=out)
-            else:
-                sized(kernels.dense_forward, inp.size * len(b))(out, self._partials[layer], inp, w, b, relu)
+            dispatch.dense_forward(self.acts[layer + 1], self.acts[layer], p[f"dense{layer}_w"], p[f"dense{layer}_b"],
+                                   layer < self.layers - 1, self._forward_scratch[layer])
         return self.acts[-1]
+
+    def feature_maps(self, x):
+        """The conv layer's ReLU maps (N, K, P, P) of inputs x, in a new array."""
+        x = np.ascontiguousarray(x, dtype=self.dtype)
+        P = self.arch.conv_side
+        maps = np.empty((len(x), self.arch.kernels, P, P), self.dtype)
+        dispatch.conv_relu_forward(maps, x, self.params["conv_w"], self.params["conv_b"])
+        return maps
 
     def loss(self, labels):
         """Per-image cross-entropy (N,) of the last forward pass; also sets the logit gradient."""
-        kernels.softmax_cross_entropy(self.probs, self.dpres[-1], self.losses, self.acts[-1], labels)
+        dispatch.softmax_cross_entropy(self.probs, self.dpres[-1], self.losses, self.acts[-1], labels)
         return self.losses
 
     def backward(self):
         """Gradients of the SUM of the per-image losses into self.grads."""
         g, p = self.grads, self.params
         for layer in reversed(range(self.layers)):
-            dx, dw, db = self.dacts[layer], g[f"dense{layer}_w"], g[f"dense{layer}_b"]
-            x, dout, w = self.acts[layer], self.dpres[layer + 1], p[f"dense{layer}_w"]
-            if len(x) >= BLAS_MIN_BATCH:
-                np.matmul(dout, w.T, out=dx)
-                np.matmul(x.T, dout, out=dw)
-                np.sum(dout, axis=0, out=db)
-            else:
-                sized(kernels.dense_backward, x.size * len(db))(dx, dw, db, x, dout, w)
-            sized(kernels.relu_backward, x.size)(self.dpres[layer], self.dacts[layer], self.acts[layer])
-        sized(kernels.conv_backward, self._conv_work(len(self.x)))(g["conv_w"], g["conv_b"], self.x, self.dconv)
+            dispatch.dense_backward(self.dacts[layer], g[f"dense{layer}_w"], g[f"dense{layer}_b"], self.acts[layer],
+                                    self.dpres[layer + 1], p[f"dense{layer}_w"])
+            dispatch.relu_backward(self.dpres[layer], self.dacts[layer], self.acts[layer])
+        dispatch.conv_backward(g["conv_w"], g["conv_b"], self.x, self.dconv)
         return g
 
     def backward_sgd(self, lr):
@@ -179,14 +111,11 @@ class Network:
         p, g = self.params, self.grads
         lr = self.dtype.type(lr)
         for layer in reversed(range(self.layers)):
-            w = p[f"dense{layer}_w"]
-            sized(kernels.dense_backward_sgd, self.acts[layer].shape[0] * w.size)(
-                self.dpres[layer], w, p[f"dense{layer}_b"], self._scratch[layer],
-                self._cols[layer], self._live, self.acts[layer], self.dpres[layer + 1], lr,
-            )
-        sized(kernels.conv_backward, self._conv_work(len(self.x)))(g["conv_w"], g["conv_b"], self.x, self.dconv)
+            dispatch.dense_backward_sgd(self.dpres[layer], p[f"dense{layer}_w"], p[f"dense{layer}_b"],
+                                        self._sgd_scratch[layer], self._live, self.acts[layer], self.dpres[layer + 1], lr)
+        dispatch.conv_backward(g["conv_w"], g["conv_b"], self.x, self.dconv)
         for name in ("conv_w", "conv_b"):
-            sized(kernels.sgd_update, p[name].size)(p[name].reshape(-1), g[name].reshape(-1), lr)
+            dispatch.sgd_update(p[name].reshape(-1), g[name].reshape(-1), lr)
 
     def _scored_batches(self, x, labels, batch):
         """Forward pass and loss over x batch by batch; yields each batch's slice of x.

@@ -2,7 +2,8 @@
 
 Each optimizer keeps its state as named arrays in `state` ("<param>.velocity", "<param>.m",
 "<param>.v", "step"), so a checkpoint can save them and `load_state` can put them back on resume.
-The update arithmetic itself is in kernels.py ("parameter updates"); here are only the settings.
+The update arithmetic itself is in kernels.py ("parameter updates"); here are only the settings,
+which TrainConfig (config.py) declares and checks.
 
 Weight decay is L2 regularisation added to the gradient (grad + weight_decay * param) for every
 optimizer, as torch.optim does; it applies to biases too.
@@ -22,10 +23,6 @@ class Optimizer:
     fusable = False
 
     def __init__(self, params, lr, weight_decay=0.0):
-        if not lr > 0:
-            raise CnnfruitError(f"--lr must be positive, got {lr}")
-        if not weight_decay >= 0:
-            raise CnnfruitError(f"--weight-decay must be zero or positive, got {weight_decay}")
         self.lr = lr
         self.weight_decay = weight_decay
         self.state = {}
@@ -79,8 +76,6 @@ class Momentum(Optimizer):
 
     def __init__(self, params, lr, weight_decay=0.0, momentum=0.9):
         super().__init__(params, lr, weight_decay)
-        if not 0 <= momentum < 1:
-            raise CnnfruitError(f"--momentum must be in [0, 1), got {momentum}")
         self.momentum = momentum
         self._velocity = {name: self._buffer(params, name, "velocity") for name in params}
 
@@ -98,11 +93,6 @@ class Adam(Optimizer):
 
     def __init__(self, params, lr, weight_decay=0.0, beta1=0.9, beta2=0.999, eps=1e-8):
         super().__init__(params, lr, weight_decay)
-        for flag, beta in (("--beta1", beta1), ("--beta2", beta2)):
-            if not 0 <= beta < 1:
-                raise CnnfruitError(f"{flag} must be in [0, 1), got {beta}")
-        if not eps > 0:
-            raise CnnfruitError(f"--eps must be positive, got {eps}")
         self.beta1, self.beta2, self.eps = beta1, beta2, eps
         self._m = {name: self._buffer(params, name, "m") for name in params}
         self._v = {name: self._buffer(params, name, "v") for name in params}
@@ -120,13 +110,14 @@ class Adam(Optimizer):
                                 f(correction1), f(correction2))
 
 
-OPTIMIZERS = {"sgd": SGD, "momentum": Momentum, "adam": Adam}
+UPDATE_RULES = {rule.name: rule for rule in (SGD, Momentum, Adam)}  # keys: config.OPTIMIZERS
 
 
 def make_optimizer(name, params, **settings):
-    """The optimizer `name` over `params`; settings it does not use (say, betas for sgd) are ignored."""
-    if name not in OPTIMIZERS:
-        raise CnnfruitError(f"unknown optimizer {name!r}; choose from {', '.join(OPTIMIZERS)}")
-    cls = OPTIMIZERS[name]
+    """The optimizer `name` over `params`; settings it does not use (say, betas for sgd) are ignored.
+
+    The settings are TrainConfig's, already checked there.
+    """
+    cls = UPDATE_RULES[name]
     accepted = inspect.signature(cls).parameters
     return cls(params, **{key: value for key, value in settings.items() if key in accepted})

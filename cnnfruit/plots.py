@@ -1,39 +1,41 @@
-"""Figures, built with matplotlib's Agg backend and saved to files; nothing opens a window."""
-import matplotlib
+"""Figures: each function builds a matplotlib Figure and returns it; save_figure writes one to a file.
+
+Figures are made with matplotlib's object API (matplotlib.figure.Figure), not pyplot, so no
+backend is chosen or changed here: in a notebook they display inline, and nothing opens a window.
+"""
 import numpy as np
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-from .files import write_atomically  # noqa: E402
+from .files import write_atomically
 
 
-def _save(fig, path):
+def save_figure(fig, path):
+    """Write fig as a PNG file at path, atomically (a failed write leaves any old file as it was)."""
     write_atomically(path, lambda temporary: fig.savefig(temporary, dpi=120, format="png", bbox_inches="tight"))
-    plt.close(fig)
 
 
-def plot_history(history, path):
-    """The report's figure: training and validation loss per epoch, and accuracy beside it."""
-    epochs = [e["epoch"] for e in history["epochs"]]
-    fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(10, 4))
-    loss_ax.plot(epochs, [e["train_loss"] for e in history["epochs"]], "o-", label="Training")
-    acc_ax.plot(epochs, [100 * e["train_accuracy"] for e in history["epochs"]], "o-", label="Training")
-    if all(e.get("val_loss") is not None for e in history["epochs"]):
-        loss_ax.plot(epochs, [e["val_loss"] for e in history["epochs"]], "s-", label="Validation")
-        acc_ax.plot(epochs, [100 * e["val_accuracy"] for e in history["epochs"]], "s-", label="Validation")
-    if history.get("test_accuracy") is not None:
-        acc_ax.axhline(100 * history["test_accuracy"], color="grey", linestyle="--",
-                       label=f"Test ({100 * history['test_accuracy']:.1f}%)")
+def history_figure(history):
+    """The report's figure from a History: loss per epoch, and accuracy beside it."""
+    epochs = [e.epoch for e in history.epochs]
+    fig = Figure(figsize=(10, 4))
+    loss_ax, acc_ax = fig.subplots(1, 2)
+    loss_ax.plot(epochs, [e.train_loss for e in history.epochs], "o-", label="Training")
+    acc_ax.plot(epochs, [100 * e.train_accuracy for e in history.epochs], "o-", label="Training")
+    if all(e.val_loss is not None for e in history.epochs):
+        loss_ax.plot(epochs, [e.val_loss for e in history.epochs], "s-", label="Validation")
+        acc_ax.plot(epochs, [100 * e.val_accuracy for e in history.epochs], "s-", label="Validation")
+    if history.test_accuracy is not None:
+        acc_ax.axhline(100 * history.test_accuracy, color="grey", linestyle="--",
+                       label=f"Test ({100 * history.test_accuracy:.1f}%)")
     loss_ax.set(xlabel="Epoch", ylabel="Loss (mean cross-entropy per image)", title="Loss")
     acc_ax.set(xlabel="Epoch", ylabel="Accuracy (%)", title="Accuracy", ylim=(0, 100))
     for ax in (loss_ax, acc_ax):
         ax.grid(alpha=0.3)
         ax.legend()
-    hp = history.get("hyperparameters", {})
-    fig.suptitle(f"{history.get('dataset', '')}: lr {hp.get('lr')}, batch {hp.get('batch_size')}, seed {history.get('seed')}")
+    hp = history.hyperparameters
+    fig.suptitle(f"{history.dataset}: lr {hp.get('lr')}, batch {hp.get('batch_size')}, seed {history.seed}")
     fig.tight_layout()
-    _save(fig, path)
+    return fig
 
 
 def _hide_ticks(ax):
@@ -41,7 +43,7 @@ def _hide_ticks(ax):
     ax.set_yticks([])
 
 
-def plot_kernels(conv_w, path, title="Learned conv kernels"):
+def kernels_figure(conv_w, title="Learned conv kernels"):
     """The conv kernels (K, C, S, S) as a grid: one column per kernel, one row per input channel.
 
     All panels share one blue-white-red scale centred on zero, so their weights compare directly.
@@ -52,7 +54,8 @@ def plot_kernels(conv_w, path, title="Learned conv kernels"):
     channel_names = ["grey"] if C == 1 else ["red", "green", "blue"] if C == 3 else [f"channel {c}" for c in range(C)]
     rows = C + (1 if C == 3 else 0)
     limit = float(np.abs(conv_w).max()) or 1.0
-    fig, axes = plt.subplots(rows, K, figsize=(1.3 * K + 1.2, 1.35 * rows + 0.7), squeeze=False)
+    fig = Figure(figsize=(1.3 * K + 1.2, 1.35 * rows + 0.7))
+    axes = fig.subplots(rows, K, squeeze=False)
     for k in range(K):
         for c in range(C):
             image = axes[c, k].imshow(conv_w[k, c], cmap="RdBu_r", vmin=-limit, vmax=limit)
@@ -69,10 +72,10 @@ def plot_kernels(conv_w, path, title="Learned conv kernels"):
                 axes[C, k].set_ylabel("colour")
     fig.colorbar(image, ax=axes[:C, :].ravel().tolist(), shrink=0.8, label="weight")
     fig.suptitle(title)
-    _save(fig, path)
+    return fig
 
 
-def plot_feature_maps(image, maps, path, title="Feature maps"):
+def feature_maps_figure(image, maps, title="Feature maps"):
     """The network's input for one image beside the K ReLU maps (K, P, P) its conv layer made.
 
     image is (H, W) for grey input or (H, W, 3) uint8 for colour. Every map shares one colour
@@ -81,7 +84,8 @@ def plot_feature_maps(image, maps, path, title="Feature maps"):
     K = len(maps)
     columns = min(K + 1, 5)
     rows = -(-(K + 1) // columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(2.1 * columns + 0.8, 2.2 * rows + 0.4), squeeze=False)
+    fig = Figure(figsize=(2.1 * columns + 0.8, 2.2 * rows + 0.4))
+    axes = fig.subplots(rows, columns, squeeze=False)
     for ax in axes.ravel():
         ax.set_visible(False)
     first = axes[0, 0]
@@ -98,14 +102,15 @@ def plot_feature_maps(image, maps, path, title="Feature maps"):
         _hide_ticks(ax)
     fig.colorbar(shown, ax=axes.ravel().tolist(), shrink=0.8, label="ReLU output")
     fig.suptitle(title)
-    _save(fig, path)
+    return fig
 
 
-def plot_confusion_matrix(matrix, class_names, path, title="Confusion matrix"):
+def confusion_figure(matrix, class_names, title="Confusion matrix"):
     """Counts (M, M), row = true class, column = predicted class, as a heat map with the numbers."""
     matrix = np.asarray(matrix)
     M = len(class_names)
-    fig, ax = plt.subplots(figsize=(1.2 * M + 2.8, 1.1 * M + 2.2))
+    fig = Figure(figsize=(1.2 * M + 2.8, 1.1 * M + 2.2))
+    ax = fig.subplots()
     shown = ax.imshow(matrix, cmap="Blues", vmin=0)
     threshold = matrix.max() / 2
     for i in range(M):
@@ -119,4 +124,4 @@ def plot_confusion_matrix(matrix, class_names, path, title="Confusion matrix"):
     ax.set_title(f"{title}\naccuracy {100 * accuracy:.1f}% of {matrix.sum()} images", fontsize=10)
     fig.colorbar(shown, ax=ax, shrink=0.8, label="images")
     fig.tight_layout()
-    _save(fig, path)
+    return fig

@@ -5,15 +5,11 @@ gives the same tensor whichever way it reaches the network.
 """
 import numpy as np
 
+from .config import COLOR_MODES, IMAGE_SIZE, NORMALIZE_MODES
 from .errors import CnnfruitError
-
-IMAGE_SIZE = 32
 
 # ITU-R BT.601 luma weights: what Pillow's "L" mode uses, kept in float32 instead of rounded.
 LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114], dtype=np.float32)
-
-COLOR_MODES = ("grey", "rgb")
-NORMALIZE_MODES = ("none", "scale", "standardize")
 
 
 def load_image(path, size=IMAGE_SIZE):

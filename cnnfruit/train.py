@@ -4,106 +4,27 @@ The loss of a mini-batch is by default the SUM of its per-image losses, so the r
 rate (1e-6 on raw 0..255 pixels) means the same at every batch size and batch size 1 is its plain
 SGD. With loss_reduction "mean" it is the mean, as in PyTorch and Keras: the gradient is divided by
 the batch size, so the same learning rate takes steps batch-size times smaller.
+
+A Trainer runs epochs in memory; fitting.py wraps it into a whole run (files, best checkpoint,
+early stopping, resume).
 """
 import math
+import threading
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 
 import numpy as np
 
 from . import checkpoint as ckpt_io
-from .data import fingerprint, train_val_split
-from .errors import CnnfruitError
 from .architecture import Architecture, init_parameters
-from .augment import AUGMENT_MODES, augment
+from .augment import augment
+from .data import fingerprint
+from .errors import CnnfruitError, SettingError
+from .history import EpochRecord, History
 from .model import Network
 from .optim import make_optimizer
-from .preprocess import IMAGE_SIZE, to_inputs
-
-
-LOSS_REDUCTIONS = ("sum", "mean")
-
-
-@dataclass
-class TrainConfig:
-    lr: float = 1e-6
-    epochs: int = 10
-    batch_size: int = 1
-    kernels: int = 8
-    kernel_size: int = 4
-    hidden: tuple = (841, 29)
-    val_fraction: float = 0.3
-    seed: int = 0
-    color: str = "grey"
-    normalize: str = "none"
-    optimizer: str = "sgd"
-    # ---- beyond the report: optimizer settings, loss reduction, early stopping, augmentation
-    momentum: float = 0.9
-    weight_decay: float = 0.0
-    beta1: float = 0.9
-    beta2: float = 0.999
-    eps: float = 1e-8
-    loss_reduction: str = "sum"
-    patience: int = 0  # 0: never stop early
-    augment: str = "none"
-
-    def check(self):
-        if not (self.lr > 0 and math.isfinite(self.lr)):
-            raise CnnfruitError(f"--lr must be a positive number, got {self.lr}")
-        if self.epochs < 1:
-            raise CnnfruitError(f"--epochs must be at least 1, got {self.epochs}")
-        if self.batch_size < 1:
-            raise CnnfruitError(f"--batch-size must be at least 1, got {self.batch_size}")
-        if not 0 <= self.val_fraction < 1:
-            raise CnnfruitError(f"--val-fraction must be in [0, 1), got {self.val_fraction}")
-        if self.kernels < 1:
-            raise CnnfruitError(f"--kernels must be at least 1, got {self.kernels}")
-        if not 1 <= self.kernel_size <= IMAGE_SIZE:
-            raise CnnfruitError(
-                f"--kernel-size {self.kernel_size} does not fit the {IMAGE_SIZE}x{IMAGE_SIZE} images: use 1 to {IMAGE_SIZE}"
-            )
-        if self.seed < 0:
-            raise CnnfruitError(f"--seed must be 0 or more, got {self.seed}")
-        if self.loss_reduction not in LOSS_REDUCTIONS:
-            raise CnnfruitError(f"--loss-reduction must be one of {', '.join(LOSS_REDUCTIONS)}, got {self.loss_reduction!r}")
-        if self.augment not in AUGMENT_MODES:
-            raise CnnfruitError(f"--augment must be one of {', '.join(AUGMENT_MODES)}, got {self.augment!r}")
-        if self.patience < 0:
-            raise CnnfruitError(f"--patience must be zero (off) or positive, got {self.patience}")
-        if self.patience and self.val_fraction == 0:
-            raise CnnfruitError("--patience watches the validation loss: give a --val-fraction above 0")
-
-    def optimizer_settings(self):
-        return {"lr": self.lr, "weight_decay": self.weight_decay, "momentum": self.momentum,
-                "beta1": self.beta1, "beta2": self.beta2, "eps": self.eps}
-
-    @classmethod
-    def from_dict(cls, settings):
-        """The config a checkpoint stored; settings it lacks (older files) take their defaults."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(settings) - known)
-        if unknown:
-            raise CnnfruitError(
-                f"the checkpoint has settings this cnnfruit does not know ({', '.join(unknown)}); upgrade cnnfruit"
-            )
-        config = cls(**settings)
-        config.hidden = tuple(config.hidden)
-        return config
-
-    def architecture(self, classes):
-        return Architecture(
-            in_channels=3 if self.color == "rgb" else 1,
-            kernels=self.kernels,
-            kernel_size=self.kernel_size,
-            hidden=tuple(self.hidden),
-            classes=classes,
-        )
-
-
-def generators(seed):
-    """Independent generators for weight init, the train/validation split and epoch shuffling."""
-    init, split, shuffle = np.random.SeedSequence(seed).spawn(3)
-    return np.random.default_rng(init), np.random.default_rng(split), np.random.default_rng(shuffle)
+from .preprocess import to_inputs
+from .splits import generators, train_val_split
 
 
 @dataclass
@@ -129,21 +50,22 @@ def prepare(dataset, config, split_rng):
     )
 
 
-class Diverged(CnnfruitError):
+class Diverged(SettingError):
     """A non-finite loss or weight: training cannot recover, so it stops."""
 
-    def __init__(self, epoch, step, what, lr):
-        self.epoch, self.step = epoch, step
+    def __init__(self, epoch, step, what, lr, saved=""):
+        self.epoch, self.step, self.what, self.lr = epoch, step, what, lr
         super().__init__(
-            f"training diverged at epoch {epoch}, step {step}: {what} is not finite; "
-            f"try a smaller learning rate than --lr {lr:g}, e.g. --lr {lr / 10:g}"
+            "training diverged at epoch {epoch}, step {step}: {what} is not finite; try a smaller learning rate "
+            "than {lr} {value:g}, e.g. {lr} {smaller:g}{saved}",
+            epoch=epoch, step=step, what=what, value=lr, smaller=lr / 10, saved=saved,
         )
 
 
 class Trainer:
     """Runs epochs of SGD on one dataset and records the history.
 
-    Setting `stop_requested` (from a signal handler, say) makes run_epoch stop after the current
+    Setting the `stop` event (from a signal handler, say) makes run_epoch stop after the current
     step and keep the epoch's progress in `partial`; `checkpoint()` then saves it, and a trainer
     made by `resume` from that checkpoint finishes the epoch exactly as an unbroken run would.
     """
@@ -157,7 +79,7 @@ class Trainer:
         self.data = data
         self.history = history
         self.partial = partial  # progress of an epoch stopped part-way, see Checkpoint.partial
-        self.stop_requested = False
+        self.stop = threading.Event()
         self._epoch_rng_state = shuffle_rng.bit_generator.state
         self._digest = None
         n = len(data.y_train)
@@ -166,20 +88,23 @@ class Trainer:
         self.steps_per_epoch = -(-n // config.batch_size)
         self.improved = False  # did the last epoch reach a new lowest validation loss?
 
+    @property
+    def stop_requested(self):
+        return self.stop.is_set()
+
+    @stop_requested.setter
+    def stop_requested(self, value):
+        self.stop.set() if value else self.stop.clear()
+
     @classmethod
     def start(cls, dataset, config):
         config.check()
         init_rng, split_rng, shuffle_rng = generators(config.seed)
-        arch = config.architecture(len(dataset.class_names))
+        arch = Architecture.from_config(config, len(dataset.class_names))
         network = Network(arch, init_parameters(arch, init_rng))
         optimizer = make_optimizer(config.optimizer, network.params, **config.optimizer_settings())
-        history = {
-            "dataset": dataset.name,
-            "class_names": list(dataset.class_names),
-            "seed": config.seed,
-            "hyperparameters": asdict(config),
-            "epochs": [],
-        }
+        history = History(dataset=dataset.name, class_names=list(dataset.class_names), seed=config.seed,
+                          hyperparameters=config.to_dict())
         return cls(dataset, config, network, optimizer, shuffle_rng, prepare(dataset, config, split_rng), history)
 
     @classmethod
@@ -187,7 +112,7 @@ class Trainer:
         """A trainer in the state `ckpt` saved; config must be the checkpoint's (epochs may grow)."""
         config.check()
         _, split_rng, shuffle_rng = generators(config.seed)
-        arch = config.architecture(len(dataset.class_names))
+        arch = Architecture.from_config(config, len(dataset.class_names))
         if arch != ckpt.arch:
             raise CnnfruitError("the checkpoint's network does not match its own training settings")
         if ckpt.optimizer != config.optimizer:
@@ -200,10 +125,10 @@ class Trainer:
             shuffle_rng.bit_generator.state = ckpt.rng_state
         except (TypeError, ValueError, KeyError) as err:
             raise CnnfruitError(f"the checkpoint's generator state is unusable: {err}") from None
-        history = ckpt.history
-        if len(history.get("epochs", ())) != ckpt.epoch:
+        history = History.from_dict(ckpt.history, source="the checkpoint's history")
+        if len(history.epochs) != ckpt.epoch:
             raise CnnfruitError(f"the checkpoint's history does not hold its {ckpt.epoch} completed epochs")
-        history["hyperparameters"] = asdict(config)
+        history.hyperparameters = config.to_dict()
         trainer = cls(dataset, config, network, optimizer, shuffle_rng, prepare(dataset, config, split_rng), history,
                       ckpt.partial)
         if ckpt.partial is not None:
@@ -212,13 +137,13 @@ class Trainer:
 
     @property
     def epoch(self):
-        return len(self.history["epochs"])
+        return len(self.history.epochs)
 
     def run_epoch(self, on_step=None):
-        """One pass over the shuffled training set; returns and records the epoch's figures.
+        """One pass over the shuffled training set; returns and records the epoch's EpochRecord.
 
-        Returns None instead if `stop_requested` was set before the last step; the epoch's
-        progress is then in `partial`, and calling run_epoch again (with stop_requested cleared),
+        Returns None instead if the stop event was set before the last step; the epoch's
+        progress is then in `partial`, and calling run_epoch again (with the event cleared),
         or resuming from a checkpoint, carries on from the next step with the same order.
         """
         started = time.perf_counter()
@@ -255,7 +180,7 @@ class Trainer:
                 self.optimizer.step(params, grads)
             if on_step is not None:
                 on_step(step + 1, self.steps_per_epoch)
-            if self.stop_requested and step + 1 < self.steps_per_epoch:
+            if self.stop.is_set() and step + 1 < self.steps_per_epoch:
                 seconds = partial["seconds"] + time.perf_counter() - started
                 self.partial = {"step": step + 1, "loss_sum": loss_sum, "correct": correct, "seconds": seconds}
                 return None
@@ -263,13 +188,11 @@ class Trainer:
             if not np.isfinite(value).all():
                 raise Diverged(self.epoch + 1, self.steps_per_epoch, f"the weight {name}", self.config.lr)
         n = len(data.y_train)
-        record = {"epoch": self.epoch + 1, "train_loss": loss_sum / n, "train_accuracy": correct / n}
+        record = EpochRecord(epoch=self.epoch + 1, train_loss=loss_sum / n, train_accuracy=correct / n)
         if len(data.y_val):
-            record["val_loss"], record["val_accuracy"], _ = net.evaluate(data.x_val, data.y_val)
-        else:
-            record["val_loss"] = record["val_accuracy"] = None
-        record["seconds"] = partial["seconds"] + time.perf_counter() - started
-        self.history["epochs"].append(record)
+            record.val_loss, record.val_accuracy, _ = net.evaluate(data.x_val, data.y_val)
+        record.seconds = partial["seconds"] + time.perf_counter() - started
+        self.history.epochs.append(record)
         self.partial = None
         self._track_best(record)
         return record
@@ -277,29 +200,27 @@ class Trainer:
     # ---- early stopping and the best checkpoint
 
     def _track_best(self, record):
-        best = self.history.get("best_val_loss")
-        loss = record["val_loss"]
+        best, loss = self.history.best_val_loss, record.val_loss
         self.improved = bool(loss is not None and np.isfinite(loss) and (best is None or loss < best))
         if self.improved:
-            self.history["best_epoch"], self.history["best_val_loss"] = record["epoch"], loss
+            self.history.best_epoch, self.history.best_val_loss = record.epoch, loss
 
     def should_stop(self):
         """True once validation loss has not improved for `patience` epochs (never if patience is 0)."""
         patience = self.config.patience
         if not patience or self.epoch == 0:
             return False
-        return self.epoch - self.history.get("best_epoch", 0) >= patience
+        return self.epoch - (self.history.best_epoch or 0) >= patience
 
     def finish(self, total_seconds):
         """Test accuracy on the held-out test split, recorded in the history."""
         loss, accuracy, _ = self.network.evaluate(self.data.x_test, self.data.y_test)
-        self.history["test_loss"] = loss
-        self.history["test_accuracy"] = accuracy
-        self.history["total_seconds"] = total_seconds
+        self.history.test_loss, self.history.test_accuracy = loss, accuracy
+        self.history.total_seconds = total_seconds
         return accuracy
 
-    def checkpoint(self, data_source=None, skip_bad=False):
-        """Everything needed to evaluate, or to resume bit for bit; data_source: the --data folder."""
+    def checkpoint(self):
+        """Everything needed to evaluate, or to resume bit for bit."""
         if self._digest is None:
             self._digest = fingerprint(self.dataset)
         # Mid-epoch, the epoch's order is redrawn on resume from the generator's state at its start.
@@ -314,9 +235,9 @@ class Trainer:
             optimizer=self.config.optimizer,
             optimizer_state=self.optimizer.state,
             rng_state=rng_state,
-            config=asdict(self.config),
-            history=self.history,
-            data={"source": data_source, "digest": self._digest, "skip_bad": skip_bad},
+            config=self.config.to_dict(),
+            history=self.history.to_dict(),
+            data={"source": self.dataset.source, "digest": self._digest, **self.dataset.options},
             partial=self.partial,
         )
 
@@ -327,4 +248,3 @@ def _check_partial(partial, steps_per_epoch):
         raise CnnfruitError(f"the checkpoint's interrupted epoch needs {', '.join(kinds)}")
     if not 0 < partial["step"] < steps_per_epoch:
         raise CnnfruitError("the checkpoint's interrupted epoch does not fit its data and batch size")
-

@@ -22,9 +22,9 @@ def main():
     parser.add_argument("output", help="the .npz file to write")
     args = parser.parse_args()
 
-    dataset, skipped = read_image_folder(args.source)
-    if skipped:
-        raise SystemExit(f"{skipped} unreadable images in {args.source}")
+    dataset = read_image_folder(args.source)
+    if dataset.skipped:
+        raise SystemExit(f"{dataset.skipped} unreadable images in {args.source}")
     arrays = dict(
         class_names=np.array(dataset.class_names),
         train_images=dataset.train.images,

@@ -7,7 +7,6 @@ import pytest
 
 from cnnfruit.checkpoint import FORMAT_VERSION
 
-from conftest import make_image_folder
 from runs import TINY, cli, saved_arrays
 
 
@@ -40,7 +39,7 @@ def assert_error(result, message, code=1):
     (["--kernels", "0"], "--kernels must be at least 1, got 0"),
     (["--val-fraction", "1"], "--val-fraction must be in [0, 1), got 1.0"),
     (["--val-fraction", "-0.1"], "--val-fraction must be in [0, 1), got -0.1"),
-    (["--seed", "-3"], "--seed must be 0 or more, got -3"),
+    (["--seed", "-3"], "--seed must be zero or positive, got -3"),
 ])
 def test_nonsensical_flags(tmp_path, flags, message):
     out = tmp_path / "run"
@@ -81,7 +80,7 @@ def test_data_folder_without_class_folders(tmp_path):
                  f"data folder {tmp_path / 'data' / 'train'} has no class folders")
 
 
-def test_class_folder_without_images(tmp_path):
+def test_class_folder_without_images(tmp_path, make_image_folder):
     data = make_image_folder(tmp_path / "data")
     for image in (data / "train" / "kiwi").iterdir():
         image.unlink()
@@ -89,14 +88,14 @@ def test_class_folder_without_images(tmp_path):
                  f"class folder {data / 'train' / 'kiwi'} holds no image files")
 
 
-def test_class_folders_that_differ_between_train_and_test(tmp_path):
+def test_class_folders_that_differ_between_train_and_test(tmp_path, make_image_folder):
     data = make_image_folder(tmp_path / "data")
     (data / "test" / "plum").rename(data / "test" / "pear")
     assert_error(cli("train", "--data", data, "--out", tmp_path / "run"),
                  f"class folders differ between {data / 'train'} (apple, kiwi, plum) and {data / 'test'} (apple, kiwi, pear)")
 
 
-def test_corrupt_image_is_named_and_skip_bad_skips_it_with_a_count(tmp_path):
+def test_corrupt_image_is_named_and_skip_bad_skips_it_with_a_count(tmp_path, make_image_folder):
     data = make_image_folder(tmp_path / "data")
     bad = data / "train" / "kiwi" / "3.png"
     bad.write_bytes(b"\x89PNG\r\n\x1a\n but then nothing that decodes")
@@ -199,7 +198,7 @@ def test_broken_checkpoints(tmp_path, trained, image_folder, command):
         assert_error(cli(*args), message)
 
 
-def test_eval_with_data_whose_classes_differ(tmp_path, trained):
+def test_eval_with_data_whose_classes_differ(tmp_path, trained, make_image_folder):
     other = make_image_folder(tmp_path / "data", classes=("fig", "kiwi", "plum"))
     assert_error(cli("eval", trained / "model.npz", "--data", other),
                  "the data's classes (fig, kiwi, plum) differ from the model's (apple, kiwi, plum)")
@@ -228,7 +227,7 @@ def test_plot_of_a_good_history(tmp_path, trained):
 @pytest.mark.parametrize("content, problem", [
     ('{"epochs": [', "is not valid JSON: Expecting value: line 1 column 13 (char 12)"),
     ("[1, 2]", "is not a cnnfruit history: it needs a list of epochs with epoch, train_loss, train_accuracy"),
-    ('{"epochs": []}', "is not a cnnfruit history: it needs a list of epochs with epoch, train_loss, train_accuracy"),
+    ('{"epochs": []}', "holds no finished epoch to plot"),
     ('{"epochs": [{"epoch": 1, "train_loss": 0.5}]}',
      "is not a cnnfruit history: it needs a list of epochs with epoch, train_loss, train_accuracy"),
     ('{"epochs": [{"epoch": 1, "train_loss": "low", "train_accuracy": 0.5}]}',

@@ -9,16 +9,15 @@ from click.testing import CliRunner
 
 from cnnfruit.cli import main
 
-from helpers import make_image_folder
 
 TINY = ["--kernels", "2", "--kernel-size", "3", "--hidden", "8", "--epochs", "2", "--lr", "1e-5", "--quiet"]
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
+def run(tmp_path_factory, make_image_folder):
     """One tiny training run on a two-class folder, shared by the tests below."""
     root = tmp_path_factory.mktemp("cli")
-    data = make_image_folder(root / "photos")
+    data = str(make_image_folder(root / "photos", classes=("apple", "kiwi"), train=6, test=6, size=40))
     out = root / "run"
     result = CliRunner().invoke(main, ["train", "--data", data, "--out", str(out), *TINY])
     assert result.exit_code == 0, result.output
@@ -120,3 +119,35 @@ def test_help_does_not_import_numba():
 def test_version():
     result = CliRunner().invoke(main, ["--version"])
     assert result.exit_code == 0 and result.output.startswith("cnnfruit, version ")
+
+
+def test_train_reports_an_early_stop(tmp_path):
+    """Two classes of the same noise: validation loss stops improving within a few epochs."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for part, count in (("train", 20), ("test", 4)):
+        for name in ("heads", "tails"):
+            (tmp_path / "noise" / part / name).mkdir(parents=True)
+            for k in range(count):
+                Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(
+                    tmp_path / "noise" / part / name / f"{k}.png")
+    result = CliRunner().invoke(main, ["train", "--data", str(tmp_path / "noise"), "--kernels", "2", "--kernel-size",
+                                       "5", "--hidden", "6", "--batch-size", "4", "--lr", "1e-2", "--normalize",
+                                       "scale", "--val-fraction", "0.5", "--epochs", "12", "--patience", "1",
+                                       "--out", str(tmp_path / "run"), "-q"])
+    assert result.exit_code == 0, result.output
+    history = json.loads((tmp_path / "run" / "history.json").read_text())
+    best, epochs = history["best_epoch"], len(history["epochs"])
+    assert epochs == best + 1 < 12
+    assert (f"Early stop: validation loss has not improved for 1 epochs (best {history['best_val_loss']:.4f} at "
+            f"epoch {best})") in result.output.splitlines()
+    assert f"Saved {tmp_path / 'run' / 'best.npz'} (epoch {best}, lowest validation loss)" in result.output
+
+
+def test_an_early_stop_without_a_finite_validation_loss_says_so():
+    from cnnfruit.terminal import describe_best
+    from cnnfruit.history import History
+
+    assert describe_best(History()) == "it was never a finite number"

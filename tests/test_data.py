@@ -7,10 +7,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cnnfruit import data, preprocess
+from cnnfruit import data, preprocess, splits
 from cnnfruit.data import load_embedded, read_image_folder
 
-from helpers import make_image_folder
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RAW_PHOTOS = os.path.join(REPO, "..", "shared", "fruits-360")
@@ -31,8 +30,8 @@ def test_grey_is_luma_in_raw_pixel_range():
     np.testing.assert_allclose(x[0, 0], [[255, 0], [0.299 * 255, 0.114 * 255]], rtol=1e-6)
 
 
-def test_build_script_data_folder_and_predict_agree(tmp_path):
-    root = make_image_folder(tmp_path / "photos", per_class=3, size=57, fmt="jpg")
+def test_build_script_data_folder_and_predict_agree(tmp_path, make_image_folder):
+    root = str(make_image_folder(tmp_path / "photos", classes=("apple", "kiwi"), train=3, test=3, size=57, fmt="jpg"))
     built = tmp_path / "out" / "set.npz"
     built.parent.mkdir()
     subprocess.run([sys.executable, os.path.join(REPO, "scripts", "build_dataset.py"), root, str(built)],
@@ -40,7 +39,7 @@ def test_build_script_data_folder_and_predict_agree(tmp_path):
     with np.load(built, allow_pickle=False) as z:
         shipped = z["test_images"]
         files = [os.path.join(root, f) for f in z["test_files"]]
-    folder, _ = read_image_folder(root)
+    folder = read_image_folder(root)
     one_by_one = np.stack([preprocess.load_image(path) for path in files])
     for color in ("grey", "rgb"):
         expected = preprocess.to_inputs(shipped, color)
@@ -63,16 +62,16 @@ def test_embedded_arrays_equal_raw_photos():
         np.testing.assert_array_equal(preprocess.load_image(os.path.join(RAW_PHOTOS, name)), image)
 
 
-def test_image_folder_ignores_non_images_and_sorts_classes(tmp_path):
-    root = make_image_folder(tmp_path, per_class=2)
+def test_image_folder_ignores_non_images_and_sorts_classes(tmp_path, make_image_folder):
+    root = str(make_image_folder(tmp_path, classes=("apple", "kiwi"), train=2, test=2, size=40))
     (tmp_path / "train" / "kiwi" / "notes.txt").write_text("not an image")
-    dataset, skipped = read_image_folder(root)
-    assert dataset.class_names == ["apple", "kiwi"] and skipped == 0
+    dataset = read_image_folder(root)
+    assert dataset.class_names == ["apple", "kiwi"] and dataset.skipped == 0
     assert len(dataset.train) == 4 and dataset.train.labels.tolist() == [0, 0, 1, 1]
 
 
 def test_split_is_seeded_and_disjoint():
-    a = data.train_val_split(100, 0.3, np.random.default_rng(5))
-    b = data.train_val_split(100, 0.3, np.random.default_rng(5))
+    a = splits.train_val_split(100, 0.3, np.random.default_rng(5))
+    b = splits.train_val_split(100, 0.3, np.random.default_rng(5))
     assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
     assert len(a[1]) == 30 and not set(a[0]) & set(a[1])

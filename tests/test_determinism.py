@@ -6,7 +6,6 @@ from pathlib import Path
 
 import numpy as np
 
-from conftest import make_image_folder
 from runs import TINY, assert_same_model, cli, saved_arrays
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,7 +32,7 @@ def test_reruns_and_thread_counts_give_identical_models(tmp_path, image_folder):
     assert_same_model(first, one_thread)
 
 
-def test_blas_threads_do_not_change_the_model(tmp_path):
+def test_blas_threads_do_not_change_the_model(tmp_path, make_image_folder):
     """OpenBLAS gives other float32 sums with 2 threads than with 1 for products like these (50
     images a batch, 3364 features, 64 units): checked by hand on the 2-core test machine, where
     the unset default is 2 threads. The CLI pins one BLAS thread unless the user sets it."""

@@ -106,16 +106,12 @@ def test_network_backward_sgd_equals_backward_then_sgd_step(rng, batch):
 TRAIN_A_FEW_STEPS = """
 import sys
 import numpy as np
-from cnnfruit.data import load_embedded
-from cnnfruit.train import TrainConfig, Trainer
-config = TrainConfig(lr=1e-6, epochs=1, batch_size=int(sys.argv[1]), kernels=4, hidden=(48, 12), seed=3)
-trainer = Trainer.start(load_embedded(), config)
-trainer.data.x_train, trainer.data.y_train = trainer.data.x_train[:40], trainer.data.y_train[:40]
-trainer.data.x_val, trainer.data.y_val = trainer.data.x_val[:0], trainer.data.y_val[:0]
-trainer.__init__(trainer.dataset, config, trainer.network, trainer.optimizer, trainer.shuffle_rng,
-                 trainer.data, trainer.history)
-trainer.run_epoch()
-np.savez(sys.argv[2], **trainer.network.params)
+import cnnfruit
+data = cnnfruit.load_embedded()
+small = cnnfruit.Dataset(data.name, data.class_names, data.train.subset(np.arange(40)), data.test.subset(np.arange(4)))
+config = cnnfruit.TrainConfig(lr=1e-6, epochs=1, batch_size=int(sys.argv[1]), kernels=4, hidden=(48, 12), seed=3,
+                              val_fraction=0)
+np.savez(sys.argv[2], **cnnfruit.fit(small, config).classifier.params)
 """
 
 
@@ -134,7 +130,7 @@ def test_training_is_bit_identical_with_one_or_two_threads(tmp_path, batch):
 
 
 def test_blas_and_kernel_dense_paths_agree(rng, monkeypatch):
-    from cnnfruit import model
+    from cnnfruit import dispatch
 
     arch = Architecture(in_channels=1, image_size=9, kernels=3, kernel_size=3, hidden=(20, 6), classes=3)
     params = init_parameters(arch, rng)
@@ -142,7 +138,7 @@ def test_blas_and_kernel_dense_paths_agree(rng, monkeypatch):
     labels = rng.integers(0, 3, 10)
     results = []
     for threshold in (1, 10_000):  # every product through BLAS, then none
-        monkeypatch.setattr(model, "BLAS_MIN_BATCH", threshold)
+        monkeypatch.setattr(dispatch, "BLAS_MIN_BATCH", threshold)
         net = Network(arch, {k: v.copy() for k, v in params.items()})
         logits = net.forward(x).copy()
         net.loss(labels)
@@ -153,7 +149,7 @@ def test_blas_and_kernel_dense_paths_agree(rng, monkeypatch):
 
 
 def test_split_matmul_matches_matmul(rng):
-    from cnnfruit.model import MATMUL_MIN_COLUMNS, split_matmul
+    from cnnfruit.dispatch import MATMUL_MIN_COLUMNS, split_matmul
 
     a = relu_like(rng, (9, 70), np.float32)
     b = rng.standard_normal((70, MATMUL_MIN_COLUMNS + 3)).astype(np.float32)
@@ -194,7 +190,7 @@ def _twin_cases(rng):
 
 
 def test_serial_twins_match_their_parallel_kernels_bit_for_bit(rng):
-    """Small work runs on one thread (model.sized); it must give exactly what the threads give."""
+    """Small work runs on one thread (dispatch.sized); it must give exactly what the threads give."""
     for parallel, serial, outputs, inputs in _twin_cases(rng):
         copies = [o.copy() for o in outputs]
         parallel(*outputs, *inputs)
@@ -204,10 +200,24 @@ def test_serial_twins_match_their_parallel_kernels_bit_for_bit(rng):
 
 
 def test_sized_picks_the_serial_twin_for_small_work():
-    from cnnfruit.model import PARALLEL_MIN_WORK, sized
+    from cnnfruit.dispatch import PARALLEL_MIN_WORK, sized
 
     assert sized(kernels.dense_forward, PARALLEL_MIN_WORK) is kernels.dense_forward
     assert sized(kernels.dense_forward, PARALLEL_MIN_WORK - 1) is kernels.dense_forward_serial
+
+
+def test_a_kernel_without_a_twin_is_an_error_not_a_fall_back():
+    from cnnfruit.dispatch import sized
+
+    with pytest.raises(KeyError):
+        sized(kernels.adam_update, 10)
+
+
+def test_every_twin_the_dispatcher_knows_is_tested_against_its_kernel(rng):
+    from cnnfruit.dispatch import SERIAL_TWINS
+
+    tested = {parallel: serial for parallel, serial, _, _ in _twin_cases(rng)}
+    assert tested == SERIAL_TWINS
 
 
 def test_nonzero_columns_of_a_matrix_and_of_its_transpose():

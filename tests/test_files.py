@@ -91,3 +91,13 @@ def test_plot_that_cannot_write_keeps_the_old_png(tmp_path, monkeypatch):
     assert result.output == f"Error: cannot write {png}: No space left on device\n"
     assert png.read_bytes() == b"old picture"
     assert leftovers(tmp_path) == []
+def test_saved_files_get_the_usual_permissions_not_mkstemps_private_ones(tmp_path):
+    from cnnfruit.files import write_text_atomically
+
+    path = tmp_path / "history.json"
+    write_text_atomically(str(path), "{}")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask
+
+

@@ -2,7 +2,7 @@
 import pytest
 from click.testing import CliRunner
 
-from cnnfruit import kernels
+from cnnfruit import dispatch
 from cnnfruit.architecture import Architecture
 from cnnfruit.cli import main
 from cnnfruit.gradcheck import check_gradients, relative_error
@@ -20,13 +20,13 @@ def test_gradcheck_passes_on_a_correct_network(color):
 
 
 def test_gradcheck_fails_when_the_conv_gradient_is_wrong(monkeypatch):
-    real = kernels.conv_backward
+    real = dispatch.conv_backward
 
     def off_by_one_percent(dw, db, x, dout):
         real(dw, db, x, dout)
         dw *= 1.01
 
-    monkeypatch.setattr(kernels, "conv_backward", off_by_one_percent)
+    monkeypatch.setattr(dispatch, "conv_backward", off_by_one_percent)
     result = CliRunner().invoke(main, ["gradcheck", *SMALL])
     assert result.exit_code == 1
     assert "FAILED for conv_w" in result.output

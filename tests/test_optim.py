@@ -3,8 +3,13 @@ import numpy as np
 import pytest
 
 from cnnfruit import kernels
-from cnnfruit.errors import CnnfruitError
-from cnnfruit.optim import make_optimizer
+from cnnfruit import checkpoint
+from cnnfruit.config import OPTIMIZERS, TrainConfig
+from cnnfruit.errors import CnnfruitError, SettingError
+from cnnfruit.optim import UPDATE_RULES, make_optimizer
+from cnnfruit.train import Trainer
+
+from conftest import TINY_SETTINGS
 
 DTYPES = [np.float32, np.float64]
 STEPS = 4
@@ -114,14 +119,20 @@ def test_only_plain_sgd_is_fusable(rng):
     assert not make_optimizer("adam", params, lr=0.1).fusable
 
 
-@pytest.mark.parametrize("settings, flag", [
-    ({"lr": 0.0}, "--lr"), ({"lr": 0.1, "weight_decay": -1.0}, "--weight-decay"),
-    ({"lr": 0.1, "beta1": 1.0}, "--beta1"), ({"lr": 0.1, "eps": 0.0}, "--eps"),
+@pytest.mark.parametrize("settings, message", [
+    ({"lr": 0.0}, "lr must be a positive number, got 0.0"),
+    ({"weight_decay": -1.0}, "weight_decay must be zero or positive, got -1.0"),
+    ({"beta1": 1.0}, "beta1 must be in [0, 1), got 1.0"), ({"eps": 0.0}, "eps must be a positive number, got 0.0"),
+    ({"momentum": -0.1}, "momentum must be in [0, 1), got -0.1"),
 ])
-def test_bad_settings_name_the_flag(rng, settings, flag):
-    params, _ = problem(rng, np.float64)
-    with pytest.raises(CnnfruitError, match=flag):
-        make_optimizer("adam", params, **settings)
+def test_bad_optimizer_settings_are_refused_by_the_config(settings, message):
+    with pytest.raises(SettingError) as caught:
+        TrainConfig(optimizer="adam", **settings)
+    assert str(caught.value) == message
+
+
+def test_every_optimizer_the_config_offers_has_an_update_rule():
+    assert set(UPDATE_RULES) == set(OPTIMIZERS)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -135,3 +146,19 @@ def test_momentum_kernel_on_a_long_vector(rng, dtype):
     tol = {"rtol": 1e-6, "atol": 1e-6} if dtype == np.float32 else {"rtol": 1e-14, "atol": 1e-14}
     np.testing.assert_allclose(velocity, expected_velocity, **tol)
     np.testing.assert_allclose(param, expected, **tol)
+
+
+@pytest.mark.parametrize("name", ["momentum", "adam"])
+def test_checkpoint_carries_optimizer_state_back(synthetic_dataset, tmp_path, name):
+    trainer = Trainer.start(synthetic_dataset, TrainConfig(optimizer=name, lr=1e-3, batch_size=8, **TINY_SETTINGS))
+    trainer.run_epoch()
+    path = str(tmp_path / "model.npz")
+    checkpoint.save(path, trainer.checkpoint())
+    loaded = checkpoint.load(path)
+    assert loaded.optimizer == name
+    restored = make_optimizer(name, loaded.params, lr=1e-3)
+    restored.load_state(loaded.optimizer_state)
+    assert set(restored.state) == set(trainer.optimizer.state)
+    for key, value in trainer.optimizer.state.items():
+        assert np.any(value != 0), key
+        np.testing.assert_array_equal(restored.state[key], value)

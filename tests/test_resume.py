@@ -12,9 +12,9 @@ import pytest
 
 from cnnfruit import checkpoint, cli as cli_module
 from cnnfruit.data import read_image_folder
-from cnnfruit.train import TrainConfig, Trainer
+from cnnfruit.config import TrainConfig
+from cnnfruit.train import Trainer
 
-from conftest import make_image_folder
 from runs import TINY, assert_same_model, cli, saved_arrays
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,7 +32,7 @@ def test_one_epoch_then_resume_to_two_equals_two_straight(tmp_path, image_folder
 
 
 def test_a_stopped_epoch_resumes_from_its_next_step_bit_for_bit(tmp_path, image_folder):
-    dataset, _ = read_image_folder(str(image_folder))
+    dataset = read_image_folder(str(image_folder))
     config = TrainConfig(epochs=2, batch_size=2, kernels=2, kernel_size=5, hidden=(8,), lr=1e-5)
     straight = Trainer.start(dataset, config)
     while straight.epoch < 2:
@@ -54,27 +54,24 @@ def test_a_stopped_epoch_resumes_from_its_next_step_bit_for_bit(tmp_path, image_
 
     resumed = Trainer.resume(dataset, TrainConfig.from_dict(saved.config), saved)
     record = resumed.run_epoch()
-    assert record["epoch"] == 2
+    assert record.epoch == 2
     stopped.stop_requested = False
-    assert stopped.run_epoch()["epoch"] == 2  # or carry on in the same process
+    assert stopped.run_epoch().epoch == 2  # or carry on in the same process
     for trainer in (resumed, stopped):
         for name, value in straight.network.params.items():
             assert np.array_equal(value, trainer.network.params[name]), name
-        assert trainer.history["epochs"][1]["train_loss"] == straight.history["epochs"][1]["train_loss"]
+        assert trainer.history.epochs[1].train_loss == straight.history.epochs[1].train_loss
         assert trainer.shuffle_rng.bit_generator.state == straight.shuffle_rng.bit_generator.state
 
 
 def sigterm_after(step, monkeypatch):
     """Make the CLI's progress callback send this process SIGTERM after `step` steps."""
 
-    def epoch(self, number, steps):
-        def on_step(done, total):
-            if number == 1 and done == step:
-                os.kill(os.getpid(), signal.SIGTERM)
+    def on_step(self, epoch, done, total):
+        if epoch == 1 and done == step:
+            os.kill(os.getpid(), signal.SIGTERM)
 
-        return on_step
-
-    monkeypatch.setattr(cli_module.EpochProgress, "epoch", epoch)
+    monkeypatch.setattr(cli_module.EpochProgress, "step", on_step)
 
 
 def test_sigterm_saves_mid_epoch_and_the_printed_command_resumes(tmp_path, image_folder, monkeypatch):
@@ -96,7 +93,7 @@ def test_sigterm_saves_mid_epoch_and_the_printed_command_resumes(tmp_path, image
     assert_same_model(straight / "model.npz", model)
 
 
-def test_sigint_mid_epoch_in_a_real_process_then_resume(tmp_path):
+def test_sigint_mid_epoch_in_a_real_process_then_resume(tmp_path, make_image_folder):
     """The real thing: `python -m cnnfruit train`, Ctrl-C once it is training, then --resume."""
     data = make_image_folder(tmp_path / "data", train=40)  # 84 steps an epoch
     out = tmp_path / "run"
@@ -123,7 +120,7 @@ def test_sigint_mid_epoch_in_a_real_process_then_resume(tmp_path):
     assert resumed.returncode == 0, resumed.stderr
     assert "Epoch: 2 |" in resumed.stdout
 
-    dataset, _ = read_image_folder(str(data))
+    dataset = read_image_folder(str(data))
     reference = Trainer.start(dataset, TrainConfig(epochs=2, kernels=2, kernel_size=5, hidden=(8,)))
     reference.run_epoch()
     reference.run_epoch()
@@ -140,7 +137,7 @@ def test_resume_refuses_a_flag_that_conflicts_with_the_checkpoint(tmp_path, imag
     assert result.exit_code == 1
     assert result.output == (
         f"Error: --lr 0.1 conflicts with {model}, trained with --lr 1e-06; a resumed run keeps its "
-        "checkpoint's settings, so drop the flag (or start a new run)\n"
+        "checkpoint's settings, so leave out --lr (or start a new run)\n"
     )
     result = cli("train", "--resume", model, "--epochs", 2, "--hidden", "9")
     assert result.output.startswith("Error: --hidden 9 conflicts with")
@@ -159,7 +156,7 @@ def test_resume_needs_more_epochs_than_done(tmp_path, image_folder):
     assert result.output == f"Error: --epochs 1: {model} has already completed 1 epochs; give a larger total\n"
 
 
-def test_resume_refuses_different_data(tmp_path, image_folder):
+def test_resume_refuses_different_data(tmp_path, image_folder, make_image_folder):
     out = tmp_path / "run"
     assert cli("train", "--data", image_folder, *TINY, "--epochs", 1, "--out", out).exit_code == 0
     other = make_image_folder(tmp_path / "other", seed=1)
@@ -208,7 +205,7 @@ def test_a_huge_learning_rate_diverges_with_a_clean_error(tmp_path, image_folder
 
 
 def test_non_finite_weights_at_the_end_of_an_epoch_stop_training(image_folder):
-    dataset, _ = read_image_folder(str(image_folder))
+    dataset = read_image_folder(str(image_folder))
     trainer = Trainer.start(dataset, TrainConfig(epochs=1, kernels=2, kernel_size=5, hidden=(8,)))
 
     def on_step(done, total):
@@ -232,7 +229,7 @@ def test_a_second_signal_stops_at_once_and_handlers_are_restored():
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
 
 
-def test_resume_writes_to_another_folder_and_reports_a_vanished_data_folder(tmp_path):
+def test_resume_writes_to_another_folder_and_reports_a_vanished_data_folder(tmp_path, make_image_folder):
     data = make_image_folder(tmp_path / "data")
     first, second = tmp_path / "first", tmp_path / "second"
     assert cli("train", "--data", data, *TINY, "--epochs", 1, "--out", first).exit_code == 0

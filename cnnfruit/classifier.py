@@ -1,0 +1,115 @@
+"""A trained network bound to its class names and its preprocessing: what eval, predict and export use.
+
+A Classifier takes images as they come from files, uint8 RGB (N, H, W, 3) as load_image makes
+them, or the files themselves, and applies the colour mode and normalisation it was trained with.
+There is no way to hand it already-preprocessed tensors, so a prediction can never be made on
+inputs prepared the wrong way.
+"""
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import checkpoint
+from .errors import CnnfruitError
+from .metrics import classification_report
+from .model import Network
+from .preprocess import load_image, to_inputs
+from .threads import one_blas_thread
+
+
+@dataclass
+class Evaluation:
+    """Scores of a classifier on one labelled set of images."""
+
+    accuracy: float
+    loss: float  # mean cross-entropy per image
+    labels: np.ndarray
+    predictions: np.ndarray
+    class_names: list
+
+    def report(self):
+        """A JSON-ready dict: accuracy, per-class precision/recall/support, the confusion matrix."""
+        return classification_report(self.labels, self.predictions, self.class_names)
+
+
+class Classifier:
+    """A network, its class names and its preprocessing (color, normalize), always together."""
+
+    def __init__(self, arch, params, class_names, color="grey", normalize="none", config=None, history=None):
+        self.arch = arch
+        self.class_names = list(class_names)
+        self.color = color
+        self.normalize = normalize
+        self.config = config or {}  # the training settings, when known
+        self.history = history  # the training History, when known
+        self.network = Network(arch, params)
+
+    @property
+    def params(self):
+        return self.network.params
+
+    @classmethod
+    def load(cls, path):
+        """The classifier in a checkpoint (model.npz or best.npz), checked on the way in."""
+        return cls.from_checkpoint(checkpoint.load(path))
+
+    @classmethod
+    def from_checkpoint(cls, ckpt):
+        from .history import History
+
+        history = History.from_dict(ckpt.history, source="the checkpoint's history") if ckpt.history else None
+        return cls(ckpt.arch, ckpt.params, ckpt.class_names, ckpt.color, ckpt.normalize, ckpt.config, history)
+
+    def save(self, path):
+        """A checkpoint with the weights, class names and preprocessing (no training state to resume)."""
+        checkpoint.save(path, checkpoint.Checkpoint(
+            self.arch, self.class_names, self.params, color=self.color, normalize=self.normalize,
+            config=dict(self.config), history=self.history.to_dict() if self.history else {},
+        ))
+
+    def images(self, images):
+        """uint8 RGB images (N, H, W, 3) from an array of them, one image, or a list of file paths."""
+        if isinstance(images, (str, os.PathLike)):
+            images = [images]
+        if isinstance(images, (list, tuple)) and all(isinstance(i, (str, os.PathLike)) for i in images):
+            return np.stack([load_image(path, self.arch.image_size) for path in images]) if images else \
+                np.zeros((0, self.arch.image_size, self.arch.image_size, 3), np.uint8)
+        pixels = np.asarray(images)
+        if pixels.ndim == 3:
+            pixels = pixels[None]
+        size = self.arch.image_size
+        if pixels.dtype != np.uint8 or pixels.ndim != 4 or pixels.shape[1:] != (size, size, 3):
+            raise CnnfruitError(
+                f"expected uint8 RGB images of shape (N, {size}, {size}, 3), as load_image gives them, or file "
+                f"paths; got {pixels.dtype} {pixels.shape}"
+            )
+        return pixels
+
+    def inputs(self, images):
+        """The network's float32 inputs (N, C, H, W) for images, with this classifier's preprocessing."""
+        return to_inputs(self.images(images), self.color, self.normalize)
+
+    def predict_proba(self, images, batch_size=256):
+        """Class probabilities (N, M), columns in the order of class_names."""
+        with one_blas_thread():
+            return self.network.predict_proba(self.inputs(images), batch_size)
+
+    def predict(self, images, batch_size=256):
+        """The most likely class name of each image."""
+        return [self.class_names[m] for m in self.predict_proba(images, batch_size).argmax(axis=1)]
+
+    def evaluate(self, split, batch_size=256):
+        """Accuracy, loss and predictions on a labelled Split (e.g. dataset.test)."""
+        labels = np.asarray(split.labels, dtype=np.int64)
+        if len(labels) and not 0 <= labels.min() <= labels.max() < len(self.class_names):
+            raise CnnfruitError(f"labels must be class indices from 0 to {len(self.class_names) - 1}")
+        if not len(labels):
+            raise CnnfruitError("there are no images to evaluate")
+        with one_blas_thread():
+            loss, accuracy, predictions = self.network.evaluate(self.inputs(split.images), labels, batch_size)
+        return Evaluation(accuracy, loss, labels, predictions, self.class_names)
+
+    def feature_maps(self, image):
+        """The conv layer's ReLU maps (K, P, P) of one image (uint8 (H, W, 3) or a file path)."""
+        return self.network.feature_maps(self.inputs(image))[0]

@@ -1,0 +1,189 @@
+"""Training settings: each one's name, default, allowed values, help text and check, declared once.
+
+`TrainConfig` is the only list of settings. The command line derives its options from these
+fields (their defaults, `choices` and `help`), checkpoints store them by name, and `check` is the
+only validation, with messages that name the setting (`lr must be a positive number, got -1`).
+This module imports nothing heavy, so `cnnfruit --help` stays fast.
+"""
+import math
+import numbers
+from dataclasses import MISSING, asdict, dataclass, field, fields
+
+from .errors import SettingError
+
+IMAGE_SIZE = 32  # the side every image is resized to, and the network's input side
+
+COLOR_MODES = ("grey", "rgb")
+NORMALIZE_MODES = ("none", "scale", "standardize")
+OPTIMIZERS = ("sgd", "momentum", "adam")
+LOSS_REDUCTIONS = ("sum", "mean")
+AUGMENT_MODES = ("none", "flip", "flip-vh", "rotate", "shift")
+
+
+# ---- checks: each returns None for a good value, else a SettingError template about {name}
+
+
+def positive_number(value):
+    if not (value > 0 and math.isfinite(value)):
+        return "must be a positive number, got {value}"
+
+
+def at_least(low):
+    def check(value):
+        if value < low:
+            return f"must be at least {low}, got {{value}}"
+    return check
+
+
+def zero_or_more(value):
+    if not value >= 0:
+        return "must be zero or positive, got {value}"
+
+
+def share(value):
+    """A fraction in [0, 1): momentum, betas, the validation share."""
+    if not 0 <= value < 1:
+        return "must be in [0, 1), got {value}"
+
+
+def fits_the_image(value):
+    if not 1 <= value <= IMAGE_SIZE:
+        return f"{{value}} does not fit the {IMAGE_SIZE}x{IMAGE_SIZE} images: use 1 to {IMAGE_SIZE}"
+
+
+def layer_sizes(value):
+    if any(size < 1 for size in value):
+        return "sizes must be positive, got {value}"
+
+
+def setting(default, help, *, check=None, choices=None, default_factory=None):
+    """A TrainConfig field with what the CLI and the checks need to know about it."""
+    metadata = {"help": help, "check": check, "choices": choices}
+    if default_factory is not None:
+        return field(default_factory=default_factory, metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+def parse_hidden(value):
+    """Hidden layer sizes from a tuple/list of ints, one int, or text like "841,29" ("" for none)."""
+    if isinstance(value, str):
+        try:
+            return tuple(int(part) for part in value.split(",") if part.strip())
+        except ValueError:
+            raise SettingError("{value!r} is not a comma-separated list of layer sizes, e.g. 841,29",
+                               value=value) from None
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        return (int(value),)
+    try:
+        sizes = tuple(value)
+    except TypeError:
+        sizes = None
+    if sizes is None or not all(isinstance(s, numbers.Integral) and not isinstance(s, bool) for s in sizes):
+        raise SettingError("{hidden} must be a list of layer sizes, e.g. (841, 29), got {value!r}", value=value)
+    return tuple(int(s) for s in sizes)
+
+
+@dataclass
+class TrainConfig:
+    """Everything that decides what a training run computes. Checked when made (and by check())."""
+
+    lr: float = setting(1e-6, "Learning rate (loss summed over the batch).", check=positive_number)
+    epochs: int = setting(10, "Passes over the training set (with --resume: the new total).", check=at_least(1))
+    batch_size: int = setting(1, "Images per SGD step (1 = the report's plain SGD).", check=at_least(1))
+    kernels: int = setting(8, "Number of conv kernels.", check=at_least(1))
+    kernel_size: int = setting(4, "Side of each square conv kernel.", check=fits_the_image)
+    hidden: tuple = setting(None, "Hidden dense layer sizes, comma-separated.", check=layer_sizes,
+                            default_factory=lambda: (841, 29))
+    val_fraction: float = setting(0.3, "Share of the training folder held out for validation.", check=share)
+    seed: int = setting(0, "Seed for init, split and shuffling.", check=zero_or_more)
+    color: str = setting("grey", "Input channels: one luma channel or three colour channels.", choices=COLOR_MODES)
+    normalize: str = setting("none", "Pixel scaling: raw 0..255, /255, or per-image zero mean and unit variance.",
+                             choices=NORMALIZE_MODES)
+    optimizer: str = setting("sgd", "Update rule.", choices=OPTIMIZERS)
+    momentum: float = setting(0.9, "Momentum (--optimizer momentum).", check=share)
+    weight_decay: float = setting(0.0, "L2 penalty added to every gradient as weight_decay * param.",
+                                  check=zero_or_more)
+    beta1: float = setting(0.9, "Adam's first-moment decay.", check=share)
+    beta2: float = setting(0.999, "Adam's second-moment decay.", check=share)
+    eps: float = setting(1e-8, "Adam's denominator guard.", check=positive_number)
+    loss_reduction: str = setting("sum", "Batch loss as the sum (the report's lr scale) or the mean of "
+                                         "per-image losses.", choices=LOSS_REDUCTIONS)
+    patience: int = setting(0, "Stop when validation loss has not improved for this many epochs (0: never).",
+                            check=zero_or_more)
+    augment: str = setting("none", "Per-epoch random changes to each training image: left-right flips (flip), "
+                                   "also upside-down (flip-vh), also 90-degree turns (rotate), or flips plus "
+                                   "shifts of up to 2 pixels (shift).", choices=AUGMENT_MODES)
+
+    def __post_init__(self):
+        self.check()
+
+    def check(self):
+        """Bring every value to its field's type and check it; raises SettingError naming the setting."""
+        for f in fields(self):
+            value = _typed(f.name, f.type, getattr(self, f.name))
+            setattr(self, f.name, value)
+            choices, check = f.metadata["choices"], f.metadata["check"]
+            if choices is not None and value not in choices:
+                raise SettingError(f"{{{f.name}}} must be one of {', '.join(choices)}, got {{value!r}}", value=value)
+            problem = check(value) if check is not None else None
+            if problem is not None:
+                shown = ",".join(map(str, value)) if isinstance(value, tuple) else value
+                raise SettingError(f"{{{f.name}}} {problem}", value=shown)
+        if self.patience and self.val_fraction == 0:
+            raise SettingError("{patience} watches the validation loss: give a {val_fraction} above 0")
+        return self
+
+    def to_dict(self):
+        """JSON-ready: name -> value, layer sizes as a list."""
+        return {name: list(value) if isinstance(value, tuple) else value for name, value in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, settings):
+        """The config a checkpoint stored; settings it lacks (older files) take their defaults."""
+        if not isinstance(settings, dict):
+            raise SettingError("the stored settings are not a dict of name: value")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(settings) - known)
+        if unknown:
+            raise SettingError("the checkpoint has settings this cnnfruit does not know ({names}); upgrade cnnfruit",
+                               names=", ".join(map(str, unknown)))
+        return cls(**settings)
+
+    def optimizer_settings(self):
+        return {"lr": self.lr, "weight_decay": self.weight_decay, "momentum": self.momentum,
+                "beta1": self.beta1, "beta2": self.beta2, "eps": self.eps}
+
+    @property
+    def in_channels(self):
+        return 3 if self.color == "rgb" else 1
+
+
+def setting_fields():
+    """The TrainConfig fields, for clients that list the settings (the CLI's options)."""
+    return {f.name: f for f in fields(TrainConfig)}
+
+
+def default_of(f):
+    return f.default_factory() if f.default_factory is not MISSING else f.default
+
+
+def _typed(name, kind, value):
+    """value as the field's type: ints stay whole numbers, floats finite-or-not reals, text text."""
+    if kind in (int, "int"):
+        if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+            return int(value)
+        raise SettingError(f"{{{name}}} must be a whole number, got {{value!r}}", value=value)
+    if kind in (float, "float"):
+        if isinstance(value, numbers.Real) and not isinstance(value, bool):
+            return float(value)
+        raise SettingError(f"{{{name}}} must be a number, got {{value!r}}", value=value)
+    if kind in (str, "str"):
+        if isinstance(value, str):
+            return value
+        raise SettingError(f"{{{name}}} must be text, got {{value!r}}", value=value)
+    try:
+        return parse_hidden(value)
+    except SettingError as err:
+        if "{hidden}" in err.template:
+            raise
+        raise SettingError("{hidden}: " + err.template, **err.values) from None

@@ -1,0 +1,75 @@
+"""What the command line shows in a terminal: the training progress bar and the evaluation tables.
+
+Kept apart from cli.py, which parses flags and calls the library; this module only draws, with rich.
+"""
+import click
+
+
+class EpochProgress:
+    """A rich progress bar over one epoch's steps, drawn on stderr; a no-op when quiet."""
+
+    def __init__(self, quiet):
+        self.quiet = quiet
+        self.progress = None
+        self.task = None
+
+    def __enter__(self):
+        if not self.quiet:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self.progress = Progress(
+                TextColumn("epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
+                TimeRemainingColumn(), console=Console(stderr=True), transient=True,
+            )
+            self.progress.start()
+        return self
+
+    def __exit__(self, *exc):
+        if self.progress is not None:
+            self.progress.stop()
+
+    def step(self, epoch, done, total):
+        if self.progress is None:
+            return
+        if done == 1 or self.task is None:
+            if self.task is not None:
+                self.progress.remove_task(self.task)
+            self.task = self.progress.add_task("train", total=total, epoch=epoch)
+        if done % max(1, total // 200) == 0 or done == total:  # redraw often enough to move, rarely enough to be free
+            self.progress.update(self.task, completed=done)
+
+
+def describe_run(run):
+    trainer = run.trainer
+    dataset, data, arch = trainer.dataset, trainer.data, trainer.network.arch
+    click.echo(
+        f"Training on {dataset.name}: {len(data.y_train)} train / {len(data.y_val)} validation / "
+        f"{len(data.y_test)} test images, classes {', '.join(dataset.class_names)}"
+    )
+    click.echo(
+        f"Network: {arch.in_channels}x{arch.image_size}x{arch.image_size} -> conv {arch.kernels}x{arch.kernel_size}x"
+        f"{arch.kernel_size} -> {arch.features} -> {' -> '.join(str(o) for _, o in arch.dense_widths)}"
+    )
+
+
+def describe_best(history):
+    if history.best_epoch is None:
+        return "it was never a finite number"
+    return f"best {history.best_val_loss:.4f} at epoch {history.best_epoch}"
+
+
+def print_report(report):
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    console.print(f"Accuracy: {100 * report['accuracy']:.1f}% on {report['images']} images ({report['split']} split)")
+    per_class = Table("class", "precision", "recall", "support", title="Per class")
+    for row in report["per_class"]:
+        per_class.add_row(row["class"], f"{row['precision']:.3f}", f"{row['recall']:.3f}", str(row["support"]))
+    console.print(per_class)
+    matrix = Table("true \\ predicted", *report["class_names"], title="Confusion matrix")
+    for name, row in zip(report["class_names"], report["confusion_matrix"]):
+        matrix.add_row(name, *(str(count) for count in row))
+    console.print(matrix)

@@ -1,0 +1,90 @@
+"""Pictures: history curves, kernels, feature maps and confusion matrices, as Figures and as files."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from matplotlib.figure import Figure
+from PIL import Image
+
+import cnnfruit
+from cnnfruit import plots
+from cnnfruit.cli import main
+
+from test_classifier import saved_model
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("color", ["grey", "rgb"])
+def test_model_pictures_are_written(rng, tmp_path, color):
+    path, _ = saved_model(rng, tmp_path, color, "scale")
+    photo = tmp_path / "photo.jpg"
+    Image.fromarray(rng.integers(0, 256, (40, 40, 3)).astype(np.uint8)).save(photo)
+    runner = CliRunner()
+    outputs = {
+        "k.png": ["plot", path, "--kernels", "-o", str(tmp_path / "k.png")],
+        "f.png": ["plot", path, "--feature-maps", str(photo), "-o", str(tmp_path / "f.png")],
+        "cm.png": ["eval", path, "--plot", str(tmp_path / "cm.png")],
+    }
+    for name, args in outputs.items():
+        result = runner.invoke(main, args)
+        assert result.exit_code == 0, result.output
+        assert f"Wrote {tmp_path / name}" in result.output
+        assert (tmp_path / name).read_bytes()[:8] == PNG_MAGIC
+
+
+def test_plot_of_a_model_needs_one_picture_choice(rng, tmp_path):
+    path, _ = saved_model(rng, tmp_path, "grey", "none")
+    result = CliRunner().invoke(main, ["plot", path])
+    assert result.exit_code == 1
+    assert "choose one of --kernels or --feature-maps" in result.output
+    history = tmp_path / "history.json"
+    history.write_text(json.dumps({"epochs": [{"epoch": 1, "train_loss": 1.0, "train_accuracy": 0.5}]}))
+    result = CliRunner().invoke(main, ["plot", str(history), "--kernels"])
+    assert result.exit_code == 1
+    assert "need a model .npz file" in result.output
+
+
+def test_plotting_a_history_does_not_import_numba(tmp_path):
+    history = tmp_path / "history.json"
+    history.write_text(json.dumps({"epochs": [
+        {"epoch": 1, "train_loss": 1.0, "train_accuracy": 0.5, "val_loss": 1.1, "val_accuracy": 0.4},
+        {"epoch": 2, "train_loss": 0.5, "train_accuracy": 0.8, "val_loss": 0.6, "val_accuracy": 0.7},
+    ]}))
+    code = (
+        "import sys\n"
+        "from click.testing import CliRunner\n"
+        "from cnnfruit.cli import main\n"
+        f"result = CliRunner().invoke(main, ['plot', {str(history)!r}])\n"
+        "assert result.exit_code == 0, result.output\n"
+        "print('numba' in sys.modules)\n"
+    )
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+    assert (tmp_path / "history.png").read_bytes()[:8] == PNG_MAGIC
+
+
+
+def test_figures_are_returned_without_touching_pyplot_or_the_backend(tmp_path):
+    """Notebooks keep their inline backend: building and saving a figure neither picks a backend
+    nor imports pyplot, and the figure object is handed back to be shown or saved."""
+    code = (
+        "import sys, matplotlib\n"
+        "before = matplotlib.get_backend() if 'matplotlib.pyplot' in sys.modules else None\n"
+        "import numpy as np, cnnfruit\n"
+        "from cnnfruit import plots\n"
+        "history = cnnfruit.History(epochs=[cnnfruit.EpochRecord(1, 1.0, 0.5, 1.1, 0.4)])\n"
+        "figures = [plots.history_figure(history), plots.kernels_figure(np.ones((2, 3, 4, 4))),\n"
+        "           plots.feature_maps_figure(np.zeros((8, 8)), np.ones((3, 5, 5))),\n"
+        "           plots.confusion_figure([[1, 2], [3, 4]], ['a', 'b'])]\n"
+        f"plots.save_figure(figures[0], {str(tmp_path / 'h.png')!r})\n"
+        "print(all(type(f).__name__ == 'Figure' for f in figures), 'matplotlib.pyplot' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["True", "False"]
+    assert (tmp_path / "h.png").read_bytes()[:8] == PNG_MAGIC
