@@ -27,8 +27,26 @@ def flag(name):
     return "--" + name.replace("_", "-")
 
 
+# Commands that live in modules of their own (cnnfruit/cli_<name>.py), imported only when named,
+# so that each stays small and `cnnfruit --help` still imports nothing heavy.
+COMMAND_MODULES = {
+    "gradcheck": "cli_gradcheck",
+}
+
+
 class Group(click.Group):
-    """Turns the library's errors into click's `Error: ...` line and exit code 1, naming flags."""
+    """Finds the commands of COMMAND_MODULES, and turns the library's errors into click's
+    `Error: ...` line and exit code 1, naming flags."""
+
+    def list_commands(self, ctx):
+        return sorted([*super().list_commands(ctx), *COMMAND_MODULES])
+
+    def get_command(self, ctx, name):
+        if name in COMMAND_MODULES:
+            from importlib import import_module
+
+            return getattr(import_module(f".{COMMAND_MODULES[name]}", __package__), name.replace("-", "_"))
+        return super().get_command(ctx, name)
 
     def invoke(self, ctx):
         try:
@@ -306,54 +324,6 @@ def predict(model, images, as_json):
     for result in results:
         odds = "  ".join(f"{name} {value:.3f}" for name, value in result["probabilities"].items())
         click.echo(f"{result['file']:<{width}}  {result['class']:<{max(map(len, clf.class_names))}}  {odds}")
-
-
-# ---- gradcheck
-
-
-@main.command()
-@setting_options("kernels", "kernel_size", "hidden", "color")
-@click.option("--image-size", type=int, default=8, show_default=True,
-              help="Side of the random square test images (small keeps it quick).")
-@click.option("--classes", type=int, default=3, show_default=True, help="Number of output classes.")
-@click.option("--images", type=int, default=2, show_default=True, help="Images in the batch whose summed loss is checked.")
-@click.option("--max-entries", type=int, default=300, show_default=True,
-              help="Check at most this many randomly chosen entries of each parameter.")
-@click.option("--threshold", type=float, default=1e-6, show_default=True,
-              help="Fail (exit 1) if any parameter's relative error is above this.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed for the weights, images and sampled entries.")
-def gradcheck(kernels, kernel_size, hidden, color, image_size, classes, images, max_entries, threshold, seed):
-    """Check backprop against centred finite differences (float64) on a small random network.
-
-    For each parameter it prints the relative error ||backprop - numeric|| / (||backprop|| +
-    ||numeric||) over the checked entries, and exits with status 1 if any is above --threshold.
-    """
-    from .architecture import Architecture
-    from .gradcheck import check_gradients
-
-    if images < 1 or max_entries < 1:
-        raise CnnfruitError("--images and --max-entries must be at least 1")
-    if not 0 < threshold < float("inf"):
-        raise CnnfruitError(f"--threshold must be a positive number, got {threshold}")
-    config = TrainConfig(kernels=kernels, kernel_size=kernel_size, hidden=hidden, color=color)
-    arch = Architecture.from_config(config, classes, image_size)
-    computing()
-    click.echo(
-        f"Network: {arch.in_channels}x{image_size}x{image_size} -> conv {kernels}x{kernel_size}x{kernel_size} -> "
-        f"{arch.features} -> {' -> '.join(str(o) for _, o in arch.dense_widths)}, float64, {images} random images"
-    )
-    results = check_gradients(arch, seed=seed, images=images, max_entries=max_entries)
-    width = max(len("parameter"), *(len(r.name) for r in results))
-    click.echo(f"{'parameter':<{width}}  {'shape':<14} {'checked':>7}  {'rel. error':>10}  {'max |diff|':>10}")
-    for r in results:
-        verdict = "ok" if r.relative_error <= threshold else "FAIL"
-        click.echo(f"{r.name:<{width}}  {str(r.shape):<14} {r.checked:>7}  {r.relative_error:>10.2e}  "
-                   f"{r.max_abs_difference:>10.2e}  {verdict}")
-    failed = [r.name for r in results if not r.relative_error <= threshold]
-    if failed:
-        click.echo(f"Gradient check FAILED for {', '.join(failed)} (threshold {threshold:g})", err=True)
-        sys.exit(1)
-    click.echo(f"Gradient check passed: every relative error is at most {threshold:g}")
 
 
 if __name__ == "__main__":
