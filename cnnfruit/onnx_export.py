@@ -56,6 +56,8 @@ INSTALL_HINT = "pip install 'cnnfruit[onnx]'"
 def _import_onnx():
     try:
         import onnx
+        import onnx.helper
+        import onnx.numpy_helper  # older onnx releases do not import it with the package
     except ImportError:
         raise CnnfruitError(f"exporting to ONNX needs the onnx package: {INSTALL_HINT}") from None
     return onnx
