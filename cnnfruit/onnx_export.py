@@ -38,9 +38,9 @@ PROBABILITIES_NAME = "probabilities"
 CLASS_INDEX_NAME = "class_index"
 BATCH_DIM = "batch"
 
-# Opset 17 (ONNX 1.12, 2022): onnxruntime reads it from 1.13 on (checked: 1.15.0 and 1.32.0) and
-# so does onnxruntime-web's WebAssembly backend (checked: 1.30.0 in Node 20). Every operator used
-# here is unchanged since opset 13, the lowest opset offered.
+# Opset 17 (ONNX 1.12, 2022), with IR version 8: onnxruntime 1.15.0 (2023) and 1.32.0 run it, and
+# so does onnxruntime-web 1.30.0's WebAssembly backend in Node 20; onnxruntime 1.15 refuses opset
+# 21's IR version 10. Every operator used here is unchanged since opset 13, the lowest offered.
 DEFAULT_OPSET = 17
 MIN_OPSET = 13
 # From opset 18 on, ReduceMean takes its axes as an input instead of an attribute.
