@@ -29,9 +29,10 @@ import json
 
 import numpy as np
 
+from .config import COLOR_MODES, NORMALIZE_MODES
 from .errors import CnnfruitError
 from .files import write_atomically
-from .preprocess import COLOR_MODES, LUMA_WEIGHTS, NORMALIZE_MODES
+from .preprocess import LUMA_WEIGHTS
 
 INPUT_NAME = "images"
 PROBABILITIES_NAME = "probabilities"
