@@ -68,6 +68,17 @@ class Classifier:
             config=dict(self.config), history=self.history.to_dict() if self.history else {},
         ))
 
+    def export(self, path, opset=None):
+        """Write this classifier, preprocessing included, as an ONNX file (needs cnnfruit[onnx]).
+
+        The file takes uint8 RGB images (N, H, H, 3) as `images` and gives `probabilities` (N, M)
+        and `class_index` (N,); its metadata holds the class names. Returns the onnx.ModelProto.
+        """
+        from .onnx_export import DEFAULT_OPSET, export_onnx
+
+        return export_onnx(self.arch, self.params, self.class_names, self.color, self.normalize, path,
+                           opset or DEFAULT_OPSET)
+
     def images(self, images):
         """uint8 RGB images (N, H, W, 3) from an array of them, one image, or a list of file paths."""
         if isinstance(images, (str, os.PathLike)):

@@ -30,6 +30,7 @@ def flag(name):
 # Commands that live in modules of their own (cnnfruit/cli_<name>.py), imported only when named,
 # so that each stays small and `cnnfruit --help` still imports nothing heavy.
 COMMAND_MODULES = {
+    "export": "cli_export",
     "gradcheck": "cli_gradcheck",
 }
 

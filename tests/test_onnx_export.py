@@ -459,3 +459,26 @@ def test_networks_too_large_for_one_file_are_refused(exported, monkeypatch):
     monkeypatch.setattr(onnx_export, "MAX_WEIGHT_BYTES", 1000)
     with pytest.raises(CnnfruitError, match="do not fit in one ONNX file"):
         build_onnx(exp.arch, exp.params, exp.class_names, "grey", "none")
+
+
+def test_classifier_export_and_the_export_command_write_the_same_model(tmp_path, rng):
+    from click.testing import CliRunner
+
+    from cnnfruit.cli import main
+
+    arch = Architecture(in_channels=3, kernels=2, kernel_size=5, hidden=(6,), classes=3)
+    clf = Classifier(arch, init_parameters(arch, rng), ["a", "b", "c"], "rgb", "scale")
+    clf.save(str(tmp_path / "model.npz"))
+    clf.export(str(tmp_path / "library.onnx"))
+    result = CliRunner().invoke(main, ["export", str(tmp_path / "model.npz"), str(tmp_path / "cli.onnx")])
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[0].startswith(f"Wrote {tmp_path / 'cli.onnx'} (")
+    images = rng.integers(0, 256, (4, 32, 32, 3)).astype(np.uint8)
+    expected = clf.predict_proba(images)
+    for name in ("library.onnx", "cli.onnx"):
+        probabilities, index = session_of(str(tmp_path / name)).run(None, {"images": images})
+        np.testing.assert_allclose(probabilities, expected, atol=1e-5)
+        assert index.tolist() == expected.argmax(axis=1).tolist()
+    broken = CliRunner().invoke(main, ["export", "/etc/hostname", str(tmp_path / "x.onnx")])
+    assert broken.exit_code == 1
+    assert broken.output == "Error: /etc/hostname is not a cnnfruit checkpoint: not an .npz archive, or a truncated one\n"
