@@ -28,6 +28,17 @@ def conv_backward(x, dout, kernel_size):
     return dw, dout.sum(axis=(0, 2, 3))
 
 
+def conv_backward_input(dout, w, image_size):
+    """dx[n,c,i+p,j+q] = sum_{k,p,q,i,j} w[k,c,p,q] dout[n,k,i,j]: each window gets its share back."""
+    N, K, P, _ = dout.shape
+    _, C, S, _ = w.shape
+    dx = np.zeros((N, C, image_size, image_size), dtype=np.result_type(dout, w))
+    for p in range(S):
+        for q in range(S):
+            dx[:, :, p:p + P, q:q + P] += np.einsum("nkij,kc->ncij", dout, w[:, :, p, q])
+    return dx
+
+
 def relu_backward(dact, act):
     return np.where(act > 0, dact, 0).astype(dact.dtype)
 
