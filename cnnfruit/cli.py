@@ -32,6 +32,7 @@ def flag(name):
 COMMAND_MODULES = {
     "export": "cli_export",
     "gradcheck": "cli_gradcheck",
+    "summary": "cli_summary",
 }
 
 
