@@ -140,9 +140,12 @@ TRAIN_SETTINGS = tuple(setting_fields())
 @click.option("--resume", type=click.Path(dir_okay=False), default=None,
               help="Continue the run saved in this model.npz with its own settings and data.")
 @click.option("--skip-bad", is_flag=True, help="Skip unreadable images in --data instead of stopping.")
+@click.option("--tensorboard", "tensorboard_dir", type=click.Path(file_okay=False), default=None,
+              help="Also write TensorBoard logs (loss and accuracy per epoch) into this folder; needs "
+                   "pip install 'cnnfruit[tensorboard]'.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @click.pass_context
-def train(ctx, data, out, resume, skip_bad, quiet, **settings):
+def train(ctx, data, out, resume, skip_bad, tensorboard_dir, quiet, **settings):
     """Train the network and save model.npz, history.json and best.npz (the lowest validation loss).
 
     model.npz is saved after every epoch. Ctrl-C (or SIGTERM) stops after the current step, saves
@@ -156,6 +159,7 @@ def train(ctx, data, out, resume, skip_bad, quiet, **settings):
 
     given = {name: value for name, value in settings.items()
              if ctx.get_parameter_source(name) in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)}
+    log = open_logs(tensorboard_dir)  # before any work: a missing tensorboardX is said at once
     try:
         if resume:
             computing()
@@ -171,14 +175,20 @@ def train(ctx, data, out, resume, skip_bad, quiet, **settings):
         click.echo("Interrupted before training started; nothing was saved", err=True)
         ctx.exit(EXIT_CODE)
     stop = threading.Event()
-    with StopOnSignal(lambda signum: stop.set()) as stopper, EpochProgress(quiet) as progress:
+    with StopOnSignal(lambda signum: stop.set()) as stopper, EpochProgress(quiet) as progress, log:
         describe_run(run)
+
+        def on_epoch(record):
+            click.echo(str(record))
+            log(record)
+
         try:
-            result = run.fit(on_epoch=lambda record: click.echo(str(record)), stop=stop,
+            result = run.fit(on_epoch=on_epoch, stop=stop,
                              on_step=lambda done, total: progress.step(run.trainer.epoch + 1, done, total))
         except StoppedAtOnce as err:  # a second Ctrl-C: no waiting for the step to end
             click.echo(f"Stopped at once without saving; {err.kept}", err=True)
             ctx.exit(EXIT_CODE)
+        log.finish(result.history)
     if result.interrupted:
         click.echo(f"Interrupted by {signal_name(stopper.received)}: saved {result.saved_at} to {result.model_path}")
         click.echo(f"Resume with: cnnfruit train --resume {shlex.quote(result.model_path)}")
@@ -189,9 +199,33 @@ def train(ctx, data, out, resume, skip_bad, quiet, **settings):
     tested = len(run.trainer.data.y_test)
     click.echo(f"Test Accuracy: {100 * result.test_accuracy:.1f}% ({round(result.test_accuracy * tested)}/{tested})")
     click.echo(f"Total Time: {result.history.total_seconds:.1f} s")
-    click.echo(f"Saved {result.model_path} and {result.history_path}")
+    click.echo(f"Saved {result.model_path}, {result.history_path} and {result.history_csv_path}")
     if result.history.best_epoch is not None:
         click.echo(f"Saved {result.best_path} (epoch {result.history.best_epoch}, lowest validation loss)")
+
+
+class NoLogs:
+    """What open_logs gives without --tensorboard: every call does nothing."""
+
+    def __call__(self, record):
+        pass
+
+    def finish(self, history):
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        pass
+
+
+def open_logs(tensorboard_dir):
+    if tensorboard_dir is None:
+        return NoLogs()
+    from .logs import TensorBoardLog
+
+    return TensorBoardLog(tensorboard_dir)
 
 
 # ---- eval, plot, predict
