@@ -31,6 +31,10 @@ _EXPORTS = {
     "EpochRecord": "history",
     "configure_threads": "threads",
     "check_gradients": "gradcheck",
+    "find_lr": "lr_finder",
+    "LrSweep": "lr_finder",
+    "summarize": "summary",
+    "TensorBoardLog": "logs",
     "CnnfruitError": "errors",
     "SettingError": "errors",
 }

@@ -33,6 +33,7 @@ COMMAND_MODULES = {
     "export": "cli_export",
     "gradcheck": "cli_gradcheck",
     "summary": "cli_summary",
+    "lr-find": "cli_lr_find",
 }
 
 

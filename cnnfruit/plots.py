@@ -125,3 +125,45 @@ def confusion_figure(matrix, class_names, title="Confusion matrix"):
     fig.colorbar(shown, ax=ax, shrink=0.8, label="images")
     fig.tight_layout()
     return fig
+
+
+LOSS_FLOOR = 1e-4  # losses of exactly 0 (a saturated softmax) drawn here on the log axis
+
+
+def lr_sweep_figure(sweeps, labels=None, title=None):
+    """Loss against learning rate (log-log) of one lr_finder.LrSweep or a list of them.
+
+    Each sweep: its smoothed loss as a line, its minimum as a dot. One sweep also shows each
+    step's measured loss as faint dots and the suggested range shaded, so the suggestion can be
+    judged against the curve it was read from.
+    """
+    single = not isinstance(sweeps, (list, tuple))
+    sweeps = [sweeps] if single else list(sweeps)
+    labels = labels or [f"seed {s.config.seed}, {s.start:.0e} to {s.end:.0e}" for s in sweeps]
+    fig = Figure(figsize=(8, 4.8))
+    ax = fig.subplots()
+    for sweep, label in zip(sweeps, labels):
+        floor = np.maximum
+        if single:
+            ax.plot(sweep.lrs, floor(sweep.losses, LOSS_FLOOR), ".", color="grey", alpha=0.5, markersize=4,
+                    label="loss after each step" + (f" ({sweep.probe} validation images)" if sweep.probe else ""))
+        line, = ax.plot(sweep.lrs, floor(sweep.smoothed, LOSS_FLOOR), "-", linewidth=2,
+                        label="smoothed" if single else label)
+        s = sweep.suggestion
+        at = int(np.argmin(np.abs(sweep.lrs - s.minimum)))
+        ax.plot([s.minimum], [max(sweep.smoothed[at], LOSS_FLOOR)], "o", color=line.get_color())
+        if single:
+            ax.axvspan(s.low, s.high, color="tab:green", alpha=0.15, label=f"suggested {s.low:.0e} to {s.high:.0e}")
+            ax.axvline(s.minimum, color="tab:red", linestyle=":", label=f"lowest at {s.minimum:.1e}")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set(xlabel="learning rate", ylabel=f"loss (mean per image; 0 drawn at {LOSS_FLOOR:g})")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    if title is None:
+        c = sweeps[0].config
+        title = f"Learning-rate sweep: {c.optimizer}, batch {c.batch_size}, normalize {c.normalize}, {c.color}" + (
+            f", seed {c.seed}" if single else "")
+    ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    return fig
