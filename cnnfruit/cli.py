@@ -15,7 +15,7 @@ import threading
 import click
 
 from . import __version__
-from .config import TrainConfig, default_of, parse_hidden, setting_fields
+from .config import TTA_MODES, TrainConfig, default_of, parse_hidden, setting_fields
 from .errors import CnnfruitError, SettingError
 from .interrupt import EXIT_CODE, StopOnSignal, signal_name
 from .terminal import EpochProgress, describe_best, describe_run, print_report
@@ -101,6 +101,8 @@ def setting_options(*names):
     return decorate
 
 
+TTA_HELP = ("Test-time augmentation: average the probabilities over the image and its mirror (flip) or "
+            "over the 8 turns and mirrors of the square (rotate).")
 DATA_HELP = "Image folder with train/<class>/* and test/<class>/*. Default: the embedded fruit photos."
 
 
@@ -251,9 +253,15 @@ def write_figure(fig, path):
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None,
               help="Also draw the confusion matrix as a heat map into this PNG file.")
-def evaluate(model, data, split, as_json, plot_path):
+@click.option("--misclassified", "gallery_path", type=click.Path(dir_okay=False), default=None,
+              help="Also draw the --top most confident mistakes, with their files, into this PNG file.")
+@click.option("--top", type=click.IntRange(min=1), default=16, show_default=True,
+              help="How many mistakes --misclassified draws and --json lists.")
+@click.option("--tta", type=click.Choice(TTA_MODES), default="none", show_default=True, help=TTA_HELP)
+def evaluate(model, data, split, as_json, plot_path, gallery_path, top, tta):
     """Accuracy, per-class precision and recall, and the confusion matrix of MODEL."""
     from .classifier import Classifier
+    from .mistakes import confident_mistakes
     from .splits import named_split
 
     computing()
@@ -263,11 +271,23 @@ def evaluate(model, data, split, as_json, plot_path):
         raise CnnfruitError(
             f"the data's classes ({', '.join(dataset.class_names)}) differ from the model's ({', '.join(clf.class_names)})"
         )
-    report = {"model": model, "split": split, **clf.evaluate(named_split(dataset, split, clf.config)).report()}
+    images = named_split(dataset, split, clf.config)
+    evaluation = clf.evaluate(images, tta=tta)
+    mistakes = confident_mistakes(evaluation, images, top)
+    report = {"model": model, "split": split, "tta": tta, **evaluation.report(),
+              "mistakes": [m.to_dict() for m in mistakes]}
     if as_json:
         click.echo(json.dumps(report, indent=2))
     else:
         print_report(report)
+    if gallery_path:
+        from .plots import mistakes_figure
+
+        wrong = int((evaluation.predictions != evaluation.labels).sum())
+        fig = mistakes_figure(images.images, mistakes, title=(
+            f"{os.path.basename(model)} on the {split} split: the {len(mistakes)} most confident of {wrong} mistakes"
+            + (f" (tta {tta})" if tta != "none" else "")))
+        click.echo(f"Wrote {write_figure(fig, gallery_path)}", err=as_json)
     if plot_path:
         from .plots import confusion_figure
 
@@ -339,20 +359,23 @@ def plot(file, output, show_kernels, feature_image):
 @click.argument("model", type=click.Path(dir_okay=False))
 @click.argument("images", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print the predictions as JSON.")
-def predict(model, images, as_json):
+@click.option("--min-confidence", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+              help="Answer `unsure` (JSON: \"class\": null) when the top probability is below this.")
+@click.option("--tta", type=click.Choice(TTA_MODES), default="none", show_default=True, help=TTA_HELP)
+def predict(model, images, as_json, min_confidence, tta):
     """Classify each IMAGE with MODEL: predicted class and class probabilities."""
     from .classifier import Classifier
 
     computing()
     clf = Classifier.load(model)
-    probs = clf.predict_proba(list(images))
+    probs = clf.predict_proba(list(images), tta=tta)
     results = [
         {
             "file": path,
-            "class": clf.class_names[int(p.argmax())],
+            "class": name,
             "probabilities": {name: float(value) for name, value in zip(clf.class_names, p)},
         }
-        for path, p in zip(images, probs)
+        for path, p, name in zip(images, probs, clf.decide(probs, min_confidence))
     ]
     if as_json:
         click.echo(json.dumps(results, indent=2))
@@ -360,7 +383,8 @@ def predict(model, images, as_json):
     width = max(len(path) for path in images)
     for result in results:
         odds = "  ".join(f"{name} {value:.3f}" for name, value in result["probabilities"].items())
-        click.echo(f"{result['file']:<{width}}  {result['class']:<{max(map(len, clf.class_names))}}  {odds}")
+        answer = result["class"] or "unsure"
+        click.echo(f"{result['file']:<{width}}  {answer:<{max(len('unsure'), *map(len, clf.class_names))}}  {odds}")
 
 
 if __name__ == "__main__":

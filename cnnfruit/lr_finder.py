@@ -23,7 +23,6 @@ import numpy as np
 from .config import TrainConfig
 from .errors import CnnfruitError, SettingError
 from .threads import one_blas_thread
-from .train import Diverged, Trainer
 
 DEFAULT_START = 1e-8
 DEFAULT_END = 1.0
@@ -85,6 +84,8 @@ def find_lr(dataset, config, start=DEFAULT_START, end=DEFAULT_END, steps=DEFAULT
     Stops early when the loss stops being finite or exceeds DIVERGED_FACTOR times its lowest.
     Returns an LrSweep with the suggestion filled in.
     """
+    from .train import Diverged, Trainer  # here, so the CLI can read this module's defaults without Numba
+
     if isinstance(config, dict):
         config = TrainConfig(**config)
     if not (0 < start < end and math.isfinite(end)):

@@ -167,3 +167,29 @@ def lr_sweep_figure(sweeps, labels=None, title=None):
     ax.set_title(title, fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def mistakes_figure(images, mistakes, title="Most confident mistakes", columns=4):
+    """A gallery of mistakes.Mistake: each photo (uint8 (H, W, 3), indexed by mistake.index in
+    images) with its true and predicted class, the confidence and the end of its file path."""
+    count = max(len(mistakes), 1)
+    columns = min(columns, count)
+    rows = -(-count // columns)
+    fig = Figure(figsize=(2.6 * columns, 2.9 * rows + 0.5))
+    axes = fig.subplots(rows, columns, squeeze=False)
+    for ax in axes.ravel():
+        ax.set_visible(False)
+    for ax, mistake in zip(axes.ravel(), mistakes):
+        ax.set_visible(True)
+        ax.imshow(images[mistake.index], interpolation="nearest")
+        _hide_ticks(ax)
+        ax.set_title(f"{mistake.true} -> {mistake.predicted}\n{100 * mistake.confidence:.1f}% sure", fontsize=9)
+        where = "/".join(mistake.path.replace("\\", "/").split("/")[-2:]) if mistake.path else f"#{mistake.index}"
+        ax.set_xlabel(where, fontsize=7)
+    if not mistakes:
+        axes[0, 0].set_visible(True)
+        axes[0, 0].axis("off")
+        axes[0, 0].text(0.5, 0.5, "no mistakes", ha="center", va="center")
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
