@@ -34,6 +34,7 @@ COMMAND_MODULES = {
     "gradcheck": "cli_gradcheck",
     "summary": "cli_summary",
     "lr-find": "cli_lr_find",
+    "explain": "cli_explain",
 }
 
 

@@ -193,3 +193,34 @@ def mistakes_figure(images, mistakes, title="Most confident mistakes", columns=4
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def explanation_figure(explanation, photo=None, title=None):
+    """The photo, its saliency map and its occlusion map side by side (an explain.Explanation).
+
+    photo: the photo at any resolution (uint8 (h, w, 3)); default the network's 32 x 32 view. The
+    maps, computed at the network's resolution, are stretched over it cell by cell, so each of
+    their squares covers the part of the photo that was averaged into one input pixel.
+    """
+    e = explanation
+    photo = e.image if photo is None else photo
+    h, w = photo.shape[:2]
+    extent = (-0.5, w - 0.5, h - 0.5, -0.5)  # imshow's own extent for the photo
+    fig = Figure(figsize=(12, 4.2))
+    photo_ax, saliency_ax, occlusion_ax = fig.subplots(1, 3)
+    for ax in (photo_ax, saliency_ax, occlusion_ax):
+        ax.imshow(photo, interpolation="antialiased")
+        _hide_ticks(ax)
+    photo_ax.set_title(f"predicted {e.predicted} ({100 * e.confidence:.1f}%)", fontsize=10)
+    shown = saliency_ax.imshow(e.saliency, cmap="inferno", alpha=0.6, extent=extent, interpolation="nearest",
+                               vmin=0, vmax=float(e.saliency.max()) or 1.0)
+    saliency_ax.set_title(f"saliency: |d {e.score}({e.class_name}) / d pixel|", fontsize=10)
+    fig.colorbar(shown, ax=saliency_ax, shrink=0.8)
+    limit = float(np.abs(e.occlusion).max()) or 1.0
+    shown = occlusion_ax.imshow(e.occlusion, cmap="RdBu_r", alpha=0.6, extent=extent, interpolation="nearest",
+                                vmin=-limit, vmax=limit)
+    occlusion_ax.set_title(f"occlusion ({e.patch}x{e.patch} patches): fall of p({e.class_name})", fontsize=10)
+    fig.colorbar(shown, ax=occlusion_ax, shrink=0.8)
+    fig.suptitle(title or f"Why {e.class_name} (p = {e.probability:.3f})", fontsize=11)
+    fig.tight_layout()
+    return fig

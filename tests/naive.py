@@ -39,6 +39,18 @@ def conv_backward_input(dout, w, image_size):
     return dx
 
 
+def preprocess(pixels, color, normalize):
+    """preprocess.to_inputs in float64: RGB pixel values (N, H, W, 3) -> network inputs (N, C, H, W)."""
+    luma = np.array([0.299, 0.587, 0.114])
+    x = (pixels @ luma)[:, None] if color == "grey" else pixels.transpose(0, 3, 1, 2)
+    if normalize == "scale":
+        return x / 255.0
+    if normalize == "standardize":
+        mean = x.mean(axis=(1, 2, 3), keepdims=True)
+        return (x - mean) / np.maximum(x.std(axis=(1, 2, 3), keepdims=True), 1e-6)
+    return x.copy()  # not a view of pixels, which finite differences change in place
+
+
 def relu_backward(dact, act):
     return np.where(act > 0, dact, 0).astype(dact.dtype)
 
