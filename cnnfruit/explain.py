@@ -8,8 +8,9 @@ the photo's pixel values, through the network and its preprocessing, taken as th
 absolute value over the three colour channels of each pixel. The logit rather than the
 log-probability: the log-probability's gradient is the logit's minus the probability-weighted
 gradients of all classes, so it says as much about the other classes as about this one, and once
-the softmax saturates (the report's raw-pixel networks give 1.0 to almost every photo) it is
-exactly zero. The logit's gradient says which pixels raise this class's score, whatever the others do.
+the softmax saturates (the report's raw-pixel networks give 1.0 to almost every photo) it
+vanishes: 1e5 times smaller than the logit's on a test pear (docs/insight.md), exactly zero once
+the other probabilities fall below kernels.PROBABILITY_FLOOR. The logit's gradient says which pixels raise this class's score, whatever the others do.
 
 Occlusion (Zeiler and Fergus, 2014): cover a square patch of the photo with its own mean colour,
 at every position in turn, and record how far the class's probability falls; each pixel gets the

@@ -61,7 +61,7 @@ class TensorBoardLog:
         train, validation = self.writers["train"], self.writers["validation"]
         train.add_scalar("loss", record.train_loss, record.epoch)
         train.add_scalar("accuracy", record.train_accuracy, record.epoch)
-        train.add_scalar("seconds per epoch", record.seconds, record.epoch)
+        train.add_scalar("seconds_per_epoch", record.seconds, record.epoch)  # TensorBoard's tags take no spaces
         if record.val_loss is not None:
             validation.add_scalar("loss", record.val_loss, record.epoch)
             validation.add_scalar("accuracy", record.val_accuracy, record.epoch)

@@ -175,7 +175,7 @@ def mistakes_figure(images, mistakes, title="Most confident mistakes", columns=4
     count = max(len(mistakes), 1)
     columns = min(columns, count)
     rows = -(-count // columns)
-    fig = Figure(figsize=(2.6 * columns, 2.9 * rows + 0.5))
+    fig = Figure(figsize=(2.6 * columns, 3.2 * rows + 0.5))
     axes = fig.subplots(rows, columns, squeeze=False)
     for ax in axes.ravel():
         ax.set_visible(False)
