@@ -47,8 +47,8 @@ def lr_find(ctx, data, skip_bad, start, end, steps, probe, output, as_json, **se
         click.echo(json.dumps(sweep.to_dict(), indent=2))
         return
     s = sweep.suggestion
-    click.echo(f"Suggested learning rate: {s.low:.0e} to {s.high:.0e} (lowest loss at {s.minimum:.1e}, "
-               f"steepest fall at {s.steepest:.1e})")
+    click.echo(f"Suggested learning rate: {s.low:.0e} to {s.high:.0e} (lowest loss at {s.minimum:.1e}"
+               + (f", steepest fall at {s.steepest:.1e})" if s.steepest < s.minimum else ")"))
     for reason in s.reasons:
         click.echo(f"  {reason}")
     click.echo(f"Wrote {output}")

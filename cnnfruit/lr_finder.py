@@ -160,7 +160,8 @@ def suggest(sweep):
     minimum: the lowest smoothed loss. Beyond it the steps are too large to keep improving; at
     the minimum itself they are already on the edge, so the range ends a decade below it.
     steepest: where the loss falls fastest per decade of learning rate, looked for below the
-    minimum; the range starts there (or a decade below its top, whichever is lower).
+    minimum; the range starts there, or a decade below its top where the steepest fall is closer
+    to the minimum than that.
     """
     lrs, smoothed = sweep.lrs, sweep.smoothed
     lowest = int(np.argmin(smoothed))
@@ -175,8 +176,8 @@ def suggest(sweep):
         f"The smoothed loss starts at {first:.4g} and is lowest, {last:.4g}, at lr {lrs[lowest]:.1e}.",
     ]
     if lowest == 0:
-        reasons.append(f"Every step made it worse: the loss is lowest before any learning rate of the range has "
-                       f"acted, so the suggestion lies below the range swept; start lower than {sweep.start:.0e}.")
+        reasons.append(f"Every larger learning rate made it worse: the loss is lowest after the first step, so the "
+                       f"suggestion lies below the range swept; start lower than {sweep.start:.0e}.")
     elif lowest == len(lrs) - 1:
         reasons.append("It was still falling at the end of the range: sweep to larger learning rates; the "
                        "suggestion below is only a lower bound.")
@@ -185,6 +186,12 @@ def suggest(sweep):
                        "so the suggestion is weak (widen the range, or sweep more steps).")
     if slope[steepest] < 0:
         reasons.append(f"It falls fastest at lr {lrs[steepest]:.1e} ({slope[steepest]:.3g} per decade).")
-    reasons.append(f"Suggested: {low:.0e} to {high:.0e}: from the steepest fall up to a tenth of the lr of the lowest "
-                   "loss, since at the lowest point the steps already start to undo the progress.")
+    top = f"up to a tenth of the lowest point's lr, {high:.0e}, since at the lowest point the steps already start to " \
+          "undo the progress"
+    if low == lrs[steepest] and slope[steepest] < 0:
+        reasons.append(f"Suggested: {low:.0e} to {high:.0e}: from the steepest fall {top}.")
+    else:
+        reasons.append(f"Suggested: {low:.0e} to {high:.0e}: the decade {top}"
+                       + (f"; the steepest fall, at {lrs[steepest]:.0e}, is too close to the lowest point to start from."
+                          if slope[steepest] < 0 else "."))
     return Suggestion(float(low), float(high), float(lrs[lowest]), float(lrs[steepest]), reasons)
