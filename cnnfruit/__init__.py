@@ -35,6 +35,7 @@ _EXPORTS = {
     "LrSweep": "lr_finder",
     "summarize": "summary",
     "TensorBoardLog": "logs",
+    "confident_mistakes": "mistakes",
     "CnnfruitError": "errors",
     "SettingError": "errors",
 }
