@@ -31,6 +31,11 @@ _EXPORTS = {
     "EpochRecord": "history",
     "configure_threads": "threads",
     "check_gradients": "gradcheck",
+    "find_lr": "lr_finder",
+    "LrSweep": "lr_finder",
+    "summarize": "summary",
+    "TensorBoardLog": "logs",
+    "confident_mistakes": "mistakes",
     "CnnfruitError": "errors",
     "SettingError": "errors",
 }

@@ -16,6 +16,23 @@ from .config import IMAGE_SIZE
 
 
 @dataclass(frozen=True)
+class LayerCost:
+    """One layer's output shape, parameters and arithmetic, per image.
+
+    FLOPs count 2 per multiply-add of the layer's products; bias adds, ReLU and softmax are
+    left out (one operation per activation, under 0.1% of the total at the default sizes).
+    backward_flops is what a training step computes: every gradient the update needs, and the
+    input gradient only where a layer with parameters sits below (not for the conv layer).
+    """
+
+    name: str
+    output_shape: tuple
+    parameters: int
+    forward_flops: int
+    backward_flops: int
+
+
+@dataclass(frozen=True)
 class Architecture:
     in_channels: int = 1
     image_size: int = IMAGE_SIZE
@@ -66,6 +83,24 @@ class Architecture:
             shapes[f"dense{layer}_w"] = (fan_in, fan_out)
             shapes[f"dense{layer}_b"] = (fan_out,)
         return shapes
+
+    def layer_costs(self):
+        """LayerCost of each layer in order, from the input to the softmax."""
+        C, H, K, S, P = self.in_channels, self.image_size, self.kernels, self.kernel_size, self.conv_side
+        conv_macs = self.features * C * S * S  # each of the K x P x P outputs sums a C x S x S window
+        # The conv layer's backward is its kernel gradient alone (the same multiply-adds as its
+        # forward): the image below it has no weights, so training never needs its gradient.
+        costs = [LayerCost("input", (C, H, H), 0, 0, 0),
+                 LayerCost("conv + ReLU", (K, P, P), K * C * S * S + K, 2 * conv_macs, 2 * conv_macs),
+                 LayerCost("flatten", (self.features,), 0, 0, 0)]
+        last = len(self.dense_widths) - 1
+        for layer, (fan_in, fan_out) in enumerate(self.dense_widths):
+            # backward: the weight gradient x^T dz and the input gradient dz W^T, each as big as the forward
+            name = f"dense{layer}" + (" (logits)" if layer == last else " + ReLU")
+            costs.append(LayerCost(name, (fan_out,), fan_in * fan_out + fan_out, 2 * fan_in * fan_out,
+                                   4 * fan_in * fan_out))
+        costs.append(LayerCost("softmax", (self.classes,), 0, 0, 0))
+        return costs
 
     def flops_per_image(self):
         """Multiply-adds x 2 of one training step (forward + both backward products) per image."""

@@ -27,6 +27,8 @@ class Evaluation:
     labels: np.ndarray
     predictions: np.ndarray
     class_names: list
+    probabilities: np.ndarray = None  # (N, M), averaged over the views with test-time augmentation
+    tta: str = "none"
 
     def report(self):
         """A JSON-ready dict: accuracy, per-class precision/recall/support, the confusion matrix."""
@@ -101,25 +103,50 @@ class Classifier:
         """The network's float32 inputs (N, C, H, W) for images, with this classifier's preprocessing."""
         return to_inputs(self.images(images), self.color, self.normalize)
 
-    def predict_proba(self, images, batch_size=256):
-        """Class probabilities (N, M), columns in the order of class_names."""
+    def predict_proba(self, images, batch_size=256, tta="none"):
+        """Class probabilities (N, M), columns in the order of class_names.
+
+        tta "flip" or "rotate": the mean of the probabilities of 2 or 8 views of each image (tta.py).
+        """
+        from .tta import views
+
+        pixels = self.images(images)
         with one_blas_thread():
-            return self.network.predict_proba(self.inputs(images), batch_size)
+            probs = [self.network.predict_proba(self.inputs(view), batch_size) for view in views(pixels, tta)]
+        return probs[0] if len(probs) == 1 else np.mean(probs, axis=0, dtype=np.float64).astype(probs[0].dtype)
 
-    def predict(self, images, batch_size=256):
-        """The most likely class name of each image."""
-        return [self.class_names[m] for m in self.predict_proba(images, batch_size).argmax(axis=1)]
+    def decide(self, probs, min_confidence=0.0):
+        """The class name of each row of probs (N, M), or None where its probability is below min_confidence."""
+        best = np.asarray(probs).argmax(axis=1)
+        return [self.class_names[m] if p[m] >= min_confidence else None for m, p in zip(best, probs)]
 
-    def evaluate(self, split, batch_size=256):
-        """Accuracy, loss and predictions on a labelled Split (e.g. dataset.test)."""
+    def predict(self, images, batch_size=256, tta="none", min_confidence=0.0):
+        """The most likely class name of each image; None (unsure) where its probability is below min_confidence."""
+        return self.decide(self.predict_proba(images, batch_size, tta), min_confidence)
+
+    def evaluate(self, split, batch_size=256, tta="none"):
+        """Accuracy, loss, predictions and probabilities on a labelled Split (e.g. dataset.test).
+
+        With tta, the predictions are those of the averaged probabilities, and the loss is their
+        cross-entropy, each probability counted as at least kernels.PROBABILITY_FLOOR.
+        """
         labels = np.asarray(split.labels, dtype=np.int64)
         if len(labels) and not 0 <= labels.min() <= labels.max() < len(self.class_names):
             raise CnnfruitError(f"labels must be class indices from 0 to {len(self.class_names) - 1}")
         if not len(labels):
             raise CnnfruitError("there are no images to evaluate")
-        with one_blas_thread():
-            loss, accuracy, predictions = self.network.evaluate(self.inputs(split.images), labels, batch_size)
-        return Evaluation(accuracy, loss, labels, predictions, self.class_names)
+        probs = self.predict_proba(split.images, batch_size, tta)
+        if tta == "none":
+            with one_blas_thread():
+                loss, accuracy, predictions = self.network.evaluate(self.inputs(split.images), labels, batch_size)
+        else:
+            from .kernels import PROBABILITY_FLOOR
+
+            predictions = probs.argmax(axis=1)
+            accuracy = float((predictions == labels).mean())
+            true = probs[np.arange(len(labels)), labels].astype(np.float64)
+            loss = float(-np.log(np.maximum(true, PROBABILITY_FLOOR)).mean())
+        return Evaluation(accuracy, loss, labels, predictions, self.class_names, probs, tta)
 
     def feature_maps(self, image):
         """The conv layer's ReLU maps (K, P, P) of one image (uint8 (H, W, 3) or a file path)."""

@@ -15,7 +15,7 @@ import threading
 import click
 
 from . import __version__
-from .config import TrainConfig, default_of, parse_hidden, setting_fields
+from .config import TTA_MODES, TrainConfig, default_of, parse_hidden, setting_fields
 from .errors import CnnfruitError, SettingError
 from .interrupt import EXIT_CODE, StopOnSignal, signal_name
 from .terminal import EpochProgress, describe_best, describe_run, print_report
@@ -32,6 +32,9 @@ def flag(name):
 COMMAND_MODULES = {
     "export": "cli_export",
     "gradcheck": "cli_gradcheck",
+    "summary": "cli_summary",
+    "lr-find": "cli_lr_find",
+    "explain": "cli_explain",
 }
 
 
@@ -99,6 +102,8 @@ def setting_options(*names):
     return decorate
 
 
+TTA_HELP = ("Test-time augmentation: average the probabilities over the image and its mirror (flip) or "
+            "over the 8 turns and mirrors of the square (rotate).")
 DATA_HELP = "Image folder with train/<class>/* and test/<class>/*. Default: the embedded fruit photos."
 
 
@@ -139,9 +144,12 @@ TRAIN_SETTINGS = tuple(setting_fields())
 @click.option("--resume", type=click.Path(dir_okay=False), default=None,
               help="Continue the run saved in this model.npz with its own settings and data.")
 @click.option("--skip-bad", is_flag=True, help="Skip unreadable images in --data instead of stopping.")
+@click.option("--tensorboard", "tensorboard_dir", type=click.Path(file_okay=False), default=None,
+              help="Also write TensorBoard logs (loss and accuracy per epoch) into this folder; needs "
+                   "pip install 'cnnfruit[tensorboard]'.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @click.pass_context
-def train(ctx, data, out, resume, skip_bad, quiet, **settings):
+def train(ctx, data, out, resume, skip_bad, tensorboard_dir, quiet, **settings):
     """Train the network and save model.npz, history.json and best.npz (the lowest validation loss).
 
     model.npz is saved after every epoch. Ctrl-C (or SIGTERM) stops after the current step, saves
@@ -155,6 +163,7 @@ def train(ctx, data, out, resume, skip_bad, quiet, **settings):
 
     given = {name: value for name, value in settings.items()
              if ctx.get_parameter_source(name) in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)}
+    log = open_logs(tensorboard_dir)  # before any work: a missing tensorboardX is said at once
     try:
         if resume:
             computing()
@@ -170,14 +179,20 @@ def train(ctx, data, out, resume, skip_bad, quiet, **settings):
         click.echo("Interrupted before training started; nothing was saved", err=True)
         ctx.exit(EXIT_CODE)
     stop = threading.Event()
-    with StopOnSignal(lambda signum: stop.set()) as stopper, EpochProgress(quiet) as progress:
+    with StopOnSignal(lambda signum: stop.set()) as stopper, EpochProgress(quiet) as progress, log:
         describe_run(run)
+
+        def on_epoch(record):
+            click.echo(str(record))
+            log(record)
+
         try:
-            result = run.fit(on_epoch=lambda record: click.echo(str(record)), stop=stop,
+            result = run.fit(on_epoch=on_epoch, stop=stop,
                              on_step=lambda done, total: progress.step(run.trainer.epoch + 1, done, total))
         except StoppedAtOnce as err:  # a second Ctrl-C: no waiting for the step to end
             click.echo(f"Stopped at once without saving; {err.kept}", err=True)
             ctx.exit(EXIT_CODE)
+        log.finish(result.history)
     if result.interrupted:
         click.echo(f"Interrupted by {signal_name(stopper.received)}: saved {result.saved_at} to {result.model_path}")
         click.echo(f"Resume with: cnnfruit train --resume {shlex.quote(result.model_path)}")
@@ -188,9 +203,33 @@ def train(ctx, data, out, resume, skip_bad, quiet, **settings):
     tested = len(run.trainer.data.y_test)
     click.echo(f"Test Accuracy: {100 * result.test_accuracy:.1f}% ({round(result.test_accuracy * tested)}/{tested})")
     click.echo(f"Total Time: {result.history.total_seconds:.1f} s")
-    click.echo(f"Saved {result.model_path} and {result.history_path}")
+    click.echo(f"Saved {result.model_path}, {result.history_path} and {result.history_csv_path}")
     if result.history.best_epoch is not None:
         click.echo(f"Saved {result.best_path} (epoch {result.history.best_epoch}, lowest validation loss)")
+
+
+class NoLogs:
+    """What open_logs gives without --tensorboard: every call does nothing."""
+
+    def __call__(self, record):
+        pass
+
+    def finish(self, history):
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        pass
+
+
+def open_logs(tensorboard_dir):
+    if tensorboard_dir is None:
+        return NoLogs()
+    from .logs import TensorBoardLog
+
+    return TensorBoardLog(tensorboard_dir)
 
 
 # ---- eval, plot, predict
@@ -215,9 +254,15 @@ def write_figure(fig, path):
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None,
               help="Also draw the confusion matrix as a heat map into this PNG file.")
-def evaluate(model, data, split, as_json, plot_path):
+@click.option("--misclassified", "gallery_path", type=click.Path(dir_okay=False), default=None,
+              help="Also draw the --top most confident mistakes, with their files, into this PNG file.")
+@click.option("--top", type=click.IntRange(min=1), default=16, show_default=True,
+              help="How many mistakes --misclassified draws and --json lists.")
+@click.option("--tta", type=click.Choice(TTA_MODES), default="none", show_default=True, help=TTA_HELP)
+def evaluate(model, data, split, as_json, plot_path, gallery_path, top, tta):
     """Accuracy, per-class precision and recall, and the confusion matrix of MODEL."""
     from .classifier import Classifier
+    from .mistakes import confident_mistakes
     from .splits import named_split
 
     computing()
@@ -227,11 +272,23 @@ def evaluate(model, data, split, as_json, plot_path):
         raise CnnfruitError(
             f"the data's classes ({', '.join(dataset.class_names)}) differ from the model's ({', '.join(clf.class_names)})"
         )
-    report = {"model": model, "split": split, **clf.evaluate(named_split(dataset, split, clf.config)).report()}
+    images = named_split(dataset, split, clf.config)
+    evaluation = clf.evaluate(images, tta=tta)
+    mistakes = confident_mistakes(evaluation, images, top)
+    report = {"model": model, "split": split, "tta": tta, **evaluation.report(),
+              "mistakes": [m.to_dict() for m in mistakes]}
     if as_json:
         click.echo(json.dumps(report, indent=2))
     else:
         print_report(report)
+    if gallery_path:
+        from .plots import mistakes_figure
+
+        wrong = int((evaluation.predictions != evaluation.labels).sum())
+        fig = mistakes_figure(images.images, mistakes, title=(
+            f"{os.path.basename(model)} on the {split} split: the {len(mistakes)} most confident of {wrong} mistakes"
+            + (f" (tta {tta})" if tta != "none" else "")))
+        click.echo(f"Wrote {write_figure(fig, gallery_path)}", err=as_json)
     if plot_path:
         from .plots import confusion_figure
 
@@ -303,20 +360,23 @@ def plot(file, output, show_kernels, feature_image):
 @click.argument("model", type=click.Path(dir_okay=False))
 @click.argument("images", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print the predictions as JSON.")
-def predict(model, images, as_json):
+@click.option("--min-confidence", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+              help="Answer `unsure` (JSON: \"class\": null) when the top probability is below this.")
+@click.option("--tta", type=click.Choice(TTA_MODES), default="none", show_default=True, help=TTA_HELP)
+def predict(model, images, as_json, min_confidence, tta):
     """Classify each IMAGE with MODEL: predicted class and class probabilities."""
     from .classifier import Classifier
 
     computing()
     clf = Classifier.load(model)
-    probs = clf.predict_proba(list(images))
+    probs = clf.predict_proba(list(images), tta=tta)
     results = [
         {
             "file": path,
-            "class": clf.class_names[int(p.argmax())],
+            "class": name,
             "probabilities": {name: float(value) for name, value in zip(clf.class_names, p)},
         }
-        for path, p in zip(images, probs)
+        for path, p, name in zip(images, probs, clf.decide(probs, min_confidence))
     ]
     if as_json:
         click.echo(json.dumps(results, indent=2))
@@ -324,7 +384,8 @@ def predict(model, images, as_json):
     width = max(len(path) for path in images)
     for result in results:
         odds = "  ".join(f"{name} {value:.3f}" for name, value in result["probabilities"].items())
-        click.echo(f"{result['file']:<{width}}  {result['class']:<{max(map(len, clf.class_names))}}  {odds}")
+        answer = result["class"] or "unsure"
+        click.echo(f"{result['file']:<{width}}  {answer:<{max(len('unsure'), *map(len, clf.class_names))}}  {odds}")
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ NORMALIZE_MODES = ("none", "scale", "standardize")
 OPTIMIZERS = ("sgd", "momentum", "adam")
 LOSS_REDUCTIONS = ("sum", "mean")
 AUGMENT_MODES = ("none", "flip", "flip-vh", "rotate", "shift")
+TTA_MODES = ("none", "flip", "rotate")  # test-time augmentation: see tta.py
 
 
 # ---- checks: each returns None for a good value, else a SettingError template about {name}

@@ -22,7 +22,7 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".we
 class Split:
     images: np.ndarray  # (N, H, W, 3) uint8
     labels: np.ndarray  # (N,) int64
-    paths: list  # source file of each image, or [] for the embedded set
+    paths: list  # source file of each image ([] when unknown); the embedded set's are relative to Fruits-360
 
     def __len__(self):
         return len(self.labels)
@@ -51,8 +51,9 @@ def load_embedded():
     """The fruit photos shipped inside the package (see cnnfruit/datasets/README.md)."""
     with resources.as_file(embedded_path()) as path, np.load(path, allow_pickle=False) as z:
         class_names = [str(name) for name in z["class_names"]]
-        train = Split(z["train_images"], z["train_labels"].astype(np.int64), [])
-        test = Split(z["test_images"], z["test_labels"].astype(np.int64), [])
+        # paths: each photo's file in the Fruits-360 tree it was built from, e.g. test/Pear/321_100.jpg
+        train = Split(z["train_images"], z["train_labels"].astype(np.int64), [str(f) for f in z["train_files"]])
+        test = Split(z["test_images"], z["test_labels"].astype(np.int64), [str(f) for f in z["test_files"]])
     return Dataset(EMBEDDED_NAME, class_names, train, test)
 
 

@@ -31,6 +31,7 @@ SERIAL_TWINS = {
     kernels.dense_backward: kernels.dense_backward_serial,
     kernels.dense_backward_sgd: kernels.dense_backward_sgd_serial,
     kernels.sgd_update: kernels.sgd_update_serial,
+    kernels.conv_backward_input: kernels.conv_backward_input_serial,
 }
 
 _pool = None
@@ -92,6 +93,11 @@ def conv_relu_forward(out, x, w, b):
 
 def conv_backward(dw, db, x, dout):
     sized(kernels.conv_backward, conv_work(x, dw))(dw, db, x, dout)
+
+
+def conv_backward_input(dx, dout, w):
+    """The conv layer's input gradient (saliency maps only; training never computes it)."""
+    sized(kernels.conv_backward_input, conv_work(dx, w))(dx, dout, w)
 
 
 def dense_forward(out, x, w, b, relu, scratch):

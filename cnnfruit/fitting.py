@@ -57,6 +57,10 @@ class FitResult:
         return os.path.join(self.folder, "history.json") if self.folder else None
 
     @property
+    def history_csv_path(self):
+        return os.path.join(self.folder, "history.csv") if self.folder else None
+
+    @property
     def best_path(self):
         return os.path.join(self.folder, "best.npz") if self.folder else None
 

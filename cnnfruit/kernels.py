@@ -380,3 +380,36 @@ dense_forward_serial = serial_twin(dense_forward)
 dense_backward_serial = serial_twin(dense_backward)
 dense_backward_sgd_serial = serial_twin(dense_backward_sgd)
 sgd_update_serial = serial_twin(sgd_update)
+
+
+# ----------------------------------------------------------------------------------------------
+# explanations: the conv layer's input gradient (training never needs it: the image has no weights)
+
+
+@njit_parallel_ordered
+def conv_backward_input(dx, dout, w):
+    """Gradient of the conv layer with respect to its input image, for saliency maps.
+
+    dout (N, K, P, P) is the gradient of the pre-activation (already ReLU-masked), w (K, C, S, S).
+    dx[n, c, i+p, j+q] gets w[k, c, p, q] * dout[n, k, i, j] summed over k, p, q, i, j: each
+    output pixel hands its gradient back to the S x S window it was computed from. Parallel over
+    (n, c): each owns the image plane dx[n, c], and adds into it in the same order, k then p, q.
+    """
+    N, C, H, _ = dx.shape
+    K, _, S, _ = w.shape
+    P = H - S + 1
+    for nc in numba.prange(N * C):
+        n, c = nc // C, nc % C
+        for y in range(H):
+            for x in range(H):
+                dx[n, c, y, x] = 0
+        for k in range(K):
+            for p in range(S):
+                for q in range(S):
+                    weight = w[k, c, p, q]
+                    for i in range(P):
+                        for j in range(P):
+                            dx[n, c, i + p, j + q] += weight * dout[n, k, i, j]
+
+
+conv_backward_input_serial = serial_twin(conv_backward_input)

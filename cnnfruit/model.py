@@ -101,6 +101,15 @@ class Network:
         dispatch.conv_backward(g["conv_w"], g["conv_b"], self.x, self.dconv)
         return g
 
+    def input_gradient(self, dlogits):
+        """Gradient (N, C, H, H) with respect to the input x of the last forward pass, given the
+        gradient dlogits (N, M) of some score of the logits; also overwrites self.grads."""
+        self.dpres[-1][...] = dlogits
+        self.backward()
+        dx = np.empty_like(self.x)
+        dispatch.conv_backward_input(dx, self.dconv, self.params["conv_w"])
+        return dx
+
     def backward_sgd(self, lr):
         """Backward pass fused with plain SGD (params -= lr * grads), as backward + SGD.step would do.
 

@@ -125,3 +125,102 @@ def confusion_figure(matrix, class_names, title="Confusion matrix"):
     fig.colorbar(shown, ax=ax, shrink=0.8, label="images")
     fig.tight_layout()
     return fig
+
+
+LOSS_FLOOR = 1e-4  # losses of exactly 0 (a saturated softmax) drawn here on the log axis
+
+
+def lr_sweep_figure(sweeps, labels=None, title=None):
+    """Loss against learning rate (log-log) of one lr_finder.LrSweep or a list of them.
+
+    Each sweep: its smoothed loss as a line, its minimum as a dot. One sweep also shows each
+    step's measured loss as faint dots and the suggested range shaded, so the suggestion can be
+    judged against the curve it was read from.
+    """
+    single = not isinstance(sweeps, (list, tuple))
+    sweeps = [sweeps] if single else list(sweeps)
+    labels = labels or [f"seed {s.config.seed}, {s.start:.0e} to {s.end:.0e}" for s in sweeps]
+    fig = Figure(figsize=(8, 4.8))
+    ax = fig.subplots()
+    for sweep, label in zip(sweeps, labels):
+        floor = np.maximum
+        if single:
+            ax.plot(sweep.lrs, floor(sweep.losses, LOSS_FLOOR), ".", color="grey", alpha=0.5, markersize=4,
+                    label="loss after each step" + (f" ({sweep.probe} validation images)" if sweep.probe else ""))
+        line, = ax.plot(sweep.lrs, floor(sweep.smoothed, LOSS_FLOOR), "-", linewidth=2,
+                        label="smoothed" if single else label)
+        s = sweep.suggestion
+        at = int(np.argmin(np.abs(sweep.lrs - s.minimum)))
+        ax.plot([s.minimum], [max(sweep.smoothed[at], LOSS_FLOOR)], "o", color=line.get_color())
+        if single:
+            ax.axvspan(s.low, s.high, color="tab:green", alpha=0.15, label=f"suggested {s.low:.0e} to {s.high:.0e}")
+            ax.axvline(s.minimum, color="tab:red", linestyle=":", label=f"lowest at {s.minimum:.1e}")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set(xlabel="learning rate", ylabel=f"loss (mean per image; 0 drawn at {LOSS_FLOOR:g})")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    if title is None:
+        c = sweeps[0].config
+        title = f"Learning-rate sweep: {c.optimizer}, batch {c.batch_size}, normalize {c.normalize}, {c.color}" + (
+            f", seed {c.seed}" if single else "")
+    ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def mistakes_figure(images, mistakes, title="Most confident mistakes", columns=4):
+    """A gallery of mistakes.Mistake: each photo (uint8 (H, W, 3), indexed by mistake.index in
+    images) with its true and predicted class, the confidence and the end of its file path."""
+    count = max(len(mistakes), 1)
+    columns = min(columns, count)
+    rows = -(-count // columns)
+    fig = Figure(figsize=(2.6 * columns, 3.2 * rows + 0.5))
+    axes = fig.subplots(rows, columns, squeeze=False)
+    for ax in axes.ravel():
+        ax.set_visible(False)
+    for ax, mistake in zip(axes.ravel(), mistakes):
+        ax.set_visible(True)
+        ax.imshow(images[mistake.index], interpolation="nearest")
+        _hide_ticks(ax)
+        ax.set_title(f"{mistake.true} -> {mistake.predicted}\n{100 * mistake.confidence:.1f}% sure", fontsize=9)
+        where = "/".join(mistake.path.replace("\\", "/").split("/")[-2:]) if mistake.path else f"#{mistake.index}"
+        ax.set_xlabel(where, fontsize=7)
+    if not mistakes:
+        axes[0, 0].set_visible(True)
+        axes[0, 0].axis("off")
+        axes[0, 0].text(0.5, 0.5, "no mistakes", ha="center", va="center")
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def explanation_figure(explanation, photo=None, title=None):
+    """The photo, its saliency map and its occlusion map side by side (an explain.Explanation).
+
+    photo: the photo at any resolution (uint8 (h, w, 3)); default the network's 32 x 32 view. The
+    maps, computed at the network's resolution, are stretched over it cell by cell, so each of
+    their squares covers the part of the photo that was averaged into one input pixel.
+    """
+    e = explanation
+    photo = e.image if photo is None else photo
+    h, w = photo.shape[:2]
+    extent = (-0.5, w - 0.5, h - 0.5, -0.5)  # imshow's own extent for the photo
+    fig = Figure(figsize=(12, 4.2))
+    photo_ax, saliency_ax, occlusion_ax = fig.subplots(1, 3)
+    for ax in (photo_ax, saliency_ax, occlusion_ax):
+        ax.imshow(photo, interpolation="antialiased")
+        _hide_ticks(ax)
+    photo_ax.set_title(f"predicted {e.predicted} ({100 * e.confidence:.1f}%)", fontsize=10)
+    shown = saliency_ax.imshow(e.saliency, cmap="inferno", alpha=0.6, extent=extent, interpolation="nearest",
+                               vmin=0, vmax=float(e.saliency.max()) or 1.0)
+    saliency_ax.set_title(f"saliency: |d {e.score}({e.class_name}) / d pixel|", fontsize=10)
+    fig.colorbar(shown, ax=saliency_ax, shrink=0.8)
+    limit = float(np.abs(e.occlusion).max()) or 1.0
+    shown = occlusion_ax.imshow(e.occlusion, cmap="RdBu_r", alpha=0.6, extent=extent, interpolation="nearest",
+                                vmin=-limit, vmax=limit)
+    occlusion_ax.set_title(f"occlusion ({e.patch}x{e.patch} patches): fall of p({e.class_name})", fontsize=10)
+    fig.colorbar(shown, ax=occlusion_ax, shrink=0.8)
+    fig.suptitle(title or f"Why {e.class_name} (p = {e.probability:.3f})", fontsize=11)
+    fig.tight_layout()
+    return fig

@@ -8,9 +8,12 @@ import time
 
 from . import checkpoint
 from .errors import CnnfruitError
+from .files import write_text_atomically
+from .logs import history_csv
 
 MODEL_FILE = "model.npz"  # the last state: weights, optimizer, generator, history
 HISTORY_FILE = "history.json"
+HISTORY_CSV_FILE = "history.csv"  # the same epochs as a table (logs.history_csv)
 BEST_FILE = "best.npz"  # the epoch with the lowest validation loss
 
 
@@ -32,6 +35,7 @@ class RunFolder:
         self.folder = folder
         self.model_path = os.path.join(folder, MODEL_FILE)
         self.history_path = os.path.join(folder, HISTORY_FILE)
+        self.history_csv_path = os.path.join(folder, HISTORY_CSV_FILE)
         self.best_path = os.path.join(folder, BEST_FILE)
         self.saved_at = None
 
@@ -48,10 +52,11 @@ class RunFolder:
         return cls(folder)
 
     def save(self, trainer):
-        """model.npz and history.json, as the trainer stands now."""
+        """model.npz, history.json and history.csv, as the trainer stands now."""
         try:
             checkpoint.save(self.model_path, trainer.checkpoint())
             trainer.history.save(self.history_path)
+            write_text_atomically(self.history_csv_path, history_csv(trainer.history))
         except OSError as err:
             raise CnnfruitError(f"cannot write to {self.folder}: {err.strerror or err}") from None
         self.saved_at = describe_point(trainer)

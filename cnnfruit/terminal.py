@@ -73,3 +73,28 @@ def print_report(report):
     for name, row in zip(report["class_names"], report["confusion_matrix"]):
         matrix.add_row(name, *(str(count) for count in row))
     console.print(matrix)
+
+
+def print_summary(summary):
+    """A summary.Summary as a table, then its totals and how backward FLOPs are counted."""
+    from rich.console import Console
+    from rich.table import Table
+
+    arch = summary.arch
+    table = Table("layer", "output shape", "parameters", "forward FLOPs", "backward FLOPs",
+                  title=f"{arch.in_channels}x{arch.image_size}x{arch.image_size} input, {arch.classes} classes: "
+                        "per image")
+    for layer in summary.layers:
+        table.add_row(layer.name, " x ".join(map(str, layer.output_shape)), f"{layer.parameters:,}",
+                      f"{layer.forward_flops:,}", f"{layer.backward_flops:,}")
+    table.add_row("total", "", f"{summary.total_parameters:,}", f"{summary.forward_flops:,}",
+                  f"{summary.backward_flops:,}", style="bold")
+    console = Console()
+    console.print(table)
+    console.print(f"Parameters: {summary.total_parameters:,} ({4 * summary.total_parameters / 2**20:.1f} MiB as float32)")
+    console.print(f"Training step: {summary.training_flops:,} FLOPs per image (forward + backward); "
+                  f"prediction: {summary.forward_flops:,}")
+    console.print("FLOPs count 2 per multiply-add of each layer's products (bias adds, ReLU and softmax left out). "
+                  "Backward: a dense layer computes its weight gradient and its input gradient (2x its forward); "
+                  "the conv layer only its kernel gradient (1x), since the image below it has no weights. "
+                  f"explain's saliency map adds the conv input gradient: {summary.input_gradient_flops:,} more.")

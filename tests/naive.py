@@ -28,6 +28,29 @@ def conv_backward(x, dout, kernel_size):
     return dw, dout.sum(axis=(0, 2, 3))
 
 
+def conv_backward_input(dout, w, image_size):
+    """dx[n,c,i+p,j+q] = sum_{k,p,q,i,j} w[k,c,p,q] dout[n,k,i,j]: each window gets its share back."""
+    N, K, P, _ = dout.shape
+    _, C, S, _ = w.shape
+    dx = np.zeros((N, C, image_size, image_size), dtype=np.result_type(dout, w))
+    for p in range(S):
+        for q in range(S):
+            dx[:, :, p:p + P, q:q + P] += np.einsum("nkij,kc->ncij", dout, w[:, :, p, q])
+    return dx
+
+
+def preprocess(pixels, color, normalize):
+    """preprocess.to_inputs in float64: RGB pixel values (N, H, W, 3) -> network inputs (N, C, H, W)."""
+    luma = np.array([0.299, 0.587, 0.114])
+    x = (pixels @ luma)[:, None] if color == "grey" else pixels.transpose(0, 3, 1, 2)
+    if normalize == "scale":
+        return x / 255.0
+    if normalize == "standardize":
+        mean = x.mean(axis=(1, 2, 3), keepdims=True)
+        return (x - mean) / np.maximum(x.std(axis=(1, 2, 3), keepdims=True), 1e-6)
+    return x.copy()  # not a view of pixels, which finite differences change in place
+
+
 def relu_backward(dact, act):
     return np.where(act > 0, dact, 0).astype(dact.dtype)
 

@@ -186,6 +186,7 @@ def _twin_cases(rng):
          [np.empty_like(act), w2.copy(), b2.copy(), scratch, np.zeros(40, np.int64), np.zeros(3, np.int64)],
          [act, dout, f32(1e-3)]),
         (kernels.sgd_update, kernels.sgd_update_serial, [w2.reshape(-1)[:120].copy()], [dout.reshape(-1), f32(0.1)]),
+        (kernels.conv_backward_input, kernels.conv_backward_input_serial, [np.empty_like(x4)], [dconv, w4]),
     ]
 
 

@@ -92,3 +92,37 @@ def test_whole_network_gradient(rng, arch):
         numeric = naive.numerical_gradient(lambda: naive.network_loss(params, x, labels, layers), param)
         assert np.abs(grads[name]).max() > 0, name
         assert naive.relative_error(grads[name], numeric) < LIMIT, name
+
+
+def test_conv_input_gradient(rng):
+    """The saliency path's kernel: d(sum(upstream * relu(conv(x)))) / dx by finite differences."""
+    N, C, H, K, S = 2, 3, 7, 4, 3
+    P = H - S + 1
+    x = rng.standard_normal((N, C, H, H))
+    w, b = rng.standard_normal((K, C, S, S)), rng.standard_normal(K)
+    upstream = rng.standard_normal((N, K, P, P))
+    out = np.empty((N, K, P, P))
+
+    def f():
+        kernels.conv_relu_forward(out, x, w, b)
+        return out.copy()
+
+    f()
+    dx = np.empty_like(x)
+    kernels.conv_backward_input(dx, upstream * (out > 0), w)
+    assert naive.relative_error(dx, naive.numerical_gradient(f, x, upstream)) < LIMIT
+
+
+def test_whole_network_input_gradient(rng):
+    """Network.input_gradient of the summed loss against finite differences on the input pixels."""
+    arch = Architecture(in_channels=3, image_size=8, kernels=3, kernel_size=3, hidden=(6,), classes=3)
+    params = init_parameters(arch, rng, dtype=np.float64)
+    x = rng.standard_normal((2, 3, 8, 8))
+    labels = np.array([0, 2])
+    network = Network(arch, params)
+    network.forward(x)
+    network.loss(labels)
+    dx = network.input_gradient(network.dpres[-1].copy())
+    numeric = naive.numerical_gradient(lambda: naive.network_loss(params, x, labels, 2), x)
+    assert np.abs(dx).max() > 0
+    assert naive.relative_error(dx, numeric) < LIMIT

@@ -48,6 +48,17 @@ def test_conv_backward(rng, dtype, N, C, H, K, S):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("N,C,H,K,S", CONV_SHAPES)
+def test_conv_backward_input(rng, dtype, N, C, H, K, S):
+    P = H - S + 1
+    dout = relu_like(rng, (N, K, P, P), dtype)
+    w = rng.standard_normal((K, C, S, S)).astype(dtype)
+    dx = np.full((N, C, H, H), np.nan, dtype)  # every entry must be written, borders included
+    kernels.conv_backward_input(dx, dout, w)
+    np.testing.assert_allclose(dx, naive.conv_backward_input(dout, w, H), **tolerance(dtype))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_relu_backward_keeps_upstream(rng, dtype):
     act = relu_like(rng, (3, 17), dtype)
     dact = rng.standard_normal((3, 17)).astype(dtype)
