@@ -159,11 +159,12 @@ def train(ctx, data, out, resume, skip_bad, tensorboard_dir, quiet, **settings):
     from click.core import ParameterSource
 
     from .fitting import Run, StoppedAtOnce
+    from .logs import open_log
     from .runs import new_run_folder
 
     given = {name: value for name, value in settings.items()
              if ctx.get_parameter_source(name) in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)}
-    log = open_logs(tensorboard_dir)  # before any work: a missing tensorboardX is said at once
+    log = open_log(tensorboard_dir)  # before any work: a missing tensorboardX is said at once
     try:
         if resume:
             computing()
@@ -206,30 +207,6 @@ def train(ctx, data, out, resume, skip_bad, tensorboard_dir, quiet, **settings):
     click.echo(f"Saved {result.model_path}, {result.history_path} and {result.history_csv_path}")
     if result.history.best_epoch is not None:
         click.echo(f"Saved {result.best_path} (epoch {result.history.best_epoch}, lowest validation loss)")
-
-
-class NoLogs:
-    """What open_logs gives without --tensorboard: every call does nothing."""
-
-    def __call__(self, record):
-        pass
-
-    def finish(self, history):
-        pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        pass
-
-
-def open_logs(tensorboard_dir):
-    if tensorboard_dir is None:
-        return NoLogs()
-    from .logs import TensorBoardLog
-
-    return TensorBoardLog(tensorboard_dir)
 
 
 # ---- eval, plot, predict

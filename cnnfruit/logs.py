@@ -89,3 +89,24 @@ class TensorBoardLog:
 
     def __exit__(self, *exc):
         self.close()
+
+
+class NoLog:
+    """The log of a run without TensorBoard: every call does nothing."""
+
+    def __call__(self, record):
+        pass
+
+    def finish(self, history):
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        pass
+
+
+def open_log(logdir):
+    """A TensorBoardLog into logdir, or a NoLog when logdir is None."""
+    return NoLog() if logdir is None else TensorBoardLog(logdir)
