@@ -138,42 +138,51 @@ TRAIN_SETTINGS = tuple(setting_fields())
                    "(with --resume: the checkpoint's folder).")
 @click.option("--resume", type=click.Path(dir_okay=False), default=None,
               help="Continue the run saved in this model.npz with its own settings and data.")
+@click.option("--overwrite", is_flag=True,
+              help="Replace the run that --out holds: its model.npz, history.json and best.npz are deleted first.")
 @click.option("--skip-bad", is_flag=True, help="Skip unreadable images in --data instead of stopping.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @click.pass_context
-def train(ctx, data, out, resume, skip_bad, quiet, **settings):
+def train(ctx, data, out, resume, overwrite, skip_bad, quiet, **settings):
     """Train the network and save model.npz, history.json and best.npz (the lowest validation loss).
 
     model.npz is saved after every epoch. Ctrl-C (or SIGTERM) stops after the current step, saves
     the run mid-epoch and prints the command that resumes it; the resumed run ends with the same
-    weights, bit for bit, as one that was never stopped.
+    weights, bit for bit, as one that was never stopped. A folder that holds a run is refused
+    unless --overwrite, and a folder that another process is training into is refused always.
     """
     from click.core import ParameterSource
 
+    given = {name: value for name, value in settings.items()
+             if ctx.get_parameter_source(name) in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)}
+    config = None if resume else TrainConfig(**settings)  # checked before anything is loaded or created
+    computing()  # first: it is where Numba is imported
     from .fitting import Run, StoppedAtOnce
     from .runs import new_run_folder
 
-    given = {name: value for name, value in settings.items()
-             if ctx.get_parameter_source(name) in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)}
     try:
         if resume:
-            computing()
             run = Run.resume(resume, data=data, epochs=given.pop("epochs", None), out=out, expect=given,
-                             skip_bad=skip_bad or None)
+                             skip_bad=skip_bad or None, overwrite=overwrite)
             report_skipped(run.trainer.dataset)
             click.echo(f"Resuming {resume} {run.resumed_at}, to {run.config.epochs} epochs")
         else:
-            config = TrainConfig(**settings)  # checked before anything is loaded or created
-            computing()
-            run = Run.start(load_dataset(data, skip_bad), config, out or new_run_folder())
+            dataset = load_dataset(data, skip_bad)
+            folder = out or new_run_folder()
+            try:
+                run = Run.start(dataset, config, folder, overwrite=overwrite)
+            except CnnfruitError:
+                if not out:  # the folder made for this run stays only if the run does
+                    _remove_if_empty(folder)
+                raise
     except KeyboardInterrupt:  # Ctrl-C while the images load: there is nothing to save yet
         click.echo("Interrupted before training started; nothing was saved", err=True)
         ctx.exit(EXIT_CODE)
     stop = threading.Event()
     with StopOnSignal(lambda signum: stop.set()) as stopper, EpochProgress(quiet) as progress:
-        describe_run(run)
+        describe_run(run, echo=progress.echo)
         try:
-            result = run.fit(on_epoch=lambda record: click.echo(str(record)), stop=stop,
+            result = run.fit(on_epoch=lambda record: progress.echo(str(record)), stop=stop,
                              on_step=lambda done, total: progress.step(run.trainer.epoch + 1, done, total))
         except StoppedAtOnce as err:  # a second Ctrl-C: no waiting for the step to end
             click.echo(f"Stopped at once without saving; {err.kept}", err=True)
@@ -193,7 +202,22 @@ def train(ctx, data, out, resume, skip_bad, quiet, **settings):
         click.echo(f"Saved {result.best_path} (epoch {result.history.best_epoch}, lowest validation loss)")
 
 
+def _remove_if_empty(folder):
+    try:
+        os.rmdir(folder)
+    except OSError:
+        pass
+
+
 # ---- eval, plot, predict
+
+
+def check_figure_path(path):
+    """Refuse a figure file name whose format is unknown, before any work is done."""
+    if path is not None:
+        from .plots import figure_format
+
+        figure_format(path)
 
 
 def write_figure(fig, path):
@@ -209,25 +233,22 @@ def write_figure(fig, path):
 @main.command(name="eval")
 @click.argument("model", type=click.Path(dir_okay=False))
 @click.option("--data", type=click.Path(file_okay=False), default=None,
-              help="Image folder (train/ and test/). Default: the embedded fruit photos.")
+              help="Image folder (train/ and test/). Default: the images MODEL was trained on (its recorded "
+                   "folder, or the embedded fruit photos).")
 @click.option("--split", type=click.Choice(["test", "train", "val"]), default="test", show_default=True,
               help="Which images to score; train and val repeat the training run's seeded split.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None,
-              help="Also draw the confusion matrix as a heat map into this PNG file.")
+              help="Also draw the confusion matrix as a heat map into this file (.png, .jpg, .svg or .pdf).")
 def evaluate(model, data, split, as_json, plot_path):
     """Accuracy, per-class precision and recall, and the confusion matrix of MODEL."""
-    from .classifier import Classifier
-    from .splits import named_split
-
+    check_figure_path(plot_path)
     computing()
+    from .classifier import Classifier
+
     clf = Classifier.load(model)
-    dataset = load_dataset(data)
-    if list(dataset.class_names) != clf.class_names:
-        raise CnnfruitError(
-            f"the data's classes ({', '.join(dataset.class_names)}) differ from the model's ({', '.join(clf.class_names)})"
-        )
-    report = {"model": model, "split": split, **clf.evaluate(named_split(dataset, split, clf.config)).report()}
+    report = {"model": model, "split": split,
+              **clf.evaluate(clf.split(split, load_dataset(data) if data else None)).report()}
     if as_json:
         click.echo(json.dumps(report, indent=2))
     else:
@@ -252,7 +273,8 @@ def is_checkpoint_file(path):
 @main.command()
 @click.argument("file", metavar="HISTORY_OR_MODEL", type=click.Path(exists=True, dir_okay=False))
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
-              help="PNG file to write. Default: FILE with a .png suffix (-kernels.png / -features.png for a model).")
+              help="File to write, in the format its suffix names (.png, .jpg, .svg or .pdf). Default: FILE with a "
+                   ".png suffix (-kernels.png / -features.png for a model).")
 @click.option("--kernels", "show_kernels", is_flag=True, help="MODEL.npz: draw the learned conv kernels as a grid.")
 @click.option("--feature-maps", "feature_image", type=click.Path(exists=True, dir_okay=False), default=None,
               help="MODEL.npz: draw this image and the ReLU maps the conv layer makes of it.")
@@ -264,6 +286,7 @@ def plot(file, output, show_kernels, feature_image):
       cnnfruit plot runs/x/model.npz --kernels -o kernels.png
       cnnfruit plot runs/x/model.npz --feature-maps photo.jpg -o features.png
     """
+    check_figure_path(output)
     from . import plots
 
     stem = os.path.splitext(file)[0]
@@ -279,9 +302,9 @@ def plot(file, output, show_kernels, feature_image):
     elif show_kernels == bool(feature_image):
         raise CnnfruitError(f"{file} is a model: choose one of --kernels or --feature-maps IMAGE")
     else:
+        computing()  # first: it is where Numba is imported
         from .classifier import Classifier
 
-        computing()
         clf = Classifier.load(file)
         if show_kernels:
             arch = clf.arch
@@ -303,28 +326,41 @@ def plot(file, output, show_kernels, feature_image):
 @click.argument("model", type=click.Path(dir_okay=False))
 @click.argument("images", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print the predictions as JSON.")
-def predict(model, images, as_json):
-    """Classify each IMAGE with MODEL: predicted class and class probabilities."""
+@click.option("--skip-bad", is_flag=True, help="Exit 0 when some images cannot be read (they are still reported).")
+def predict(model, images, as_json, skip_bad):
+    """Classify each IMAGE with MODEL: predicted class and class probabilities.
+
+    An image that cannot be read is reported (on stderr, or as an "error" entry with --json) and
+    the others are still predicted; the exit status is then 1, unless --skip-bad.
+    """
+    computing()
     from .classifier import Classifier
 
-    computing()
     clf = Classifier.load(model)
-    probs = clf.predict_proba(list(images))
-    results = [
-        {
-            "file": path,
-            "class": clf.class_names[int(p.argmax())],
-            "probabilities": {name: float(value) for name, value in zip(clf.class_names, p)},
-        }
-        for path, p in zip(images, probs)
-    ]
+    results = clf.predict_files(list(images))
+    failed = [r for r in results if r.error is not None]
     if as_json:
-        click.echo(json.dumps(results, indent=2))
-        return
-    width = max(len(path) for path in images)
-    for result in results:
-        odds = "  ".join(f"{name} {value:.3f}" for name, value in result["probabilities"].items())
-        click.echo(f"{result['file']:<{width}}  {result['class']:<{max(map(len, clf.class_names))}}  {odds}")
+        click.echo(json.dumps([
+            {"file": r.path, "error": r.error} if r.error is not None else
+            {"file": r.path, "class": r.class_name,
+             "probabilities": {name: float(value) for name, value in zip(clf.class_names, r.probabilities)}}
+            for r in results
+        ], indent=2))
+    else:
+        width = max(len(path) for path in images)
+        for r in results:
+            if r.error is not None:
+                click.echo(r.error, err=True)
+                continue
+            odds = "  ".join(f"{name} {value:.3f}" for name, value in zip(clf.class_names, r.probabilities))
+            click.echo(f"{r.path:<{width}}  {r.class_name:<{max(map(len, clf.class_names))}}  {odds}")
+    if len(failed) == len(results):
+        raise CnnfruitError(f"none of the {len(results)} images could be read")
+    if failed and not skip_bad:
+        raise CnnfruitError(f"{len(failed)} of {len(results)} images could not be read (--skip-bad predicts the "
+                            "others without this error)")
+    if failed:
+        click.echo(f"Skipped {len(failed)} unreadable image(s)", err=True)
 
 
 if __name__ == "__main__":
