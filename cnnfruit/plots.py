@@ -154,13 +154,18 @@ def confusion_figure(matrix, class_names, title="Confusion matrix"):
     ax.set_xticks(ticks, labels, rotation=30 if M <= 15 else 90, ha="right" if M <= 15 else "center",
                   fontsize=fontsize, parse_math=False)
     ax.set_yticks(ticks, labels, fontsize=fontsize, parse_math=False)
-    every = "" if step == 1 else f" (every {step}th class named)"
+    every = "" if step == 1 else f" (every {_ordinal(step)} class named)"
     ax.set(xlabel="Predicted class" + every, ylabel="True class")
     accuracy = np.trace(matrix) / max(matrix.sum(), 1)
     ax.set_title(f"{title}\naccuracy {100 * accuracy:.1f}% of {matrix.sum()} images", fontsize=10, parse_math=False)
     fig.colorbar(shown, ax=ax, shrink=0.8, label="images")
     fig.tight_layout()
     return fig
+
+
+def _ordinal(n):
+    suffix = "th" if n % 100 in (11, 12, 13) else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
 
 
 def _label(name):
