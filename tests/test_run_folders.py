@@ -89,12 +89,23 @@ def test_resuming_into_another_folder_holding_a_run_needs_overwrite(tmp_path):
     assert len(result.history.epochs) == 2
 
 
-def test_resuming_into_a_new_folder_brings_the_best_checkpoint_along(tmp_path):
+def test_resuming_into_a_new_folder_brings_the_best_checkpoint_along(tmp_path, monkeypatch, saved_arrays_of):
     """history.json names a best epoch; its best.npz must be in the folder the history is in."""
+    from cnnfruit.train import Trainer
+
     cnnfruit.fit(data(), cnnfruit.TrainConfig(**CONFIG), out=tmp_path / "a")
+    monkeypatch.setattr(Trainer, "_track_best", lambda self, record: setattr(self, "improved", False))
     result = cnnfruit.resume(str(tmp_path / "a" / "model.npz"), epochs=2, data=data(), out=str(tmp_path / "b"))
-    assert result.history.best_epoch is not None
-    assert result.best is not None and (tmp_path / "b" / "best.npz").exists()
+    assert result.history.best_epoch == 1  # epoch 2 did not improve, so nothing wrote best.npz in b
+    assert saved_arrays_of(tmp_path / "b" / "best.npz") == saved_arrays_of(tmp_path / "a" / "best.npz")
+    assert result.best is not None
+
+
+@pytest.fixture
+def saved_arrays_of():
+    from runs import saved_arrays
+
+    return lambda path: {name: value.tobytes() for name, value in saved_arrays(path).items()}
 
 
 HOLDER = """
