@@ -162,6 +162,21 @@ def test_the_confusion_figure_stays_readable_and_bounded_for_many_classes(tmp_pa
         assert max(image.size) <= 120 * plots.CONFUSION_MAX_INCHES + 100
 
 
+def test_the_terminal_report_leaves_out_a_confusion_table_too_wide_to_read(capsys):
+    """1000 classes made a 1000-column table: 12 s and 600 MB to print a million unreadable numbers."""
+    from cnnfruit.terminal import print_report
+
+    M = 300
+    report = {"accuracy": 0.5, "images": M, "split": "test", "class_names": [f"c{k}" for k in range(M)],
+              "per_class": [{"class": f"c{k}", "precision": 0.5, "recall": 0.5, "support": 1} for k in range(M)],
+              "confusion_matrix": np.eye(M, dtype=int).tolist()}
+    print_report(report)
+    out = capsys.readouterr().out
+    assert out.splitlines()[-1] == ("Confusion matrix: 300 classes are too many for a table; --json gives it, --plot "
+                                    "draws it")
+    assert len(out.splitlines()) < M + 20  # the per-class table, one row each, and little else
+
+
 def test_a_few_classes_still_get_their_numbers():
     fig = plots.confusion_figure([[5, 1, 0], [0, 6, 0], [1, 0, 4]], ["$a^", "b", "c"])
     assert sorted(t.get_text() for t in fig.axes[0].texts) == sorted("510060104")
