@@ -72,7 +72,7 @@ def mutated_histories(draw):
 def test_mutated_histories_plot_or_are_refused(tmp_path):
     path = tmp_path / "history.json"
 
-    @settings(BOUNDED, max_examples=80)
+    @settings(BOUNDED, max_examples=40)
     @given(mutated_histories())
     def plot(blob):
         path.write_bytes(blob)
