@@ -132,6 +132,14 @@ def test_a_deeply_nested_history_is_refused_before_parsing(tmp_path):
     assert last_line(result) == f"Error: {path} is not a cnnfruit history: it is nested more than 20 levels deep"
 
 
+def test_json_depth_skips_strings_and_carries_across_chunks():
+    from cnnfruit.jsontext import depth
+
+    assert depth('{"a": [[1]], "b": "[[[[\\"[["}') == 3
+    assert [depth("[[[]]][[", chunk=c) for c in (1, 2, 3, 100)] == [3, 3, 3, 3]
+    assert depth("") == 0 and depth("[" * 100_000) == 100_000
+
+
 def test_text_in_a_history_is_drawn_as_written_not_as_mathtext(tmp_path):
     """`$x^$` in a dataset name made matplotlib's mathtext parser raise while saving."""
     path = tmp_path / "history.json"
