@@ -27,6 +27,7 @@ _EXPORTS = {
     "FitResult": "fitting",
     "Classifier": "classifier",
     "Evaluation": "classifier",
+    "FilePrediction": "classifier",
     "History": "history",
     "EpochRecord": "history",
     "configure_threads": "threads",

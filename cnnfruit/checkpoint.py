@@ -2,20 +2,44 @@
 
 Nothing is ever pickled: strings are stored as numpy unicode arrays and structured data (the
 training configuration, generator state and history) as JSON text in 0-d unicode arrays.
+
+A checkpoint is data from anywhere, and its arrays end up indexed by Numba kernels that trust
+their shapes, so `load` checks every field against the others and against what the code will do
+with it before anything else sees it: the sizes (and that the archive holds what its headers
+declare, before numpy allocates it), the input side and channels against the preprocessing, the
+types and finiteness of the weights, the text fields against their choices, the class names, the
+optimizer state against the optimizer, and the JSON fields (nesting bounded) against each other.
+docs/reliability.md lists the checks and the tests that hold them.
 """
-import json
+import inspect
+import math
 import os
+import unicodedata
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import jsontext, memory
+from .architecture import Architecture
+from .config import COLOR_MODES, IMAGE_SIZE, NORMALIZE_MODES, OPTIMIZERS, TrainConfig
 from .errors import CnnfruitError
 from .files import write_atomically
-from .architecture import Architecture
-from .config import TrainConfig
 
 FORMAT_VERSION = 1
+
+# The arrays of format 1 besides param_<name> and optstate_<name>. The last two came later, so
+# older checkpoints may lack them.
+FIELDS = ("format_version", "arch_in_channels", "arch_image_size", "arch_kernels", "arch_kernel_size", "arch_hidden",
+          "class_names", "preprocess_color", "preprocess_normalize", "train_epoch", "optimizer_name",
+          "train_rng_state", "train_config", "train_history", "train_data", "train_partial")
+MAX_SIDE = 2**31 - 1  # any single size (kernels, a layer's width, a class count): keeps index arithmetic sane
+MAX_NAME_LENGTH = 255  # a class name is a folder name
+# Control and format characters (newlines, escapes, bidi overrides, zero-width marks) would break
+# or disguise the lines that print class names; lone surrogates cannot be printed at all.
+UNPRINTABLE_CATEGORIES = {"Cc", "Cf", "Cs", "Zl", "Zp"}
+PARTIAL_FIELDS = {"step": int, "loss_sum": float, "correct": int, "seconds": float}
 
 
 @dataclass
@@ -32,8 +56,8 @@ class Checkpoint:
     config: dict = field(default_factory=dict)  # the training flags
     history: dict = field(default_factory=dict)
     # Where the training images came from: {"source": absolute folder or None for the embedded
-    # set, "digest": data.fingerprint of the images, "skip_bad": bool}, so that a resumed run
-    # trains on the same data.
+    # set, "digest": data.fingerprint of the images, and the options it was read with, such as
+    # "skip_bad"}, so that a resumed run trains on the same data.
     data: dict = field(default_factory=dict)
     # An epoch stopped part-way (Ctrl-C): {"step", "loss_sum", "correct", "seconds"} so far; then
     # rng_state is the shuffling generator's state at the START of that epoch. None otherwise.
@@ -45,6 +69,8 @@ class Checkpoint:
 
 
 def _text(value):
+    import json
+
     return np.array(json.dumps(value))
 
 
@@ -101,71 +127,346 @@ def load(path):
         return _from_arrays(arrays)
     except KeyError as err:
         raise CnnfruitError(f"checkpoint {path} lacks the array {err.args[0]}") from None
-    except (CnnfruitError, ValueError, TypeError, AttributeError) as err:
-        raise CnnfruitError(f"checkpoint {path} is inconsistent: {err}") from None
+    except CnnfruitError as err:
+        raise CnnfruitError(f"checkpoint {path} cannot be used: {err}") from None
+
+
+# ---- reading the archive
 
 
 def _read_arrays(path):
-    """Every array of the .npz at path; never unpickles (object arrays are refused)."""
+    """Every array of the .npz at path; never unpickles, never allocates more than the archive holds."""
     if not zipfile.is_zipfile(path):
         raise CnnfruitError(f"{path} is not a cnnfruit checkpoint: not an .npz archive, or a truncated one")
+    unreadable = f"{path} is not a readable cnnfruit checkpoint"
     try:
+        with zipfile.ZipFile(path) as archive:
+            _check_members(path, archive)
         with np.load(path, allow_pickle=False) as z:
             return {name: z[name] for name in z.files}
+    except CnnfruitError:
+        raise
     except ValueError as err:
         if "pickle" in str(err):
             raise CnnfruitError(
                 f"{path} holds pickled Python objects; cnnfruit never unpickles files, refusing it"
             ) from None
-        raise CnnfruitError(f"{path} is not a readable cnnfruit checkpoint: {err}") from None
-    except (OSError, EOFError, zipfile.BadZipFile, KeyError, TypeError) as err:
-        raise CnnfruitError(f"{path} is not a readable cnnfruit checkpoint: {err}") from None
+        raise CnnfruitError(f"{unreadable}: {err}") from None
+    except MemoryError:
+        raise CnnfruitError(f"{unreadable}: its arrays do not fit in memory") from None
+    except (OSError, EOFError, zipfile.BadZipFile, zlib.error, KeyError, TypeError, NotImplementedError,
+            RuntimeError, SyntaxError, OverflowError) as err:  # what zipfile and numpy raise on damaged archives
+        raise CnnfruitError(f"{unreadable}: {err}") from None
+
+
+def _check_members(path, archive):
+    """Each member's .npy header against the bytes the archive holds for it, and all of them against
+    memory: numpy allocates what a header declares before it reads a byte."""
+    unreadable = f"{path} is not a readable cnnfruit checkpoint"
+    names = [info.filename for info in archive.infolist()]
+    if len(set(names)) != len(names):
+        raise CnnfruitError(f"{unreadable}: it holds two members of one name")
+    total = 0
+    for info in archive.infolist():
+        if not info.filename.endswith(".npy"):
+            raise CnnfruitError(f"{unreadable}: its member {info.filename!r} is not an array")
+        with archive.open(info) as member:
+            shape, dtype = _declared(member, f"{unreadable}: array {info.filename[:-4]}")
+        if dtype.hasobject:
+            raise CnnfruitError(f"{path} holds pickled Python objects; cnnfruit never unpickles files, refusing it")
+        declared = math.prod(shape) * dtype.itemsize
+        if declared > info.file_size:
+            raise CnnfruitError(f"{unreadable}: array {info.filename[:-4]} declares {memory.describe(declared)} but "
+                                f"the archive holds {memory.describe(info.file_size)} of it")
+        total += info.file_size
+    available = memory.available_bytes()
+    if available is not None and total > available:
+        raise CnnfruitError(f"{unreadable}: its arrays take {memory.describe(total)}, more than the "
+                            f"{memory.describe(available)} of memory available")
+
+
+def _declared(member, culprit):
+    """(shape, dtype) from the .npy header at the start of member, without reading the data."""
+    try:
+        version = np.lib.format.read_magic(member)
+        if version == (1, 0):
+            shape, _, dtype = np.lib.format.read_array_header_1_0(member)
+        elif version == (2, 0):
+            shape, _, dtype = np.lib.format.read_array_header_2_0(member)
+        else:
+            raise CnnfruitError(f"{culprit} has .npy version {version}, not 1.0 or 2.0")
+    except CnnfruitError:
+        raise
+    except Exception as err:  # numpy parses the header with ast and tokenize, which raise many kinds
+        raise CnnfruitError(f"{culprit} has a damaged .npy header: {type(err).__name__}: {err}") from None
+    return shape, dtype
+
+
+# ---- checking the fields
 
 
 def _from_arrays(arrays):
-    class_names = [str(name) for name in arrays["class_names"]]
-    arch = Architecture(
-        in_channels=int(arrays["arch_in_channels"]),
-        image_size=int(arrays["arch_image_size"]),
-        kernels=int(arrays["arch_kernels"]),
-        kernel_size=int(arrays["arch_kernel_size"]),
-        hidden=tuple(int(h) for h in arrays["arch_hidden"]),
-        classes=len(class_names),
-    )
+    unknown = sorted(name for name in arrays if name not in FIELDS and not name.startswith(("param_", "optstate_")))
+    if unknown:
+        raise CnnfruitError(f"it has arrays this cnnfruit does not know: {', '.join(unknown)}")
+    color = _choice(arrays, "preprocess_color", COLOR_MODES)
+    normalize = _choice(arrays, "preprocess_normalize", NORMALIZE_MODES)
+    optimizer = _choice(arrays, "optimizer_name", OPTIMIZERS)
+    class_names = _class_names(arrays["class_names"])
+    arch = _architecture(arrays, color, len(class_names))
+    params = _parameters(arrays, arch)
+    training = _json(arrays, "train_rng_state", {})
+    optimizer_state = _optimizer_state(arrays, optimizer, params, bool(training))
+    epoch = _integer(arrays, "train_epoch", 0, _max_epochs())
+    config = _json(arrays, "train_config", {})
+    history = _json(arrays, "train_history", {})
+    data = _json(arrays, "train_data", {}, optional=True)
+    partial = _json(arrays, "train_partial", None, optional=True)
+    if config:
+        _check_config(config, arch, color, normalize)
+    if training:
+        _check_training_state(training, config, optimizer, epoch, partial)
+    elif partial is not None:
+        raise CnnfruitError("train_partial needs the training state (train_rng_state) it belongs to")
+    if history:
+        _check_history(history, class_names, epoch if training else None)
+    _check_data(data)
+    return Checkpoint(arch=arch, class_names=class_names, params=params, color=color, normalize=normalize,
+                      epoch=epoch, optimizer=optimizer, optimizer_state=optimizer_state, rng_state=training,
+                      config=config, history=history, data=data, partial=partial)
+
+
+def _kind(value):
+    return str(value.dtype) if value.shape == () else f"{value.dtype} of shape {value.shape}"
+
+
+def _integer(arrays, name, low, high):
+    value = arrays[name]
+    if value.shape != () or value.dtype.kind not in "iu":
+        raise CnnfruitError(f"{name} must be a whole number, got {_kind(value)}")
+    number = int(value)
+    if not low <= number <= high:
+        raise CnnfruitError(f"{name} must be from {low} to {high}, got {number}")
+    return number
+
+
+def _string(arrays, name):
+    value = arrays[name]
+    if value.shape != () or value.dtype.kind != "U":
+        raise CnnfruitError(f"{name} must be text, got {_kind(value)}")
+    return str(value)
+
+
+def _choice(arrays, name, choices):
+    value = _string(arrays, name)
+    if value not in choices:
+        raise CnnfruitError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
+def _json(arrays, name, default, optional=False):
+    if optional and name not in arrays:
+        return default
+    value = jsontext.parse(_string(arrays, name), name)
+    if value is None:
+        return default
+    if not isinstance(value, dict):
+        raise CnnfruitError(f"{name} must be a JSON object")
+    return value
+
+
+def class_name_problem(name, number):
+    """Why `name`, the number-th class name, cannot be one (None if it can). Checkpoints and new
+    training runs check alike, so that a run never saves a model it could not load."""
+    if not isinstance(name, str):
+        return f"class name {number} is not text"
+    if len(name) > MAX_NAME_LENGTH:
+        return f"class name {number} is longer than {MAX_NAME_LENGTH} characters"
+    if not name.strip():
+        return f"class name {number} is empty"
+    if any(unicodedata.category(c) in UNPRINTABLE_CATEGORIES for c in name):
+        return f"class name {name!r} has a control character"
+    return None
+
+
+def check_class_names(names):
+    """Two or more names, unique, each printable on one line; CnnfruitError naming the first bad one."""
+    if len(names) < 2:
+        raise CnnfruitError(f"class_names holds {len(names)} name; a classifier needs at least 2")
+    if len(names) > MAX_SIDE:
+        raise CnnfruitError(f"class_names holds {len(names)} names, more than {MAX_SIDE}")
+    seen = set()
+    for number, name in enumerate(names, 1):
+        problem = class_name_problem(name, number)
+        if problem is not None:
+            raise CnnfruitError(problem)
+        if name in seen:
+            raise CnnfruitError(f"class name {name!r} appears twice")
+        seen.add(name)
+
+
+def _class_names(value):
+    if value.ndim != 1 or value.dtype.kind != "U":
+        raise CnnfruitError(f"class_names must be a list of text, got {_kind(value)}")
+    names = [str(name) for name in value]
+    check_class_names(names)
+    return names
+
+
+def _architecture(arrays, color, classes):
+    in_channels = _integer(arrays, "arch_in_channels", 1, MAX_SIDE)
+    image_size = _integer(arrays, "arch_image_size", 0, MAX_SIDE)
+    if image_size != IMAGE_SIZE:
+        raise CnnfruitError(f"arch_image_size is {image_size}, but cnnfruit resizes every image to "
+                            f"{IMAGE_SIZE}x{IMAGE_SIZE}")
+    channels = 3 if color == "rgb" else 1
+    if in_channels != channels:
+        raise CnnfruitError(f"arch_in_channels is {in_channels}, but preprocess_color {color} gives {channels} "
+                            f"channel{'s' if channels > 1 else ''}")
+    kernel_size = _integer(arrays, "arch_kernel_size", 1, image_size)
+    kernels = _integer(arrays, "arch_kernels", 1, MAX_SIDE)
+    hidden = arrays["arch_hidden"]
+    if hidden.ndim != 1 or hidden.dtype.kind not in "iu":
+        raise CnnfruitError(f"arch_hidden must be a list of whole numbers, got {_kind(hidden)}")
+    sizes = [int(h) for h in hidden]
+    if not all(1 <= h <= MAX_SIDE for h in sizes):
+        raise CnnfruitError(f"arch_hidden sizes must be from 1 to {MAX_SIDE}, got {sizes}")
+    return Architecture(in_channels=in_channels, image_size=image_size, kernels=kernels, kernel_size=kernel_size,
+                        hidden=tuple(sizes), classes=classes)
+
+
+def _floats(name, value, what="weights"):
+    """value as native-order float32 or float64; float16 widened to float32 (exact); finite only."""
+    if value.dtype.kind != "f" or value.dtype.itemsize not in (2, 4, 8):
+        raise CnnfruitError(f"{name} holds {value.dtype}; {what} must be float32 or float64 (float16 is widened "
+                            "to float32)")
+    native = np.float32 if value.dtype.itemsize <= 4 else np.float64
+    value = np.ascontiguousarray(value, dtype=native)
+    if not np.isfinite(value).all():
+        raise CnnfruitError(f"{name} holds NaN or infinite values")
+    return value
+
+
+def _parameters(arrays, arch):
     params = {}
     for name, shape in arch.parameter_shapes().items():
         value = arrays[f"param_{name}"]
         if value.shape != shape:
-            raise CnnfruitError(f"{name} has shape {value.shape}, its architecture needs {shape}")
-        if value.dtype.kind != "f":
-            raise CnnfruitError(f"{name} holds {value.dtype}, not floating-point numbers")
-        params[name] = np.ascontiguousarray(value)
-    optimizer_state = {
-        name[len("optstate_"):]: value for name, value in arrays.items() if name.startswith("optstate_")
-    }
-    config = json.loads(str(arrays["train_config"]))
-    if config:
-        TrainConfig.from_dict(config)  # every stored setting checked as a new run's would be
-    return Checkpoint(
-        arch=arch,
-        class_names=class_names,
-        params=params,
-        color=str(arrays["preprocess_color"]),
-        normalize=str(arrays["preprocess_normalize"]),
-        epoch=int(arrays["train_epoch"]),
-        optimizer=str(arrays["optimizer_name"]),
-        optimizer_state=optimizer_state,
-        rng_state=json.loads(str(arrays["train_rng_state"])),
-        config=config,
-        history=json.loads(str(arrays["train_history"])),
-        data=_optional_json(arrays, "train_data", {}),
-        partial=_optional_json(arrays, "train_partial", None),
-    )
+            raise CnnfruitError(f"param_{name} has shape {value.shape}, the architecture needs {shape}")
+        params[name] = _floats(f"param_{name}", value)
+    extra = sorted(name for name in arrays if name.startswith("param_") and name[6:] not in params)
+    if extra:
+        raise CnnfruitError(f"it has weights its architecture has no place for: {', '.join(extra)}")
+    dtypes = sorted({str(p.dtype) for p in params.values()})
+    if len(dtypes) > 1:
+        raise CnnfruitError(f"the weights mix {' and '.join(dtypes)}; they must all have one type")
+    return params
 
 
-def _optional_json(arrays, name, default):
-    """Arrays added to format 1 later: older checkpoints simply lack them."""
-    if name not in arrays:
-        return default
-    value = json.loads(str(arrays[name]))
-    return default if value is None else value
+def _optimizer_state(arrays, optimizer, params, training):
+    from .optim import state_shapes
+
+    given = {name[len("optstate_"):]: value for name, value in arrays.items() if name.startswith("optstate_")}
+    expected = state_shapes(optimizer, {name: p.shape for name, p in params.items()}) if training else {}
+    if set(given) != set(expected):
+        missing = ", ".join(f"optstate_{n}" for n in sorted(set(expected) - set(given))) or "nothing"
+        extra = ", ".join(f"optstate_{n}" for n in sorted(set(given) - set(expected))) or "nothing"
+        where = "" if training else " a checkpoint without training state"
+        raise CnnfruitError(f"the {optimizer} optimizer state does not fit{where}: missing {missing}; unexpected {extra}")
+    state = {}
+    dtype = next(iter(params.values())).dtype
+    for name, shape in expected.items():
+        if shape == ():
+            state[name] = np.array(_integer(arrays, f"optstate_{name}", 0, 2**62), dtype=np.int64)
+            continue
+        value = given[name]
+        if value.shape != shape:
+            raise CnnfruitError(f"optstate_{name} has shape {value.shape}, its parameter has {shape}")
+        state[name] = _floats(f"optstate_{name}", value, "optimizer state").astype(dtype, copy=False)
+    return state
+
+
+def _max_epochs():
+    from .history import MAX_EPOCHS
+
+    return MAX_EPOCHS
+
+
+def _check_config(config, arch, color, normalize):
+    try:
+        settings = TrainConfig.from_dict(config)
+    except CnnfruitError as err:
+        raise CnnfruitError(f"train_config: {err}") from None
+    if Architecture.from_config(settings, arch.classes, arch.image_size) != arch:
+        raise CnnfruitError("train_config describes another network than the checkpoint's arrays")
+    if settings.color != color:
+        raise CnnfruitError(f"train_config's color {settings.color} differs from preprocess_color {color}")
+    if settings.normalize != normalize:
+        raise CnnfruitError(f"train_config's normalize {settings.normalize} differs from preprocess_normalize {normalize}")
+
+
+def _check_training_state(rng_state, config, optimizer, epoch, partial):
+    """A checkpoint to resume from: the generator state, the settings and the interrupted epoch agree."""
+    if not config:
+        raise CnnfruitError("its training state (train_rng_state) needs train_config")
+    settings = TrainConfig.from_dict(config)
+    if settings.optimizer != optimizer:
+        raise CnnfruitError(f"train_config's optimizer {settings.optimizer} differs from optimizer_name {optimizer}")
+    if epoch > settings.epochs or (partial is not None and epoch >= settings.epochs):
+        what = f"train_epoch {epoch} and an interrupted epoch do" if partial is not None else f"train_epoch {epoch} does"
+        raise CnnfruitError(f"{what} not fit train_config's {settings.epochs} epochs")
+    generator = np.random.PCG64()
+    try:
+        generator.state = rng_state
+        usable = generator.state == rng_state and rng_state.get("has_uint32") in (0, 1)
+    except (TypeError, ValueError, KeyError, OverflowError, AttributeError):
+        usable = False
+    if not usable:
+        raise CnnfruitError("train_rng_state is not a usable state of the PCG64 generator")
+    if partial is not None:
+        _check_partial(partial, settings.batch_size)
+
+
+def _check_partial(partial, batch_size):
+    def fits(key, kind):
+        value = partial.get(key)
+        if isinstance(value, bool) or not isinstance(value, int if kind is int else (int, float)):
+            return False
+        return math.isfinite(value) and value >= (1 if key == "step" else 0) and abs(value) < 2**62
+
+    if not isinstance(partial, dict) or set(partial) != set(PARTIAL_FIELDS) or \
+            not all(fits(key, kind) for key, kind in PARTIAL_FIELDS.items()):
+        raise CnnfruitError("train_partial must be null or step, loss_sum, correct, seconds with numbers")
+    if partial["correct"] > partial["step"] * batch_size:
+        raise CnnfruitError(f"train_partial counts {partial['correct']} correct answers in {partial['step']} steps of "
+                            f"{batch_size} images")
+
+
+def _check_history(record, class_names, epoch):
+    from .history import History
+
+    history = History.from_dict(record, source="train_history")
+    if history.class_names and history.class_names != class_names:
+        raise CnnfruitError("train_history's class names differ from class_names")
+    if epoch is not None and [e.epoch for e in history.epochs] != list(range(1, epoch + 1)):
+        raise CnnfruitError(f"train_history must hold epochs 1 to {epoch}, as train_epoch says")
+
+
+def _check_data(record):
+    """What a resumed run or an eval passes to read_image_folder(source, **options)."""
+    from .data import read_image_folder
+
+    source, digest = record.get("source"), record.get("digest")
+    if source is not None and not (isinstance(source, str) and source and "\0" not in source):
+        raise CnnfruitError("train_data's source must be a folder name or null")
+    if digest is not None and not (isinstance(digest, str) and len(digest) == 64 and
+                                   all(c in "0123456789abcdef" for c in digest)):
+        raise CnnfruitError("train_data's digest must be 64 hexadecimal digits (SHA-256) or null")
+    options = {key: value for key, value in record.items() if key not in ("source", "digest")}
+    accepted = inspect.signature(read_image_folder).parameters
+    unknown = sorted(key for key in options if key not in accepted or key == "root")
+    if unknown:
+        raise CnnfruitError(f"train_data has an option that image folders do not take: {', '.join(unknown)}")
+    for key, value in options.items():
+        if not (value is None or isinstance(value, (bool, int, float, str))):
+            raise CnnfruitError(f"train_data's option {key} must be a single value")

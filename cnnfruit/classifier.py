@@ -10,8 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import checkpoint
-from .errors import CnnfruitError
+from . import checkpoint, memory
+from .errors import CnnfruitError, SettingError
 from .metrics import classification_report
 from .model import Network
 from .preprocess import load_image, to_inputs
@@ -35,16 +35,30 @@ class Evaluation:
         return classification_report(self.labels, self.predictions, self.class_names)
 
 
+@dataclass
+class FilePrediction:
+    """One file's prediction, or why it could not be read."""
+
+    path: str
+    probabilities: np.ndarray = None  # (M,), None when the file could not be read
+    class_name: str = None
+    error: str = None  # the reason the file could not be read
+
+
 class Classifier:
     """A network, its class names and its preprocessing (color, normalize), always together."""
 
-    def __init__(self, arch, params, class_names, color="grey", normalize="none", config=None, history=None):
+    def __init__(self, arch, params, class_names, color="grey", normalize="none", config=None, history=None,
+                 data=None):
         self.arch = arch
         self.class_names = list(class_names)
         self.color = color
         self.normalize = normalize
         self.config = config or {}  # the training settings, when known
         self.history = history  # the training History, when known
+        self.data = data or {}  # where the training images came from (Checkpoint.data), when known
+        self.path = None  # the checkpoint it was loaded from, if any
+        memory.check_prediction(arch, params["conv_w"].dtype.itemsize)
         self.network = Network(arch, params)
 
     @property
@@ -54,20 +68,23 @@ class Classifier:
     @classmethod
     def load(cls, path):
         """The classifier in a checkpoint (model.npz or best.npz), checked on the way in."""
-        return cls.from_checkpoint(checkpoint.load(path))
+        classifier = cls.from_checkpoint(checkpoint.load(path))
+        classifier.path = str(path)
+        return classifier
 
     @classmethod
     def from_checkpoint(cls, ckpt):
         from .history import History
 
         history = History.from_dict(ckpt.history, source="the checkpoint's history") if ckpt.history else None
-        return cls(ckpt.arch, ckpt.params, ckpt.class_names, ckpt.color, ckpt.normalize, ckpt.config, history)
+        return cls(ckpt.arch, ckpt.params, ckpt.class_names, ckpt.color, ckpt.normalize, ckpt.config, history,
+                   ckpt.data)
 
     def save(self, path):
         """A checkpoint with the weights, class names and preprocessing (no training state to resume)."""
         checkpoint.save(path, checkpoint.Checkpoint(
             self.arch, self.class_names, self.params, color=self.color, normalize=self.normalize,
-            config=dict(self.config), history=self.history.to_dict() if self.history else {},
+            config=dict(self.config), history=self.history.to_dict() if self.history else {}, data=dict(self.data),
         ))
 
     def export(self, path, opset=None):
@@ -120,6 +137,25 @@ class Classifier:
         best = np.asarray(probs).argmax(axis=1)
         return [self.class_names[m] if p[m] >= min_confidence else None for m, p in zip(best, probs)]
 
+    def predict_files(self, paths, batch_size=256, tta="none"):
+        """A FilePrediction for each file, in order; a file that cannot be read gets its reason in
+        `error` instead of stopping the others. Files are read batch_size at a time."""
+        results = []
+        for start in range(0, len(paths), batch_size):
+            chunk = [FilePrediction(path) for path in paths[start:start + batch_size]]
+            pixels = []
+            for result in chunk:
+                try:
+                    pixels.append(load_image(result.path, self.arch.image_size))
+                except CnnfruitError as err:
+                    result.error = str(err)
+            if pixels:
+                readable = [result for result in chunk if result.error is None]
+                for result, p in zip(readable, self.predict_proba(np.stack(pixels), batch_size, tta)):
+                    result.probabilities, result.class_name = p, self.class_names[int(p.argmax())]
+            results += chunk
+        return results
+
     def predict(self, images, batch_size=256, tta="none", min_confidence=0.0):
         """The most likely class name of each image; None (unsure) where its probability is below min_confidence."""
         return self.decide(self.predict_proba(images, batch_size, tta), min_confidence)
@@ -147,6 +183,47 @@ class Classifier:
             true = probs[np.arange(len(labels)), labels].astype(np.float64)
             loss = float(-np.log(np.maximum(true, PROBABILITY_FLOOR)).mean())
         return Evaluation(accuracy, loss, labels, predictions, self.class_names, probs, tta)
+
+    def training_data(self):
+        """The Dataset this classifier was trained on, read again as it was read then (the embedded
+        set if it records none); a SettingError naming {data} when its folder is gone."""
+        from .data import load_embedded, read_image_folder
+
+        source = self.data.get("source")
+        if source is None:
+            return load_embedded()
+        if not os.path.isdir(source):
+            raise SettingError("the data folder {source} that {model} was trained on is gone; pass {data}",
+                               source=source, model=self.name)
+        options = {key: value for key, value in self.data.items() if key not in ("source", "digest")}
+        return read_image_folder(source, **options)
+
+    def split(self, name, dataset=None):
+        """The labelled Split `name` ("test", "train" or "val") of dataset, by default the training data.
+
+        train and val are cut again with the run's seed and validation share, so they need the very
+        images the run had: a dataset whose digest differs from the recorded one is refused.
+        """
+        from .data import fingerprint
+        from .splits import named_split
+
+        dataset = dataset if dataset is not None else self.training_data()
+        if list(dataset.class_names) != self.class_names:
+            raise CnnfruitError(f"the data's classes ({', '.join(dataset.class_names)}) differ from the model's "
+                                f"({', '.join(self.class_names)})")
+        if name in ("train", "val") and self.data.get("digest") not in (None, fingerprint(dataset)):
+            raise SettingError("the images in {folder} differ from those {model} was trained on, so its {value} split "
+                               "cannot be cut again; use {split} test", folder=dataset.source or "the embedded set",
+                               model=self.name, value=name)
+        if name == "val" and self.config and self.config.get("val_fraction") == 0:
+            raise SettingError("{model} was trained with {val_fraction} 0: it held out no validation images; use "
+                               "{split} test or {split} train", model=self.name)
+        return named_split(dataset, name, self.config)
+
+    @property
+    def name(self):
+        """How messages name this classifier: its file, once loaded from one."""
+        return self.path or "the model"
 
     def feature_maps(self, image):
         """The conv layer's ReLU maps (K, P, P) of one image (uint8 (H, W, 3) or a file path)."""

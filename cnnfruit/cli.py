@@ -143,48 +143,57 @@ TRAIN_SETTINGS = tuple(setting_fields())
                    "(with --resume: the checkpoint's folder).")
 @click.option("--resume", type=click.Path(dir_okay=False), default=None,
               help="Continue the run saved in this model.npz with its own settings and data.")
+@click.option("--overwrite", is_flag=True,
+              help="Replace the run that --out holds: its model.npz, history.json, history.csv and best.npz are deleted first.")
 @click.option("--skip-bad", is_flag=True, help="Skip unreadable images in --data instead of stopping.")
 @click.option("--tensorboard", "tensorboard_dir", type=click.Path(file_okay=False), default=None,
               help="Also write TensorBoard logs (loss and accuracy per epoch) into this folder; needs "
                    "pip install 'cnnfruit[tensorboard]'.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @click.pass_context
-def train(ctx, data, out, resume, skip_bad, tensorboard_dir, quiet, **settings):
+def train(ctx, data, out, resume, overwrite, skip_bad, tensorboard_dir, quiet, **settings):
     """Train the network and save model.npz, history.json and best.npz (the lowest validation loss).
 
     model.npz is saved after every epoch. Ctrl-C (or SIGTERM) stops after the current step, saves
     the run mid-epoch and prints the command that resumes it; the resumed run ends with the same
-    weights, bit for bit, as one that was never stopped.
+    weights, bit for bit, as one that was never stopped. A folder that holds a run is refused
+    unless --overwrite, and a folder that another process is training into is refused always.
     """
     from click.core import ParameterSource
 
+    given = {name: value for name, value in settings.items()
+             if ctx.get_parameter_source(name) in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)}
+    config = None if resume else TrainConfig(**settings)  # checked before anything is loaded or created
+    computing()  # first: it is where Numba is imported
     from .fitting import Run, StoppedAtOnce
     from .logs import open_log
     from .runs import new_run_folder
 
-    given = {name: value for name, value in settings.items()
-             if ctx.get_parameter_source(name) in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)}
     log = open_log(tensorboard_dir)  # before any work: a missing tensorboardX is said at once
     try:
         if resume:
-            computing()
             run = Run.resume(resume, data=data, epochs=given.pop("epochs", None), out=out, expect=given,
-                             skip_bad=skip_bad or None)
+                             skip_bad=skip_bad or None, overwrite=overwrite)
             report_skipped(run.trainer.dataset)
             click.echo(f"Resuming {resume} {run.resumed_at}, to {run.config.epochs} epochs")
         else:
-            config = TrainConfig(**settings)  # checked before anything is loaded or created
-            computing()
-            run = Run.start(load_dataset(data, skip_bad), config, out or new_run_folder())
+            dataset = load_dataset(data, skip_bad)
+            folder = out or new_run_folder()
+            try:
+                run = Run.start(dataset, config, folder, overwrite=overwrite)
+            except CnnfruitError:
+                if not out:  # the folder made for this run stays only if the run does
+                    _remove_if_empty(folder)
+                raise
     except KeyboardInterrupt:  # Ctrl-C while the images load: there is nothing to save yet
         click.echo("Interrupted before training started; nothing was saved", err=True)
         ctx.exit(EXIT_CODE)
     stop = threading.Event()
     with StopOnSignal(lambda signum: stop.set()) as stopper, EpochProgress(quiet) as progress, log:
-        describe_run(run)
+        describe_run(run, echo=progress.echo)
 
         def on_epoch(record):
-            click.echo(str(record))
+            progress.echo(str(record))
             log(record)
 
         try:
@@ -209,7 +218,22 @@ def train(ctx, data, out, resume, skip_bad, tensorboard_dir, quiet, **settings):
         click.echo(f"Saved {result.best_path} (epoch {result.history.best_epoch}, lowest validation loss)")
 
 
+def _remove_if_empty(folder):
+    try:
+        os.rmdir(folder)
+    except OSError:
+        pass
+
+
 # ---- eval, plot, predict
+
+
+def check_figure_path(path):
+    """Refuse a figure file name whose format is unknown, before any work is done."""
+    if path is not None:
+        from .plots import figure_format
+
+        figure_format(path)
 
 
 def write_figure(fig, path):
@@ -225,31 +249,28 @@ def write_figure(fig, path):
 @main.command(name="eval")
 @click.argument("model", type=click.Path(dir_okay=False))
 @click.option("--data", type=click.Path(file_okay=False), default=None,
-              help="Image folder (train/ and test/). Default: the embedded fruit photos.")
+              help="Image folder (train/ and test/). Default: the images MODEL was trained on (its recorded "
+                   "folder, or the embedded fruit photos).")
 @click.option("--split", type=click.Choice(["test", "train", "val"]), default="test", show_default=True,
               help="Which images to score; train and val repeat the training run's seeded split.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None,
-              help="Also draw the confusion matrix as a heat map into this PNG file.")
+              help="Also draw the confusion matrix as a heat map into this file (.png, .jpg, .svg or .pdf).")
 @click.option("--misclassified", "gallery_path", type=click.Path(dir_okay=False), default=None,
-              help="Also draw the --top most confident mistakes, with their files, into this PNG file.")
+              help="Also draw the --top most confident mistakes, with their files, into this file.")
 @click.option("--top", type=click.IntRange(min=1), default=16, show_default=True,
               help="How many mistakes --misclassified draws and --json lists.")
 @click.option("--tta", type=click.Choice(TTA_MODES), default="none", show_default=True, help=TTA_HELP)
 def evaluate(model, data, split, as_json, plot_path, gallery_path, top, tta):
     """Accuracy, per-class precision and recall, and the confusion matrix of MODEL."""
+    check_figure_path(plot_path)
+    check_figure_path(gallery_path)
+    computing()
     from .classifier import Classifier
     from .mistakes import confident_mistakes
-    from .splits import named_split
 
-    computing()
     clf = Classifier.load(model)
-    dataset = load_dataset(data)
-    if list(dataset.class_names) != clf.class_names:
-        raise CnnfruitError(
-            f"the data's classes ({', '.join(dataset.class_names)}) differ from the model's ({', '.join(clf.class_names)})"
-        )
-    images = named_split(dataset, split, clf.config)
+    images = clf.split(split, load_dataset(data) if data else None)
     evaluation = clf.evaluate(images, tta=tta)
     mistakes = confident_mistakes(evaluation, images, top)
     report = {"model": model, "split": split, "tta": tta, **evaluation.report(),
@@ -286,7 +307,8 @@ def is_checkpoint_file(path):
 @main.command()
 @click.argument("file", metavar="HISTORY_OR_MODEL", type=click.Path(exists=True, dir_okay=False))
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
-              help="PNG file to write. Default: FILE with a .png suffix (-kernels.png / -features.png for a model).")
+              help="File to write, in the format its suffix names (.png, .jpg, .svg or .pdf). Default: FILE with a "
+                   ".png suffix (-kernels.png / -features.png for a model).")
 @click.option("--kernels", "show_kernels", is_flag=True, help="MODEL.npz: draw the learned conv kernels as a grid.")
 @click.option("--feature-maps", "feature_image", type=click.Path(exists=True, dir_okay=False), default=None,
               help="MODEL.npz: draw this image and the ReLU maps the conv layer makes of it.")
@@ -298,6 +320,7 @@ def plot(file, output, show_kernels, feature_image):
       cnnfruit plot runs/x/model.npz --kernels -o kernels.png
       cnnfruit plot runs/x/model.npz --feature-maps photo.jpg -o features.png
     """
+    check_figure_path(output)
     from . import plots
 
     stem = os.path.splitext(file)[0]
@@ -313,9 +336,9 @@ def plot(file, output, show_kernels, feature_image):
     elif show_kernels == bool(feature_image):
         raise CnnfruitError(f"{file} is a model: choose one of --kernels or --feature-maps IMAGE")
     else:
+        computing()  # first: it is where Numba is imported
         from .classifier import Classifier
 
-        computing()
         clf = Classifier.load(file)
         if show_kernels:
             arch = clf.arch
@@ -340,29 +363,45 @@ def plot(file, output, show_kernels, feature_image):
 @click.option("--min-confidence", type=click.FloatRange(0, 1), default=0.0, show_default=True,
               help="Answer `unsure` (JSON: \"class\": null) when the top probability is below this.")
 @click.option("--tta", type=click.Choice(TTA_MODES), default="none", show_default=True, help=TTA_HELP)
-def predict(model, images, as_json, min_confidence, tta):
-    """Classify each IMAGE with MODEL: predicted class and class probabilities."""
+@click.option("--skip-bad", is_flag=True, help="Exit 0 when some images cannot be read (they are still reported).")
+def predict(model, images, as_json, min_confidence, tta, skip_bad):
+    """Classify each IMAGE with MODEL: predicted class and class probabilities.
+
+    An image that cannot be read is reported (on stderr, or as an "error" entry with --json) and
+    the others are still predicted; the exit status is then 1, unless --skip-bad.
+    """
+    computing()
     from .classifier import Classifier
 
-    computing()
     clf = Classifier.load(model)
-    probs = clf.predict_proba(list(images), tta=tta)
-    results = [
-        {
-            "file": path,
-            "class": name,
-            "probabilities": {name: float(value) for name, value in zip(clf.class_names, p)},
-        }
-        for path, p, name in zip(images, probs, clf.decide(probs, min_confidence))
-    ]
+    results = clf.predict_files(list(images), tta=tta)
+    failed = [r for r in results if r.error is not None]
+    readable = [r for r in results if r.error is None]
+    answers = dict(zip(map(id, readable), clf.decide([r.probabilities for r in readable], min_confidence)
+                       if readable else []))
     if as_json:
-        click.echo(json.dumps(results, indent=2))
-        return
-    width = max(len(path) for path in images)
-    for result in results:
-        odds = "  ".join(f"{name} {value:.3f}" for name, value in result["probabilities"].items())
-        answer = result["class"] or "unsure"
-        click.echo(f"{result['file']:<{width}}  {answer:<{max(len('unsure'), *map(len, clf.class_names))}}  {odds}")
+        click.echo(json.dumps([
+            {"file": r.path, "error": r.error} if r.error is not None else
+            {"file": r.path, "class": answers[id(r)],
+             "probabilities": {name: float(value) for name, value in zip(clf.class_names, r.probabilities)}}
+            for r in results
+        ], indent=2))
+    else:
+        width = max(len(path) for path in images)
+        answer_width = max(len("unsure"), *map(len, clf.class_names))
+        for r in results:
+            if r.error is not None:
+                click.echo(r.error, err=True)
+                continue
+            odds = "  ".join(f"{name} {value:.3f}" for name, value in zip(clf.class_names, r.probabilities))
+            click.echo(f"{r.path:<{width}}  {answers[id(r)] or 'unsure':<{answer_width}}  {odds}")
+    if len(failed) == len(results):
+        raise CnnfruitError(f"none of the {len(results)} images could be read")
+    if failed and not skip_bad:
+        raise CnnfruitError(f"{len(failed)} of {len(results)} images could not be read (--skip-bad predicts the "
+                            "others without this error)")
+    if failed:
+        click.echo(f"Skipped {len(failed)} unreadable image(s)", err=True)
 
 
 if __name__ == "__main__":

@@ -25,16 +25,16 @@ def gradcheck(kernels, kernel_size, hidden, color, image_size, classes, images, 
     For each parameter it prints the relative error ||backprop - numeric|| / (||backprop|| +
     ||numeric||) over the checked entries, and exits with status 1 if any is above --threshold.
     """
-    from .architecture import Architecture
-    from .gradcheck import check_gradients
-
     if images < 1 or max_entries < 1:
         raise CnnfruitError("--images and --max-entries must be at least 1")
     if not 0 < threshold < float("inf"):
         raise CnnfruitError(f"--threshold must be a positive number, got {threshold}")
     config = TrainConfig(kernels=kernels, kernel_size=kernel_size, hidden=hidden, color=color)
+    computing()  # first: it is where Numba is imported
+    from .architecture import Architecture
+    from .gradcheck import check_gradients
+
     arch = Architecture.from_config(config, classes, image_size)
-    computing()
     click.echo(
         f"Network: {arch.in_channels}x{image_size}x{image_size} -> conv {kernels}x{kernel_size}x{kernel_size} -> "
         f"{arch.features} -> {' -> '.join(str(o) for _, o in arch.dense_widths)}, float64, {images} random images"

@@ -1,8 +1,12 @@
 """Writing files so that a crash or kill never leaves a half-written one."""
 import os
+import re
 import tempfile
 
 TEMPORARY_PREFIX = ".tmp-"
+# A temporary file's name carries its writer's process id (.tmp-<pid>-<random><suffix>), so that a
+# folder can be cleaned of the ones no live writer owns.
+_WRITER = re.compile(re.escape(TEMPORARY_PREFIX) + r"(\d+)-")
 
 
 def _umask():
@@ -17,11 +21,12 @@ def write_atomically(path, write):
     os.replace is atomic on POSIX: a reader, or a rerun after a crash, finds the old file or the
     new one, never a truncated mix. If write (or anything after it) fails, even by Ctrl-C, the
     temporary file is removed and the old file is left as it was. Only a hard kill (SIGKILL, power
-    loss) between mkstemp and os.replace can leave a `.tmp-*` file beside the target.
+    loss) between mkstemp and os.replace can leave a `.tmp-*` file beside the target, and
+    remove_stale_temporaries clears those.
     """
     folder = os.path.dirname(os.path.abspath(path))
     suffix = os.path.splitext(path)[1]
-    fd, temporary = tempfile.mkstemp(dir=folder, prefix=TEMPORARY_PREFIX, suffix=suffix)
+    fd, temporary = tempfile.mkstemp(dir=folder, prefix=f"{TEMPORARY_PREFIX}{os.getpid()}-", suffix=suffix)
     try:
         # mkstemp makes the file private (0600); give it the mode a plain open() would.
         os.fchmod(fd, 0o666 & ~_umask())
@@ -52,6 +57,39 @@ def _sync_folder(folder):
         pass
     finally:
         os.close(fd)
+
+
+def remove_stale_temporaries(folder):
+    """Delete the `.tmp-*` files in folder whose writer is no longer running; returns their names.
+
+    Those were left by a hard kill during a write. A name without a writer's pid is from a
+    cnnfruit that did not record it, and is as stale.
+    """
+    removed = []
+    for entry in os.scandir(folder):
+        if not entry.name.startswith(TEMPORARY_PREFIX) or not entry.is_file(follow_symlinks=False):
+            continue
+        writer = _WRITER.match(entry.name)
+        if writer is not None and _running(int(writer.group(1))):
+            continue
+        try:
+            os.unlink(entry.path)
+            removed.append(entry.name)
+        except FileNotFoundError:  # its writer finished it after all
+            pass
+    return removed
+
+
+def _running(pid):
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def write_text_atomically(path, text):

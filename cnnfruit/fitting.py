@@ -9,16 +9,19 @@ stays in memory. Setting the `stop` event (a threading.Event) ends the run after
 saved mid-epoch; resuming it then ends with exactly the weights of a run that never stopped.
 """
 import os
+import shutil
 import time
 from dataclasses import dataclass
 
-from . import checkpoint
+from . import checkpoint, memory
+from .architecture import Architecture
 from .classifier import Classifier
 from .config import TrainConfig
 from .data import fingerprint, load_embedded, read_image_folder
 from .errors import CnnfruitError, SettingError
 from .history import History
-from .runs import RunFolder, describe_point
+from .files import write_atomically
+from .runs import BEST_FILE, RunFolder, describe_point
 from .threads import one_blas_thread
 from .train import Diverged, Trainer
 
@@ -82,20 +85,35 @@ class Run:
         self._best_params = None
 
     @classmethod
-    def start(cls, data, config, out=None):
-        """A new run of `config` on the Dataset `data`, saving to the folder `out` (None: in memory)."""
+    def start(cls, data, config, out=None, overwrite=False):
+        """A new run of `config` on the Dataset `data`, saving to the folder `out` (None: in memory).
+
+        A folder that already holds a run is refused unless overwrite, which deletes its run files
+        first; a folder another run is writing is refused always.
+        """
         if isinstance(config, dict):
             config = TrainConfig(**config)
-        trainer = Trainer.start(data, config.check())
-        return cls(trainer, RunFolder.create(out) if out is not None else None)
+        config.check()
+        checkpoint.check_class_names(list(data.class_names))  # what its checkpoints could not hold
+        arch = Architecture.from_config(config, len(data.class_names))
+        memory.check_training(arch, config, len(data.train) + len(data.test))
+        files = RunFolder.create(out, overwrite=overwrite) if out is not None else None
+        try:
+            trainer = Trainer.start(data, config)
+        except BaseException:
+            if files is not None:
+                files.unlock()
+            raise
+        return cls(trainer, files)
 
     @classmethod
-    def resume(cls, path, *, data=None, epochs=None, out=None, expect=None, skip_bad=None):
+    def resume(cls, path, *, data=None, epochs=None, out=None, expect=None, skip_bad=None, overwrite=False):
         """The run saved in the checkpoint at path, set to continue to `epochs` in all.
 
         data: the Dataset, or a folder to read, when not the one the checkpoint records. expect:
         settings the caller asks for (name: value); one that differs from the checkpoint's is an
-        error, since a resumed run keeps its own. out: the folder to save to (default: path's).
+        error, since a resumed run keeps its own. out: the folder to save to (default: path's); another
+        folder that holds a run is refused unless overwrite.
         """
         ckpt = checkpoint.load(path)
         if not ckpt.config or not ckpt.rng_state or "epochs" not in ckpt.history:
@@ -114,11 +132,20 @@ class Run:
             raise SettingError("{path} has already completed its {done} epochs; pass {epochs} N with N > {done} "
                                "to train on", path=path, done=ckpt.epoch)
         dataset = _training_data(path, ckpt, data, skip_bad)
+        memory.check_training(ckpt.arch, config, len(dataset.train) + len(dataset.test))
+        source = os.path.dirname(path) or "."
+        folder = out or source
+        in_place = os.path.isdir(folder) and os.path.samefile(folder, source)
+        files = RunFolder.create(folder, overwrite=overwrite, resuming=in_place)
         try:
             trainer = Trainer.resume(dataset, config, ckpt)
-        except CnnfruitError as err:
-            raise CnnfruitError(f"{path}: cannot resume: {err}") from None
-        files = RunFolder.create(out or os.path.dirname(path) or ".")
+            if not in_place:
+                _bring_best(source, files, ckpt)
+        except BaseException as err:
+            files.unlock()
+            if isinstance(err, CnnfruitError) and not isinstance(err, SettingError):
+                raise CnnfruitError(f"{path}: cannot resume: {err}") from None
+            raise
         if ckpt.interrupted:
             where = f"in epoch {ckpt.epoch + 1} after step {ckpt.partial['step']} of {trainer.steps_per_epoch}"
         else:
@@ -138,6 +165,8 @@ class Run:
         trainer = self.trainer
         if stop is not None:
             trainer.stop = stop
+        if self.files is not None:
+            self.files.lock()  # held since start or resume; again if fit runs a second time
         try:
             with one_blas_thread():
                 stopped = self._epochs(on_epoch, on_step)
@@ -148,15 +177,23 @@ class Run:
             if self.files and self.files.saved_at:
                 raise StoppedAtOnce(f"the last checkpoint, {self.files.saved_at}, is {self.files.model_path}") from None
             raise StoppedAtOnce("nothing was saved") from None
+        finally:
+            self.close()
         network = trainer.network
         final = Classifier(network.arch, network.params, trainer.dataset.class_names, trainer.config.color,
-                           trainer.config.normalize, trainer.config.to_dict(), trainer.history)
+                           trainer.config.normalize, trainer.config.to_dict(), trainer.history,
+                           trainer.checkpoint().data)
         best = None
         if self._best_params is not None:
             best = Classifier(network.arch, self._best_params, final.class_names, final.color, final.normalize,
-                              final.config, trainer.history)
+                              final.config, trainer.history, final.data)
         return FitResult(final, trainer.history, self.files.folder if self.files else None, stopped,
                          self.files.saved_at if self.files else describe_point(trainer), best)
+
+    def close(self):
+        """Release the run folder's lock (fit does at its end); the Run may fit again later."""
+        if self.files is not None:
+            self.files.unlock()
 
     def _epochs(self, on_epoch, on_step):
         trainer, config = self.trainer, self.trainer.config
@@ -195,14 +232,25 @@ class Run:
             self._best_params = {name: value.copy() for name, value in self.trainer.network.params.items()}
 
 
-def fit(data, config, out=None, *, on_epoch=None, on_step=None, stop=None):
-    """Train a new network of `config` (a TrainConfig) on `data` (a Dataset); see Run.fit."""
-    return Run.start(data, config, out).fit(on_epoch=on_epoch, on_step=on_step, stop=stop)
+def fit(data, config, out=None, *, overwrite=False, on_epoch=None, on_step=None, stop=None):
+    """Train a new network of `config` (a TrainConfig) on `data` (a Dataset); see Run.start and Run.fit."""
+    return Run.start(data, config, out, overwrite).fit(on_epoch=on_epoch, on_step=on_step, stop=stop)
 
 
-def resume(path, *, epochs=None, data=None, out=None, on_epoch=None, on_step=None, stop=None):
+def resume(path, *, epochs=None, data=None, out=None, overwrite=False, on_epoch=None, on_step=None, stop=None):
     """Continue the run saved at path (model.npz) to `epochs` in all; see Run.resume and Run.fit."""
-    return Run.resume(path, data=data, epochs=epochs, out=out).fit(on_epoch=on_epoch, on_step=on_step, stop=stop)
+    return Run.resume(path, data=data, epochs=epochs, out=out, overwrite=overwrite).fit(
+        on_epoch=on_epoch, on_step=on_step, stop=stop)
+
+
+def _bring_best(source, files, ckpt):
+    """A run resumed into another folder takes its best.npz along: its history names that epoch."""
+    best = os.path.join(source, BEST_FILE)
+    if ckpt.history.get("best_epoch") is not None and os.path.isfile(best):
+        try:
+            write_atomically(files.best_path, lambda temporary: shutil.copyfile(best, temporary))
+        except OSError as err:
+            raise CnnfruitError(f"cannot copy {best} to {files.folder}: {err.strerror or err}") from None
 
 
 def _check_expected(path, config, expect):

@@ -4,13 +4,27 @@
 gives one clear error instead of a failure deep inside a plot.
 """
 import json
+import math
 import numbers
 from dataclasses import asdict, dataclass, field, fields
 
+from . import jsontext
 from .errors import CnnfruitError
 from .files import write_text_atomically
 
-MAX_EPOCHS = 1_000_000  # far beyond any real run; keeps a crafted file from overflowing a plot axis
+# Bounds far beyond any real run that keep a crafted file from breaking a plot (matplotlib fails
+# on an axis from -1e308 to 1e308) or from printing nonsense.
+MAX_EPOCHS = 1_000_000
+MAX_LOSS = 1e39  # above float32's range, where the per-image losses are computed
+MAX_SECONDS = 1e12
+MAX_TEXT = 255  # a dataset name is a folder name
+# field -> (low, high, whether NaN and +inf are allowed): a diverging run's validation and test
+# losses may be NaN or infinite, nothing else may.
+BOUNDS = {
+    "train_loss": (0, MAX_LOSS, False), "val_loss": (0, MAX_LOSS, True), "best_val_loss": (0, MAX_LOSS, False),
+    "test_loss": (0, MAX_LOSS, True), "train_accuracy": (0, 1, False), "val_accuracy": (0, 1, False),
+    "test_accuracy": (0, 1, False), "seconds": (0, MAX_SECONDS, False), "total_seconds": (0, MAX_SECONDS, False),
+}
 
 
 @dataclass
@@ -75,42 +89,73 @@ class History:
         epochs = record.get("epochs") if isinstance(record, dict) else None
         if not isinstance(epochs, list) or not all(isinstance(e, dict) and all(k in e for k in needed) for e in epochs):
             raise bad(f"it needs a list of epochs with {', '.join(needed)}")
-        records = []
+        records, known = [], {f.name for f in fields(EpochRecord)}
         for number, epoch in enumerate(epochs, 1):
-            for key in (*needed, "val_loss", "val_accuracy", "seconds"):
+            for key in ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "seconds"):
                 value = epoch.get(key)
-                if not _is_number(value) and not (value is None and key not in needed):
-                    raise bad(f"epoch {number} has a {key} that is not a number")
-            if not isinstance(epoch["epoch"], int) or not 1 <= epoch["epoch"] <= MAX_EPOCHS:
+                if not (value is None and key not in needed) and not _within(value, *BOUNDS[key]):
+                    low, high, _ = BOUNDS[key]
+                    raise bad(f"epoch {number} has a {key} that is not a number from {low} to {high:g}")
+            if not _whole(epoch["epoch"], 1, MAX_EPOCHS):
                 raise bad(f"epoch {number} has an epoch number that is not a whole number from 1 to {MAX_EPOCHS}")
-            known = {f.name for f in fields(EpochRecord)}
+            if records and epoch["epoch"] <= records[-1].epoch:
+                raise bad(f"its epoch numbers do not rise: {epoch['epoch']} after {records[-1].epoch}")
             records.append(EpochRecord(**{k: v for k, v in epoch.items() if k in known and v is not None}))
         history = cls(epochs=records)
-        for name, kind in (("dataset", str), ("seed", int), ("hyperparameters", dict), ("class_names", list),
-                           ("best_epoch", int), ("best_val_loss", float), ("test_loss", float),
-                           ("test_accuracy", float), ("total_seconds", float)):
+        for name in ("dataset", "seed", "hyperparameters", "class_names", "best_epoch", "best_val_loss", "test_loss",
+                     "test_accuracy", "total_seconds"):
             if record.get(name) is None:
                 continue
             value = record[name]
-            if not (_is_number(value) if kind is float else isinstance(value, kind) and not isinstance(value, bool)):
-                raise bad(f"its {name} is not {'a number' if kind is float else kind.__name__}")
+            if name in BOUNDS and not _within(value, *BOUNDS[name]):
+                low, high, _ = BOUNDS[name]
+                raise bad(f"its {name} is not a number from {low} to {high:g}")
+            if name == "dataset" and not (isinstance(value, str) and len(value) <= MAX_TEXT):
+                raise bad(f"its dataset is not a name of at most {MAX_TEXT} characters")
+            if name == "seed" and not _whole(value, 0, math.inf):
+                raise bad("its seed is not a whole number of 0 or more")
+            if name == "best_epoch" and (not _whole(value, 1, MAX_EPOCHS) or value not in [e.epoch for e in records]):
+                raise bad("its best_epoch is not one of its epochs")
+            if name == "hyperparameters" and not _settings(value):
+                raise bad("its hyperparameters are not setting: value pairs")
+            if name == "class_names" and not (isinstance(value, list) and all(isinstance(n, str) for n in value)):
+                raise bad("its class_names are not all text")
             setattr(history, name, value)
-        if not all(isinstance(name, str) for name in history.class_names):
-            raise bad("its class_names are not all text")
         return history
 
     @classmethod
     def load(cls, path):
         try:
             with open(path, encoding="utf-8") as f:
-                record = json.load(f)
-        except json.JSONDecodeError as err:
-            raise CnnfruitError(f"{path} is not valid JSON: {err}") from None
-        except RecursionError:
-            raise CnnfruitError(f"{path} is not a cnnfruit history: it is nested too deeply") from None
+                text = f.read()
         except (OSError, UnicodeDecodeError, ValueError) as err:
             raise CnnfruitError(f"cannot read {path}: {err}") from None
-        return cls.from_dict(record, source=path)
+        if jsontext.depth(text) > jsontext.MAX_DEPTH:
+            raise CnnfruitError(f"{path} is not a cnnfruit history: it is nested more than {jsontext.MAX_DEPTH} "
+                                "levels deep")
+        return cls.from_dict(jsontext.parse(text, path), source=path)
+
+
+def _within(value, low, high, non_finite):
+    """A number from low to high; with non_finite, NaN and +inf too."""
+    if not _is_number(value):
+        return False
+    value = float(value)
+    return low <= value <= high or (non_finite and (math.isnan(value) or value == math.inf))
+
+
+def _whole(value, low, high):
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+
+def _settings(value):
+    """name: value pairs of single values or flat lists of them (hidden layer sizes), short text only."""
+    def single(v):
+        return v is None or isinstance(v, (bool, int, float)) or isinstance(v, str) and len(v) <= MAX_TEXT
+
+    return isinstance(value, dict) and all(
+        isinstance(k, str) and (single(v) or isinstance(v, list) and len(v) <= MAX_TEXT and all(map(single, v)))
+        for k, v in value.items())
 
 
 def _is_number(value):

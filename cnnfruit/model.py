@@ -5,6 +5,7 @@ See architecture.py for the layers and the shape letters of kernels.py for the d
 import numpy as np
 
 from . import dispatch
+from .errors import CnnfruitError
 
 
 class Network:
@@ -18,12 +19,32 @@ class Network:
         self.arch = arch
         self.params = params
         self.dtype = params["conv_w"].dtype
+        self._check_parameters()
         self.grads = {name: np.zeros_like(p) for name, p in params.items()}
         self._sgd_scratch = [
             dispatch.dense_backward_sgd_scratch(fan_in, fan_out, self.dtype) for fan_in, fan_out in arch.dense_widths
         ]
         self._batch = None
         self._capacity = 0
+
+    def _check_parameters(self):
+        """The kernels index the weights by the architecture's shapes and one float type: refuse any other."""
+        shapes = self.arch.parameter_shapes()
+        fits = set(self.params) == set(shapes) and self.dtype in (np.float32, np.float64) and all(
+            isinstance(p, np.ndarray) and p.shape == shapes[name] and p.dtype == self.dtype and p.flags.c_contiguous
+            for name, p in self.params.items())
+        if not fits:
+            given = {name: (getattr(p, "shape", None), str(getattr(p, "dtype", type(p).__name__)))
+                     for name, p in self.params.items()}
+            raise CnnfruitError(f"the network's parameters do not fit its architecture: it needs {shapes} in one of "
+                                f"float32 or float64, C-ordered; got {given}")
+
+    def _check_input(self, x):
+        """A batch (N, C, H, H) of this network's inputs, as the kernels index it."""
+        arch = self.arch
+        if x.ndim != 4 or x.shape[1:] != (arch.in_channels, arch.image_size, arch.image_size):
+            raise CnnfruitError(f"the network takes inputs (N, {arch.in_channels}, {arch.image_size}, "
+                                f"{arch.image_size}), got {x.shape}")
 
     @property
     def layers(self):
@@ -69,6 +90,7 @@ class Network:
     def forward(self, x):
         """x (N, C, H, H) -> logits (N, M), a view into the workspace."""
         x = np.ascontiguousarray(x, dtype=self.dtype)
+        self._check_input(x)
         self._workspace(x.shape[0])
         self.x = x
         p = self.params
@@ -81,6 +103,7 @@ class Network:
     def feature_maps(self, x):
         """The conv layer's ReLU maps (N, K, P, P) of inputs x, in a new array."""
         x = np.ascontiguousarray(x, dtype=self.dtype)
+        self._check_input(x)
         P = self.arch.conv_side
         maps = np.empty((len(x), self.arch.kernels, P, P), self.dtype)
         dispatch.conv_relu_forward(maps, x, self.params["conv_w"], self.params["conv_b"])
@@ -88,6 +111,11 @@ class Network:
 
     def loss(self, labels):
         """Per-image cross-entropy (N,) of the last forward pass; also sets the logit gradient."""
+        M = self.arch.classes
+        if labels.dtype != np.int64 or labels.shape != (self._batch,) or \
+                (len(labels) and not 0 <= labels.min() <= labels.max() < M):  # the kernel indexes probs by them
+            raise CnnfruitError(f"labels must be {self._batch} class indices from 0 to {M - 1} (int64), got "
+                                f"{labels.dtype} {labels.shape}")
         dispatch.softmax_cross_entropy(self.probs, self.dpres[-1], self.losses, self.acts[-1], labels)
         return self.losses
 

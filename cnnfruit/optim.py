@@ -18,6 +18,8 @@ from .errors import CnnfruitError
 
 class Optimizer:
     name = ""
+    slots = ()  # the state each parameter gets: "<param>.<slot>", shaped like the parameter
+    counts_steps = False  # whether state["step"] (0-d int64) counts the updates
     # True only where the update is param -= lr * grad and nothing else, so a training step may
     # fuse it into the backward pass instead of calling step().
     fusable = False
@@ -73,6 +75,7 @@ class Momentum(Optimizer):
     """velocity = momentum * velocity + grad; param -= lr * velocity (PyTorch's form)."""
 
     name = "momentum"
+    slots = ("velocity",)
 
     def __init__(self, params, lr, weight_decay=0.0, momentum=0.9):
         super().__init__(params, lr, weight_decay)
@@ -90,6 +93,8 @@ class Adam(Optimizer):
     """Adam with bias-corrected moments; `state["step"]` counts the updates made so far."""
 
     name = "adam"
+    slots = ("m", "v")
+    counts_steps = True
 
     def __init__(self, params, lr, weight_decay=0.0, beta1=0.9, beta2=0.999, eps=1e-8):
         super().__init__(params, lr, weight_decay)
@@ -111,6 +116,18 @@ class Adam(Optimizer):
 
 
 UPDATE_RULES = {rule.name: rule for rule in (SGD, Momentum, Adam)}  # keys: config.OPTIMIZERS
+
+
+def state_shapes(name, param_shapes):
+    """The state arrays the optimizer `name` keeps for parameters of these shapes: name -> shape.
+
+    What a checkpoint's optimizer state is checked against, without making the optimizer.
+    """
+    cls = UPDATE_RULES[name]
+    shapes = {f"{param}.{slot}": tuple(shape) for param, shape in param_shapes.items() for slot in cls.slots}
+    if cls.counts_steps:
+        shapes["step"] = ()
+    return shapes
 
 
 def make_optimizer(name, params, **settings):

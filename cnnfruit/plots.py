@@ -3,15 +3,40 @@
 Figures are made with matplotlib's object API (matplotlib.figure.Figure), not pyplot, so no
 backend is chosen or changed here: in a notebook they display inline, and nothing opens a window.
 """
+import os
+
 import numpy as np
 from matplotlib.figure import Figure
 
+from .errors import CnnfruitError
 from .files import write_atomically
+
+# What a figure file may be, by its suffix: matplotlib writes each of these itself.
+FORMATS = ("png", "jpg", "jpeg", "svg", "pdf")
+
+# The confusion matrix grows with the square of the class count: 131 classes once took 62 s, 9 GB
+# and a 17087 x 15408 PNG. Past NUMBERED_CLASSES the cells lose their numbers (they would be
+# specks), past CONFUSION_MAX_TICKS classes only every k-th gets a label, and the figure never
+# grows past CONFUSION_MAX_INCHES a side.
+NUMBERED_CLASSES = 30
+CONFUSION_MAX_TICKS = 40
+CONFUSION_MAX_INCHES = 14
+LABEL_LENGTH = 24  # longer class names are cut, with an ellipsis
+
+
+def figure_format(path):
+    """The format the file name asks for ("png", "jpg", ...); CnnfruitError for a suffix not in FORMATS."""
+    suffix = os.path.splitext(str(path))[1].lower().lstrip(".")
+    if suffix not in FORMATS:
+        choices = ", ".join(f".{f}" for f in FORMATS[:-1]) + f" or .{FORMATS[-1]}"
+        raise CnnfruitError(f"cannot write {path}: name a {choices} file")
+    return suffix
 
 
 def save_figure(fig, path):
-    """Write fig as a PNG file at path, atomically (a failed write leaves any old file as it was)."""
-    write_atomically(path, lambda temporary: fig.savefig(temporary, dpi=120, format="png", bbox_inches="tight"))
+    """Write fig at path in the format its suffix names, atomically (a failed write leaves any old file as it was)."""
+    fmt = figure_format(path)
+    write_atomically(path, lambda temporary: fig.savefig(temporary, dpi=120, format=fmt, bbox_inches="tight"))
 
 
 def history_figure(history):
@@ -33,7 +58,9 @@ def history_figure(history):
         ax.grid(alpha=0.3)
         ax.legend()
     hp = history.hyperparameters
-    fig.suptitle(f"{history.dataset}: lr {hp.get('lr')}, batch {hp.get('batch_size')}, seed {history.seed}")
+    # Names are drawn as written: a "$" would otherwise start matplotlib's mathtext, which can fail.
+    fig.suptitle(f"{history.dataset}: lr {hp.get('lr')}, batch {hp.get('batch_size')}, seed {history.seed}",
+                 parse_math=False)
     fig.tight_layout()
     return fig
 
@@ -71,7 +98,7 @@ def kernels_figure(conv_w, title="Learned conv kernels"):
             if k == 0:
                 axes[C, k].set_ylabel("colour")
     fig.colorbar(image, ax=axes[:C, :].ravel().tolist(), shrink=0.8, label="weight")
-    fig.suptitle(title)
+    fig.suptitle(title, parse_math=False)  # file and class names are drawn as written
     return fig
 
 
@@ -101,27 +128,36 @@ def feature_maps_figure(image, maps, title="Feature maps"):
         ax.set_title(f"kernel {k} (max {maps[k].max():.3g})", fontsize=9)
         _hide_ticks(ax)
     fig.colorbar(shown, ax=axes.ravel().tolist(), shrink=0.8, label="ReLU output")
-    fig.suptitle(title)
+    fig.suptitle(title, parse_math=False)  # file and class names are drawn as written
     return fig
 
 
 def confusion_figure(matrix, class_names, title="Confusion matrix"):
-    """Counts (M, M), row = true class, column = predicted class, as a heat map with the numbers."""
+    """Counts (M, M), row = true class, column = predicted class, as a heat map; with the numbers
+    in the cells for up to NUMBERED_CLASSES classes. Bounded in size for any M (see above)."""
     matrix = np.asarray(matrix)
     M = len(class_names)
-    fig = Figure(figsize=(1.2 * M + 2.8, 1.1 * M + 2.2))
+    side = min(1.2 * M + 2.8, CONFUSION_MAX_INCHES)
+    fig = Figure(figsize=(side, min(1.1 * M + 2.2, CONFUSION_MAX_INCHES)))
     ax = fig.subplots()
-    shown = ax.imshow(matrix, cmap="Blues", vmin=0)
-    threshold = matrix.max() / 2
-    for i in range(M):
-        for j in range(M):
-            ax.text(j, i, str(matrix[i, j]), ha="center", va="center",
-                    color="white" if matrix[i, j] > threshold else "black")
-    ax.set_xticks(range(M), class_names, rotation=30, ha="right")
-    ax.set_yticks(range(M), class_names)
-    ax.set(xlabel="Predicted class", ylabel="True class")
+    shown = ax.imshow(matrix, cmap="Blues", vmin=0, interpolation="nearest")
+    if M <= NUMBERED_CLASSES:
+        threshold = matrix.max() / 2
+        for i in range(M):
+            for j in range(M):
+                ax.text(j, i, str(matrix[i, j]), ha="center", va="center", fontsize=9 if M <= 15 else 6,
+                        color="white" if matrix[i, j] > threshold else "black")
+    step = -(-M // CONFUSION_MAX_TICKS)
+    ticks = range(0, M, step)
+    labels = [_label(class_names[k]) for k in ticks]
+    fontsize = 10 if M <= 15 else 7
+    ax.set_xticks(ticks, labels, rotation=30 if M <= 15 else 90, ha="right" if M <= 15 else "center",
+                  fontsize=fontsize, parse_math=False)
+    ax.set_yticks(ticks, labels, fontsize=fontsize, parse_math=False)
+    every = "" if step == 1 else f" (every {_ordinal(step)} class named)"
+    ax.set(xlabel="Predicted class" + every, ylabel="True class")
     accuracy = np.trace(matrix) / max(matrix.sum(), 1)
-    ax.set_title(f"{title}\naccuracy {100 * accuracy:.1f}% of {matrix.sum()} images", fontsize=10)
+    ax.set_title(f"{title}\naccuracy {100 * accuracy:.1f}% of {matrix.sum()} images", fontsize=10, parse_math=False)
     fig.colorbar(shown, ax=ax, shrink=0.8, label="images")
     fig.tight_layout()
     return fig
@@ -224,3 +260,12 @@ def explanation_figure(explanation, photo=None, title=None):
     fig.suptitle(title or f"Why {e.class_name} (p = {e.probability:.3f})", fontsize=11)
     fig.tight_layout()
     return fig
+
+
+def _ordinal(n):
+    suffix = "th" if n % 100 in (11, 12, 13) else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
+def _label(name):
+    return name if len(name) <= LABEL_LENGTH else name[:LABEL_LENGTH - 1] + "…"

@@ -1,31 +1,49 @@
 """Run folders: where a training run keeps model.npz, history.json and best.npz.
 
 Every file is rewritten atomically at each save, so a crash or a kill leaves the previous
-complete version, never a half-written one.
+complete version, never a half-written one. A folder is never clobbered:
+
+- A new run refuses a folder that already holds a run, unless told to overwrite it; overwriting
+  deletes the old run's files first, so no stale best.npz survives beside the new model.
+- While a process writes a run folder it holds a lock on it (an OS file lock through the
+  `filelock` library, released by the OS even if the process is killed), and records who it is:
+  a second process gets an error naming the first one's pid, host and start time.
+- Opening a folder removes the `.tmp-*` files that no live writer owns (left by a hard kill).
 """
+import json
 import os
+import socket
 import time
 
 from . import checkpoint
-from .errors import CnnfruitError
-from .files import write_text_atomically
+from .errors import CnnfruitError, SettingError
+from .files import remove_stale_temporaries, write_text_atomically
 from .logs import history_csv
 
 MODEL_FILE = "model.npz"  # the last state: weights, optimizer, generator, history
 HISTORY_FILE = "history.json"
 HISTORY_CSV_FILE = "history.csv"  # the same epochs as a table (logs.history_csv)
 BEST_FILE = "best.npz"  # the epoch with the lowest validation loss
+RUN_FILES = (MODEL_FILE, HISTORY_FILE, HISTORY_CSV_FILE, BEST_FILE)
+LOCK_FILE = ".cnnfruit.lock"  # locked while a process writes the run; the empty file stays
+OWNER_FILE = ".cnnfruit.owner"  # JSON: pid, host, start time of the process holding the lock
 
 
 def new_run_folder(parent="runs"):
-    """A folder name under parent, from the date and time, that does not exist yet."""
+    """A new folder under parent named from the date and time, made here so no other run takes it."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    folder = os.path.join(parent, stamp)
-    suffix = 1
-    while os.path.exists(folder):
-        suffix += 1
-        folder = os.path.join(parent, f"{stamp}-{suffix}")
-    return folder
+    try:
+        os.makedirs(parent, exist_ok=True)
+        suffix = 1
+        while True:
+            folder = os.path.join(parent, stamp if suffix == 1 else f"{stamp}-{suffix}")
+            try:
+                os.mkdir(folder)
+                return folder
+            except FileExistsError:
+                suffix += 1
+    except OSError as err:
+        raise CnnfruitError(f"cannot create a run folder under {parent}: {err.strerror or err}") from None
 
 
 class RunFolder:
@@ -38,10 +56,15 @@ class RunFolder:
         self.history_csv_path = os.path.join(folder, HISTORY_CSV_FILE)
         self.best_path = os.path.join(folder, BEST_FILE)
         self.saved_at = None
+        self._lock = None
 
     @classmethod
-    def create(cls, folder=None):
-        """Make the folder (a new one under ./runs/ if None) and check that it can be written."""
+    def create(cls, folder=None, *, overwrite=False, resuming=False):
+        """Make the folder (a new one under ./runs/ if None), lock it, and check that it can be written.
+
+        A folder that holds a run is refused unless `resuming` (the run continues there) or
+        `overwrite` (its run files are deleted first).
+        """
         folder = folder or new_run_folder()
         try:
             os.makedirs(folder, exist_ok=True)
@@ -49,7 +72,78 @@ class RunFolder:
             raise CnnfruitError(f"cannot create output folder {folder}: {err.strerror}") from None
         if not os.access(folder, os.W_OK):
             raise CnnfruitError(f"output folder {folder} is not writable")
-        return cls(folder)
+        files = cls(folder)
+        files.lock()
+        try:
+            remove_stale_temporaries(folder)
+            held = files.run_files()
+            if held and not resuming:
+                if not overwrite:
+                    raise SettingError("{folder} already holds a run ({held}); to continue it use {resume} {model}, "
+                                       "to replace it use {overwrite}", folder=folder, held=", ".join(held),
+                                       model=files.model_path)
+                files.clear()
+        except BaseException:
+            files.unlock()
+            raise
+        return files
+
+    def run_files(self):
+        """The run files (model.npz, history.json, history.csv, best.npz) that the folder holds now."""
+        return [name for name in RUN_FILES if os.path.lexists(os.path.join(self.folder, name))]
+
+    def clear(self):
+        for name in self.run_files():
+            try:
+                os.unlink(os.path.join(self.folder, name))
+            except OSError as err:
+                raise CnnfruitError(f"cannot delete the old {name} in {self.folder}: {err.strerror or err}") from None
+
+    # ---- the lock
+
+    def lock(self):
+        """Hold the folder's lock (a no-op if this RunFolder holds it); CnnfruitError naming the holder if
+        another process, or another run in this one, holds it."""
+        from filelock import FileLock, Timeout
+
+        if self._lock is not None:
+            return
+        lock = FileLock(os.path.join(self.folder, LOCK_FILE), thread_local=False)
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            raise CnnfruitError(f"run folder {self.folder} is in use by {self._holder()}; wait for that run to end, "
+                                "or use another folder") from None
+        except OSError as err:
+            raise CnnfruitError(f"cannot lock run folder {self.folder}: {err.strerror or err}") from None
+        self._lock = lock
+        owner = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+        try:
+            write_text_atomically(os.path.join(self.folder, OWNER_FILE), json.dumps(owner) + "\n")
+        except OSError as err:
+            self.unlock()
+            raise CnnfruitError(f"cannot write to {self.folder}: {err.strerror or err}") from None
+
+    def unlock(self):
+        if self._lock is None:
+            return
+        try:
+            os.unlink(os.path.join(self.folder, OWNER_FILE))
+        except OSError:
+            pass
+        self._lock.release()
+        self._lock = None
+
+    def _holder(self):
+        """Who holds the lock, in words, from the record it wrote."""
+        try:
+            with open(os.path.join(self.folder, OWNER_FILE), encoding="utf-8") as f:
+                owner = json.loads(f.read(4096))
+            return f"process {int(owner['pid'])} on {str(owner['host'])[:255]}, started {str(owner['started'])[:40]}"
+        except (OSError, ValueError, KeyError, TypeError):
+            return "another process (which has not said which yet)"
+
+    # ---- saving
 
     def save(self, trainer):
         """model.npz, history.json and history.csv, as the trainer stands now."""

@@ -6,7 +6,12 @@ import click
 
 
 class EpochProgress:
-    """A rich progress bar over one epoch's steps, drawn on stderr; a no-op when quiet."""
+    """A rich progress bar over one epoch's steps, drawn on stderr; a no-op when quiet.
+
+    Lines printed while the bar is up go through `echo`: when stdout and stderr are the same
+    terminal, rich prints them above the bar, which it clears first; otherwise a line written to
+    stdout would land after the bar left on screen (`... 1025/1030 0:00:01Epoch: 1 | ...`).
+    """
 
     def __init__(self, quiet):
         self.quiet = quiet
@@ -29,6 +34,13 @@ class EpochProgress:
         if self.progress is not None:
             self.progress.stop()
 
+    def echo(self, line):
+        """Print one line of output (to stdout), whole, whatever the bar is doing."""
+        if self.progress is not None and self.progress.live.is_started and _same_terminal():
+            self.progress.console.print(line, markup=False, highlight=False, emoji=False, soft_wrap=True)
+        else:
+            click.echo(line)
+
     def step(self, epoch, done, total):
         if self.progress is None:
             return
@@ -40,14 +52,24 @@ class EpochProgress:
             self.progress.update(self.task, completed=done)
 
 
-def describe_run(run):
+def _same_terminal():
+    """Whether stdout and stderr are one terminal, where the bar (stderr) and the lines (stdout) meet."""
+    import os
+
+    try:
+        return os.isatty(1) and os.isatty(2) and os.path.samestat(os.fstat(1), os.fstat(2))
+    except OSError:
+        return False
+
+
+def describe_run(run, echo=click.echo):
     trainer = run.trainer
     dataset, data, arch = trainer.dataset, trainer.data, trainer.network.arch
-    click.echo(
+    echo(
         f"Training on {dataset.name}: {len(data.y_train)} train / {len(data.y_val)} validation / "
         f"{len(data.y_test)} test images, classes {', '.join(dataset.class_names)}"
     )
-    click.echo(
+    echo(
         f"Network: {arch.in_channels}x{arch.image_size}x{arch.image_size} -> conv {arch.kernels}x{arch.kernel_size}x"
         f"{arch.kernel_size} -> {arch.features} -> {' -> '.join(str(o) for _, o in arch.dense_widths)}"
     )
@@ -59,19 +81,32 @@ def describe_best(history):
     return f"best {history.best_val_loss:.4f} at epoch {history.best_epoch}"
 
 
+# The confusion matrix as a terminal table only up to this many classes: it is M columns wide,
+# and at 1000 classes drawing it took 12 s and 600 MB to print a million numbers nobody can read.
+MATRIX_TABLE_CLASSES = 20
+
+
 def print_report(report):
+    """The evaluation report as tables; class names are shown as written (escaped: `[red]Lychee` is a name,
+    not rich markup)."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     console = Console()
     console.print(f"Accuracy: {100 * report['accuracy']:.1f}% on {report['images']} images ({report['split']} split)")
     per_class = Table("class", "precision", "recall", "support", title="Per class")
     for row in report["per_class"]:
-        per_class.add_row(row["class"], f"{row['precision']:.3f}", f"{row['recall']:.3f}", str(row["support"]))
+        per_class.add_row(escape(row["class"]), f"{row['precision']:.3f}", f"{row['recall']:.3f}", str(row["support"]))
     console.print(per_class)
-    matrix = Table("true \\ predicted", *report["class_names"], title="Confusion matrix")
-    for name, row in zip(report["class_names"], report["confusion_matrix"]):
-        matrix.add_row(name, *(str(count) for count in row))
+    names = report["class_names"]
+    if len(names) > MATRIX_TABLE_CLASSES:
+        console.print(f"Confusion matrix: {len(names)} classes are too many for a table; --json gives it, "
+                      f"--plot draws it", markup=False, soft_wrap=True)
+        return
+    matrix = Table("true \\ predicted", *map(escape, names), title="Confusion matrix")
+    for name, row in zip(names, report["confusion_matrix"]):
+        matrix.add_row(escape(name), *(str(count) for count in row))
     console.print(matrix)
 
 

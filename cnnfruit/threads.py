@@ -17,7 +17,7 @@ a notebook may. Measurements behind both choices: docs/performance.md.
 import os
 from contextlib import contextmanager
 
-from .errors import SettingError
+from .errors import CnnfruitError, SettingError
 
 
 def configure_threads(threads=None):
@@ -27,7 +27,7 @@ def configure_threads(threads=None):
     Call it before the first training step or prediction: Numba fixes its layer when its first
     parallel kernel runs. Returns the number of Numba threads in use.
     """
-    import numba
+    numba = import_numba()
     from threadpoolctl import threadpool_limits
 
     if "NUMBA_THREADING_LAYER" not in os.environ:
@@ -39,6 +39,20 @@ def configure_threads(threads=None):
         numba.set_num_threads(threads)
     threadpool_limits(limits=1, user_api="blas")
     return numba.get_num_threads()
+
+
+def import_numba():
+    """numba, or a CnnfruitError saying which setting to fix: Numba checks NUMBA_NUM_THREADS as it is
+    imported (0 raised ValueError), so the command line imports it here first."""
+    try:
+        import numba
+    except ValueError as err:
+        value = os.environ.get("NUMBA_NUM_THREADS")
+        if value is None:
+            raise CnnfruitError(f"Numba cannot start: {err}") from None
+        raise CnnfruitError(f"NUMBA_NUM_THREADS={value} is not a thread count Numba accepts ({err}); set it to a "
+                            f"whole number from 1 to {os.cpu_count() or 1}, or unset it") from None
+    return numba
 
 
 @contextmanager
