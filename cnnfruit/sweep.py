@@ -296,9 +296,9 @@ class Sweep:
         """Run the sweep to the end, or until `stop` (a threading.Event) is set or Ctrl-C.
 
         client: a dask.distributed Client (its cluster runs the runs), or None to run them here.
-        on_run(progress, record) is called as each run ends (record: its line of the report, or
-        None when only the counts changed). Returns the SweepReport, also written to sweep.json
-        and sweep.csv; its `interrupted` says whether it stopped early.
+        on_run(progress, record) is called as each run ends, with the SweepProgress counts and the
+        run's record (its entry in the report's runs). Returns the SweepReport, also written to
+        sweep.json and sweep.csv after every run; its `interrupted` says whether it stopped early.
         """
         require_extra(cluster=client is not None)
         import optuna
@@ -322,11 +322,13 @@ class Sweep:
         progress = SweepProgress(self.planned_runs)
         queue = deque(self._recover(study, progress))
         settings = len({_setting_key(self.space, t.params) for t in study.get_trials(deepcopy=False)
-                        if "seed" in t.user_attrs})
+                        if self._is_run(t)})
         pending = {}  # future -> (trial, seed)
         interrupted = False
         try:
             while True:
+                if stop is not None and stop.is_set():  # also when Ctrl-C came while the cluster started
+                    raise KeyboardInterrupt
                 while runner.free_slots(len(pending)) > 0 and (queue or settings < self.trials):
                     if queue:
                         params, seed = queue.popleft()
@@ -340,8 +342,6 @@ class Sweep:
                     progress.running = len(pending)
                 if not pending:
                     break
-                if stop is not None and stop.is_set():
-                    raise KeyboardInterrupt
                 for future in [f for f in pending if f.done()]:
                     trial, seed = pending.pop(future)
                     record = self._tell(study, trial, runner.outcome(future), progress)
@@ -406,7 +406,7 @@ class Sweep:
             study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
         latest = {}
         for trial in study.get_trials(deepcopy=False):
-            if "seed" in trial.user_attrs:
+            if self._is_run(trial):
                 latest.setdefault(_setting_key(self.space, trial.params), {})[trial.user_attrs["seed"]] = trial
         again = []
         for runs in latest.values():
@@ -453,6 +453,10 @@ class Sweep:
         return run_record(trial.number, self._params_of(trial), trial.user_attrs,
                           self.space.config(trial.params, trial.user_attrs["seed"]))
 
+    def _is_run(self, trial):
+        """A trial that was asked for a run (not one left enqueued by a sweep killed in between)."""
+        return "seed" in trial.user_attrs and set(self.space.names) <= set(trial.params)
+
     def _params_of(self, trial):
         return {name: from_param(name, trial.params[name]) for name in self.space.names}
 
@@ -460,7 +464,7 @@ class Sweep:
         """The SweepReport of the study as it stands."""
         records = []
         for trial in study.get_trials(deepcopy=False):
-            if "seed" not in trial.user_attrs or not set(self.space.names) <= set(trial.params):
+            if not self._is_run(trial):
                 continue
             attrs = dict(trial.user_attrs)
             if trial.state.name == "RUNNING":
@@ -526,7 +530,9 @@ def _distributions(optuna, space):
     return kinds
 
 
-def _grid_sampler_class():
+def _GridSampler(search_space, seed):
+    """Optuna's GridSampler without its stop at the grid's end (see below); made on first use, so
+    that importing this module does not import Optuna."""
     import optuna
 
     class GridSampler(optuna.samplers.GridSampler):
@@ -541,11 +547,7 @@ def _grid_sampler_class():
         def after_trial(self, study, trial, state, values):
             pass
 
-    return GridSampler
-
-
-def _GridSampler(search_space, seed):
-    return _grid_sampler_class()(search_space, seed=seed)
+    return GridSampler(search_space, seed=seed)
 
 
 def _check_shared_folder(client, folder):

@@ -44,13 +44,15 @@ def by_run(report):
     return {(json.dumps(run["params"], sort_keys=True), run["seed"]): run for run in report.runs}
 
 
-def test_a_2x2_grid_through_the_command_on_two_local_workers(tmp_path, data):
+def test_a_2x2_grid_through_the_command_on_a_local_cluster_of_two_workers(tmp_path, data, client):
+    # --scheduler: the command sends its runs to the module's LocalCluster (local_cluster, as the
+    # command's default path uses it) instead of starting one more.
     out = tmp_path / "sweep"
     result = cli("sweep", "--data", data, "--lr", "1e-3,1e-2", "--kernels", "2,3", "--kernel-size", "5",
                  "--hidden", "6", "--epochs", "1", "--normalize", "scale", "--optimizer", "adam", "--seeds", "1",
-                 "--workers", "2", "--out", out, "-q")
+                 "--scheduler", client.scheduler.address, "--out", out, "-q")
     assert result.exit_code == 0, result.output
-    assert "4 setting(s) x 1 seed(s) = 4 runs on 2 local worker(s) x 1 thread(s)" in result.output
+    assert f"4 setting(s) x 1 seed(s) = 4 runs on the Dask cluster at {client.scheduler.address}" in result.output
     report = json.loads((out / "sweep.json").read_text())
     assert report["kind"] == "cnnfruit-sweep" and report["swept"] == ["lr", "kernels"]
     assert report["fixed"]["val_split"] == "block"  # the sweep's default
@@ -112,16 +114,22 @@ def test_stop_then_resume_runs_only_what_is_missing(tmp_path, data):
     space = SearchSpace.from_values(**{**TINY, "kernels": [2, 3]}, lr=[1e-3, 1e-2])
     stop = threading.Event()
 
-    def stop_after_two(progress, record):
-        if progress.finished == 2:
-            stop.set()
+    def stop_once_the_second_run_is_under_way():  # as Ctrl-C would, from outside the sweep's loop
+        for _ in range(600):
+            if (tmp_path / "s" / "runs" / "trial-0001" / "model.npz").is_file():
+                break
+            time.sleep(0.05)
+        stop.set()
 
-    first = Sweep(space, tmp_path / "s", seeds=(0,), data=data).run(on_run=stop_after_two, stop=stop)
-    # The run that had started when the sweep stopped is listed as cancelled.
-    assert first.interrupted and outcomes(first) == ["failed", "finished", "finished"]
+    watcher = threading.Thread(target=stop_once_the_second_run_is_under_way)
+    watcher.start()
+    first = Sweep(space, tmp_path / "s", seeds=(0,), data=data).run(stop=stop)
+    watcher.join()
+    # The run under way when the sweep stopped is listed as cancelled.
+    assert first.interrupted and outcomes(first) == ["failed", "finished"]
     assert [run["error"] for run in first.runs if run["outcome"] == "failed"] == ["cancelled"]
     saved = json.loads((tmp_path / "s" / "sweep.json").read_text())
-    assert saved["interrupted"] and len(saved["runs"]) == 3
+    assert saved["interrupted"] and len(saved["runs"]) == 2
     done = {run["folder"]: os.path.getmtime(tmp_path / "s" / run["folder"] / "model.npz")
             for run in first.runs if run["outcome"] == "finished"}
     result = cli("sweep", "--resume", tmp_path / "s", "--workers", "0", "-q")
@@ -132,6 +140,34 @@ def test_stop_then_resume_runs_only_what_is_missing(tmp_path, data):
         assert os.path.getmtime(tmp_path / "s" / folder / "model.npz") == mtime
     again = cli("sweep", "--resume", tmp_path / "s", "--workers", "0", "-q")
     assert again.exit_code == 0 and len(json.loads((tmp_path / "s" / "sweep.json").read_text())["runs"]) == 4
+
+
+def test_a_sweep_killed_outright_is_resumed_without_losing_its_running_run(tmp_path, data):
+    import subprocess
+
+    out = tmp_path / "s"
+    command = [sys.executable, "-m", "cnnfruit", "sweep", "--data", data, "--lr", "1e-3,1e-2", "--kernel-size", "5",
+               "--kernels", "2", "--hidden", "6", "--epochs", "6", "--normalize", "scale", "--optimizer", "adam", "--no-prune",
+               "--seeds", "2", "--workers", "0", "--out", str(out), "-q"]
+    sweep = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(600):  # until one run has ended and the next is under way
+            time.sleep(0.1)
+            if (out / "sweep.json").is_file() and (out / "runs" / "trial-0001" / "history.json").is_file():
+                break
+        sweep.kill()  # SIGKILL: no chance to record anything
+    finally:
+        sweep.wait()
+    study = optuna.load_study(study_name="cnnfruit-sweep", storage=f"sqlite:///{out / 'study.db'}")
+    assert "RUNNING" in [t.state.name for t in study.trials]
+    result = cli("sweep", "--resume", out, "--workers", "0", "-q")
+    assert result.exit_code == 0, result.output
+    final = json.loads((out / "sweep.json").read_text())
+    assert sorted((r["params"]["lr"], r["seed"], r["outcome"]) for r in final["runs"]) == [
+        (1e-3, 0, "finished"), (1e-3, 1, "finished"), (1e-2, 0, "finished"), (1e-2, 1, "finished")]
+    study = optuna.load_study(study_name="cnnfruit-sweep", storage=f"sqlite:///{out / 'study.db'}")
+    left = [t for t in study.trials if t.state.name == "FAIL"]
+    assert len(left) == 1 and left[0].user_attrs["error"] == "cancelled"
 
 
 def test_the_same_folder_with_another_search_is_refused(tmp_path, data):
@@ -145,7 +181,7 @@ def test_a_worker_killed_mid_run_does_not_lose_it(tmp_path, client):
 
     full = load_embedded()
     small = Dataset("small", full.class_names, full.train.subset(np.arange(0, 1472, 4)), full.test.subset(np.arange(40)))
-    space = SearchSpace.from_values(**{**TINY, "epochs": 40}, lr=[1e-3, 3e-3])
+    space = SearchSpace.from_values(**{**TINY, "epochs": 20}, lr=[1e-3, 3e-3])
     killed = []
 
     def kill_a_busy_worker():
@@ -153,7 +189,7 @@ def test_a_worker_killed_mid_run_does_not_lose_it(tmp_path, client):
         for _ in range(300):
             busy = [worker for worker, keys in client.processing().items() if keys]
             if busy:
-                time.sleep(1.0)  # well inside the run
+                time.sleep(0.5)  # well inside the run
                 os.kill(pids[busy[0]], signal.SIGKILL)
                 killed.append(busy[0])
                 return
