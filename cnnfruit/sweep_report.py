@@ -5,8 +5,9 @@ validation and test accuracy of its finished runs, the median best validation lo
 and the folders of its runs. Rows are sorted by the selection metric: the median validation
 accuracy (ties: the lower median best validation loss), since a sweep may not look at the test.
 
-`validation_vs_test` answers whether the validation score can choose at all: Spearman's rank
-correlation between validation and test accuracy over the finished runs, for each validation split.
+`validation_vs_test` answers whether the validation score can choose at all, for each validation
+split: Spearman's rank correlation between validation and test accuracy over the finished runs, and
+between the table's order and the settings' median test accuracy.
 Needs numpy only (no Optuna), so `cnnfruit plot sweep.json` works without the sweep extra.
 """
 import csv
@@ -67,7 +68,7 @@ class SweepReport:
                 latest[key] = record
         runs = sorted(latest.values(), key=lambda r: r["trial"])
         rows = _rows(runs, space.names)
-        return cls(space.names, dict(space.fixed), list(seeds), rows, runs, _validation_vs_test(runs),
+        return cls(space.names, dict(space.fixed), list(seeds), rows, runs, _validation_vs_test(runs, rows),
                    seconds, interrupted)
 
     def to_dict(self):
@@ -126,6 +127,7 @@ def _rows(runs, names):
         states = sorted({r["outcome"] if r["error"] != "cancelled" else "cancelled" for r in group})
         rows.append({
             "params": group[0]["params"],
+            "val_split": group[0]["val_split"],
             "state": states[0] if len(states) == 1 else "mixed",
             **counts,
             "val_accuracy": _median(r["val_accuracy"] for r in done),
@@ -185,13 +187,32 @@ def spearman(x, y):
     return float((rx * ry).sum() / scale) if scale > 0 else None
 
 
-def _validation_vs_test(runs):
+def _validation_vs_test(runs, rows):
+    """Per validation split: how well validation ranks like the test, per run and per setting.
+
+    spearman: validation vs test accuracy over the finished runs. spearman_by_setting: the table's
+    order (the selection metric) vs the settings' median test accuracy, over settings with results.
+    """
     by_split = {}
     for run in runs:
         if run["outcome"] == "finished" and run["val_accuracy"] is not None and run["test_accuracy"] is not None:
             by_split.setdefault(run["val_split"], []).append(run)
-    return {split: {"spearman": spearman([r["val_accuracy"] for r in group], [r["test_accuracy"] for r in group]),
-                    "runs": len(group),
-                    "val_accuracy_median": _median(r["val_accuracy"] for r in group),
-                    "test_accuracy_median": _median(r["test_accuracy"] for r in group)}
-            for split, group in sorted(by_split.items())}
+    summary = {}
+    for split, group in sorted(by_split.items()):
+        ranked = [row for row in rows if row["val_split"] == split and row["test_accuracy"] is not None]
+        summary[split] = {
+            "spearman": spearman([r["val_accuracy"] for r in group], [r["test_accuracy"] for r in group]),
+            "runs": len(group),
+            "spearman_by_setting": spearman([-place for place in _places(ranked)],
+                                            [row["test_accuracy"] for row in ranked]),
+            "settings": len(ranked),
+            "val_accuracy_median": _median(r["val_accuracy"] for r in group),
+            "test_accuracy_median": _median(r["test_accuracy"] for r in group),
+        }
+    return summary
+
+
+def _places(rows):
+    """Each row's place in the selection order, rows that tie on the selection metric sharing one."""
+    keys = sorted({_selection_key(row) for row in rows})
+    return [keys.index(_selection_key(row)) for row in rows]

@@ -215,9 +215,14 @@ def print_sweep_report(report):
     console.print(table)
     console.print("(median ± half the spread between seeds; runs: finished / made)", highlight=False)
     for split, summary in report.validation_vs_test.items():
-        rho = "n/a" if summary["spearman"] is None else f"{summary['spearman']:.2f}"
-        console.print(f"Validation vs test accuracy, {split} split: Spearman {rho} over {summary['runs']} finished "
-                      f"runs (medians: validation {_percent(summary['val_accuracy_median'])}, test "
-                      f"{_percent(summary['test_accuracy_median'])})", highlight=False)
+        def rho(value):
+            return "n/a" if value is None else f"{value:.2f}"
+
+        console.print(f"Validation vs test, {split} split: Spearman {rho(summary['spearman'])} between validation "
+                      f"and test accuracy over {summary['runs']} finished runs, "
+                      f"{rho(summary.get('spearman_by_setting'))} between this table's order and median test "
+                      f"accuracy over {summary.get('settings')} settings (medians: validation "
+                      f"{_percent(summary['val_accuracy_median'])}, test {_percent(summary['test_accuracy_median'])})",
+                      highlight=False)
     if report.seconds is not None:
         console.print(f"Wall time: {report.seconds:.1f} s", highlight=False)

@@ -69,3 +69,30 @@ def test_spearman_with_ties_matches_a_hand_computed_value():
     # ranks x: 1, 2.5, 2.5, 4; y: 1, 2, 3, 4 -> Pearson of the ranks, by hand: 4.5 / sqrt(4.5 * 5)
     assert spearman([1, 2, 2, 3], [1, 2, 3, 4]) == pytest.approx(4.5 / np.sqrt(4.5 * 5))
     assert spearman([1, 1, 1], [1, 2, 3]) is None
+
+
+def test_the_report_measures_how_validation_ranks_like_the_test():
+    from cnnfruit.config import TrainConfig
+    from cnnfruit.sweep_report import SweepReport, run_record
+
+    space = SearchSpace.from_values(lr=[1e-3, 1e-2, 1e-1], val_split=["random", "block"])
+    records, number = [], 0
+    # block: validation follows the test; random: every run scores 1.0 (no ranking possible)
+    for split, scores in (("block", {1e-3: (0.9, 0.8), 1e-2: (0.95, 0.85), 1e-1: (0.7, 0.6)}),
+                          ("random", {1e-3: (1.0, 0.8), 1e-2: (1.0, 0.85), 1e-1: (1.0, 0.6)})):
+        for lr, (val, test) in scores.items():
+            for seed in (0, 1):
+                attrs = {"seed": seed, "outcome": "finished", "val_accuracy": val, "test_accuracy": test,
+                         "best_val_loss": 1 - val, "seconds": 1.0, "folder": f"runs/trial-{number:04d}"}
+                records.append(run_record(number, {"lr": lr, "val_split": split}, attrs,
+                                          TrainConfig(lr=lr, val_split=split)))
+                number += 1
+    report = SweepReport.build(space, (0, 1), records)
+    assert [(row["params"]["lr"], row["val_split"]) for row in report.rows[:3]] == [
+        (1e-3, "random"), (1e-2, "random"), (1e-1, "random")]  # 100% first; ties by loss (all 0)
+    block = report.validation_vs_test["block"]
+    assert block["spearman"] == pytest.approx(1.0) and block["spearman_by_setting"] == pytest.approx(1.0)
+    assert block["runs"] == 6 and block["settings"] == 3
+    random = report.validation_vs_test["random"]
+    assert random["spearman"] is None and random["spearman_by_setting"] is None  # all tied: no order
+    assert "1.0" not in report.to_csv().splitlines()[0] and len(report.to_csv().splitlines()) == 7
