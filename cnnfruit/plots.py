@@ -307,6 +307,9 @@ def sweep_figure(report):
             ax.set_xscale("log")
         if not numeric:
             ax.set_xticks(range(len(distinct)), distinct)
+        elif len(distinct) <= 8:  # a few swept values: tick exactly those
+            ax.set_xticks(distinct, [f"{v:g}" for v in distinct])
+            ax.minorticks_off()
         ax.set(xlabel=name, title=name)
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("Accuracy (%)")
