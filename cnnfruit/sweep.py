@@ -382,16 +382,29 @@ class Sweep:
         return study
 
     def _optuna_pruner(self, optuna):
+        """The Optuna pruner a name stands for, with its patience set from the sweep's epochs.
+
+        Early epochs say little here: seeds alone spread the validation loss of one setting by 4x
+        at epoch 2, and a median of only the runs that finished is a high bar (the pruned ones never
+        count). So the median pruner waits for two whole settings to finish and for half the epochs
+        (a first real sweep pruned 18 of 24 runs at epoch 2 with neither).
+        """
         if self.pruner is None:
             return None
+        epochs = self._fewest_epochs()
         if self.pruner == "median":
-            # Never at epoch 1, which mostly says how fast a recipe starts (the learning rate alone
-            # changes that): the earliest prune is at the step (epoch) n_warmup_steps.
-            return optuna.pruners.MedianPruner(n_startup_trials=len(self.seeds), n_warmup_steps=2)
+            return optuna.pruners.MedianPruner(n_startup_trials=2 * len(self.seeds),
+                                               n_warmup_steps=max(2, epochs // 2))
         if self.pruner == "hyperband":
-            epochs = self.space.config({n: to_param(_first(k)) for n, k in self.space.searched.items()}, 0).epochs
-            return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max(epochs, 2), reduction_factor=3)
+            return optuna.pruners.HyperbandPruner(min_resource=max(1, epochs // 4), max_resource=max(epochs, 2),
+                                                  reduction_factor=3)
         return self.pruner
+
+    def _fewest_epochs(self):
+        kind = self.space.searched.get("epochs")
+        if kind is None:
+            return self.space.config({n: to_param(_first(k)) for n, k in self.space.searched.items()}, 0).epochs
+        return int(min(kind.values)) if hasattr(kind, "values") else int(kind.low)
 
     def _recover(self, study, progress):
         """(params, seed) of runs to make again: those a stopped or crashed sweep left unfinished.

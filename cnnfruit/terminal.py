@@ -177,7 +177,10 @@ def _percent(value):
 
 
 def _shown(value):
-    return ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+    """A setting's value as the table shows it: layouts as 841,29, floats to 4 significant digits."""
+    if isinstance(value, (list, tuple)):
+        return ",".join(map(str, value))
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 def describe_sweep_run(record):

@@ -102,10 +102,13 @@ def test_a_hopeless_run_is_pruned(tmp_path, data, client):
     assert all(sorted(t.intermediate_values) == list(range(1, t.user_attrs["epochs"] + 1)) for t in trials)
 
 
-def test_the_command_line_pruners():
-    space = SearchSpace.from_values(**TINY, lr=[1e-3, 1e-2])
+def test_the_command_line_pruners_wait_for_half_the_epochs():
+    space = SearchSpace.from_values(**{**TINY, "epochs": 10}, lr=[1e-3, 1e-2])
     median = Sweep(space, "unused", seeds=(0, 1))._optuna_pruner(optuna)
     assert isinstance(median, optuna.pruners.MedianPruner)
+    assert (median._n_startup_trials, median._n_warmup_steps) == (4, 5)
+    swept = SearchSpace.from_values(**{**TINY, "epochs": [6, 4]}, lr=[1e-3, 1e-2])
+    assert Sweep(swept, "unused", seeds=(0,))._optuna_pruner(optuna)._n_warmup_steps == 2
     assert Sweep(space, "unused", pruner="hyperband")._optuna_pruner(optuna).__class__.__name__ == "HyperbandPruner"
     assert Sweep(space, "unused", pruner=None)._optuna_pruner(optuna) is None
 
