@@ -3,7 +3,8 @@
 A row sums up a setting over its seeds: the median and spread (largest minus smallest) of the
 validation and test accuracy of its finished runs, the median best validation loss and seconds,
 and the folders of its runs. Rows are sorted by the selection metric: the median validation
-accuracy (ties: the lower median best validation loss), since a sweep may not look at the test.
+accuracy (ties: the lower median best validation loss), since a sweep may not look at the test;
+settings that lost a seed to the pruner or a failure come after those that finished every seed.
 
 `validation_vs_test` answers whether the validation score can choose at all, for each validation
 split: Spearman's rank correlation between validation and test accuracy over the finished runs, and
@@ -25,7 +26,8 @@ KIND = "cnnfruit-sweep"
 VERSION = 1
 JSON_FILE = "sweep.json"
 CSV_FILE = "sweep.csv"
-SELECTION = "median validation accuracy (ties: lower median best validation loss)"
+SELECTION = ("settings that finished every seed first, then median validation accuracy (ties: lower median best "
+             "validation loss)")
 
 
 def run_record(number, params, attrs, config):
@@ -144,9 +146,14 @@ def _rows(runs, names):
 
 
 def _selection_key(row):
-    """Best first: highest median validation accuracy, then lowest best validation loss; no result last."""
+    """Best first: highest median validation accuracy, then lowest best validation loss.
+
+    Settings that finished every seed come first: one that lost a seed to the pruner (or a
+    failure) shows the median of its survivors, which flatters it. No result at all: last.
+    """
     accuracy, loss = row["val_accuracy"], row["best_val_loss"]
-    return (accuracy is None, -(accuracy or 0), loss if loss is not None else float("inf"))
+    incomplete = row["pruned"] + row["failed"] > 0
+    return (accuracy is None, incomplete, -(accuracy or 0), loss if loss is not None else float("inf"))
 
 
 def _median(values):

@@ -104,13 +104,36 @@ def test_a_hopeless_run_is_pruned(tmp_path, data, client):
 
 def test_the_command_line_pruners_wait_for_half_the_epochs():
     space = SearchSpace.from_values(**{**TINY, "epochs": 10}, lr=[1e-3, 1e-2])
-    median = Sweep(space, "unused", seeds=(0, 1))._optuna_pruner(optuna)
+    median = Sweep(space, "unused", seeds=(0, 1))._optuna_pruner(optuna).inner
     assert isinstance(median, optuna.pruners.MedianPruner)
-    assert (median._n_startup_trials, median._n_warmup_steps) == (4, 5)
+    assert (median._n_startup_trials, median._n_warmup_steps) == (2, 5)
     swept = SearchSpace.from_values(**{**TINY, "epochs": [6, 4]}, lr=[1e-3, 1e-2])
-    assert Sweep(swept, "unused", seeds=(0,))._optuna_pruner(optuna)._n_warmup_steps == 2
-    assert Sweep(space, "unused", pruner="hyperband")._optuna_pruner(optuna).__class__.__name__ == "HyperbandPruner"
+    assert Sweep(swept, "unused", seeds=(0,))._optuna_pruner(optuna).inner._n_warmup_steps == 2
+    hyperband = Sweep(space, "unused", pruner="hyperband")._optuna_pruner(optuna).inner
+    assert isinstance(hyperband, optuna.pruners.HyperbandPruner)
     assert Sweep(space, "unused", pruner=None)._optuna_pruner(optuna) is None
+
+
+def test_a_run_is_pruned_by_comparison_with_its_own_seed_only():
+    # Seed 1's validation cut is harder: its good runs end at 1.0, seed 0's at 0.1.
+    study = optuna.create_study(direction="minimize")
+    distribution = {"lr": optuna.distributions.FloatDistribution(0, 1)}
+    for seed, loss in ((0, 0.1), (0, 0.1), (1, 1.0), (1, 1.0)):
+        study.add_trial(optuna.trial.create_trial(params={"lr": 0.5}, distributions=distribution, value=loss,
+                                                  intermediate_values={3: loss}, user_attrs={"seed": seed}))
+    pruner = Sweep(SearchSpace.from_values(**{**TINY, "epochs": 4}, lr=[1e-3, 1e-2]), "unused",
+                   seeds=(0, 1))._optuna_pruner(optuna)
+
+    def judged(seed, loss):
+        trial = study.ask()
+        trial.set_user_attr("seed", seed)
+        trial.report(loss, 3)
+        return pruner.prune(study, study.trials[trial.number])
+
+    assert not judged(1, 0.9)  # better than seed 1's runs, though worse than the median of all (0.55)
+    assert judged(0, 0.5)  # worse than seed 0's runs
+    all_seeds = optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=2)
+    assert all_seeds.prune(study, study.trials[4])  # what a pruner blind to seeds would have done
 
 
 def test_stop_then_resume_runs_only_what_is_missing(tmp_path, data):
