@@ -37,6 +37,12 @@ _EXPORTS = {
     "summarize": "summary",
     "TensorBoardLog": "logs",
     "confident_mistakes": "mistakes",
+    "SearchSpace": "space",
+    "Choice": "space",
+    "Range": "space",
+    "Sweep": "sweep",
+    "local_cluster": "sweep",
+    "SweepReport": "sweep_report",
     "CnnfruitError": "errors",
     "SettingError": "errors",
 }

@@ -35,6 +35,7 @@ COMMAND_MODULES = {
     "summary": "cli_summary",
     "lr-find": "cli_lr_find",
     "explain": "cli_explain",
+    "sweep": "cli_sweep",
 }
 
 
@@ -304,6 +305,17 @@ def is_checkpoint_file(path):
         raise CnnfruitError(f"cannot read {path}: {err.strerror}") from None
 
 
+def is_sweep_file(path):
+    """A sweep.json says so in its "kind"; anything else that is JSON is read as a history."""
+    from .sweep_report import is_sweep_record
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            return is_sweep_record(json.load(f))
+    except (OSError, ValueError, RecursionError):
+        return False
+
+
 @main.command()
 @click.argument("file", metavar="HISTORY_OR_MODEL", type=click.Path(exists=True, dir_okay=False))
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
@@ -313,10 +325,12 @@ def is_checkpoint_file(path):
 @click.option("--feature-maps", "feature_image", type=click.Path(exists=True, dir_okay=False), default=None,
               help="MODEL.npz: draw this image and the ReLU maps the conv layer makes of it.")
 def plot(file, output, show_kernels, feature_image):
-    """Plot a history.json (loss and accuracy per epoch) or what a model.npz learned.
+    """Plot a history.json (loss and accuracy per epoch), a sweep.json (accuracy against each swept
+    setting) or what a model.npz learned.
 
     \b
       cnnfruit plot runs/x/history.json
+      cnnfruit plot sweeps/x/sweep.json
       cnnfruit plot runs/x/model.npz --kernels -o kernels.png
       cnnfruit plot runs/x/model.npz --feature-maps photo.jpg -o features.png
     """
@@ -324,7 +338,14 @@ def plot(file, output, show_kernels, feature_image):
     from . import plots
 
     stem = os.path.splitext(file)[0]
-    if not is_checkpoint_file(file):
+    if not is_checkpoint_file(file) and is_sweep_file(file):
+        from .sweep_report import SweepReport
+
+        report = SweepReport.load(file)
+        if not any(run["outcome"] == "finished" for run in report.runs):
+            raise CnnfruitError(f"{file} holds no finished run to plot")
+        fig, output = plots.sweep_figure(report), output or stem + ".png"
+    elif not is_checkpoint_file(file):
         if show_kernels or feature_image:
             raise CnnfruitError(f"--kernels and --feature-maps need a model .npz file; {file} is not one")
         from .history import History

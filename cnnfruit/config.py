@@ -19,6 +19,7 @@ OPTIMIZERS = ("sgd", "momentum", "adam")
 LOSS_REDUCTIONS = ("sum", "mean")
 AUGMENT_MODES = ("none", "flip", "flip-vh", "rotate", "shift")
 TTA_MODES = ("none", "flip", "rotate")  # test-time augmentation: see tta.py
+VAL_SPLITS = ("random", "block")
 
 
 # ---- checks: each returns None for a good value, else a SettingError template about {name}
@@ -96,6 +97,9 @@ class TrainConfig:
     hidden: tuple = setting(None, "Hidden dense layer sizes, comma-separated.", check=layer_sizes,
                             default_factory=lambda: (841, 29))
     val_fraction: float = setting(0.3, "Share of the training folder held out for validation.", check=share)
+    val_split: str = setting("random", "How validation images are held out: a random share, or blocks of consecutive "
+                                       "video frames per class and recording (file names like 12_100.jpg), which "
+                                       "predicts test accuracy on video-frame datasets.", choices=VAL_SPLITS)
     seed: int = setting(0, "Seed for init, split and shuffling.", check=zero_or_more)
     color: str = setting("grey", "Input channels: one luma channel or three colour channels.", choices=COLOR_MODES)
     normalize: str = setting("none", "Pixel scaling: raw 0..255, /255, or per-image zero mean and unit variance.",

@@ -269,3 +269,57 @@ def _ordinal(n):
 
 def _label(name):
     return name if len(name) <= LABEL_LENGTH else name[:LABEL_LENGTH - 1] + "…"
+
+
+def sweep_figure(report):
+    """Accuracy against each swept setting, one panel per setting, from a SweepReport.
+
+    Every finished run is a point (filled: test, open: validation) above its setting's value; the
+    lines join the medians per value. Numeric settings spread over 10x or more get a log axis;
+    others (layouts, names) are placed in the order they were listed.
+    """
+    runs = [run for run in report.runs if run["outcome"] == "finished"]
+    names = report.swept
+    fig = Figure(figsize=(4.2 * len(names) + 0.6, 4.2))
+    axes = np.atleast_1d(fig.subplots(1, len(names), sharey=True, squeeze=False)[0])
+    for ax, name in zip(axes, names):
+        values = [run["params"][name] for run in runs]
+        numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+        if numeric:
+            def position(v):
+                return v
+            distinct = sorted(set(values))
+        else:
+            distinct = list(dict.fromkeys(json_key(v) for v in values))
+
+            def position(v):
+                return distinct.index(json_key(v))
+        for key, marker, color, label in (("test_accuracy", "o", "C0", "test"), ("val_accuracy", "s", "C1",
+                                                                                     "validation")):
+            xs = [position(v) for v in values]
+            ys = [100 * run[key] for run in runs]
+            filled = color if key == "test_accuracy" else "none"
+            ax.scatter(xs, ys, marker=marker, facecolors=filled, edgecolors=color, alpha=0.7, label=f"{label} (a run)")
+            points = sorted(set(xs))
+            medians = [np.median([y for x, y in zip(xs, ys) if x == p]) for p in points]
+            ax.plot(points, medians, "-", color=color, label=f"{label} (median)")
+        if numeric and distinct and min(distinct) > 0 and max(distinct) / min(distinct) >= 10:
+            ax.set_xscale("log")
+        if not numeric:
+            ax.set_xticks(range(len(distinct)), distinct)
+        elif len(distinct) <= 8:  # a few swept values: tick exactly those
+            ax.set_xticks(distinct, [f"{v:g}" for v in distinct])
+            ax.minorticks_off()
+        ax.set(xlabel=name, title=name)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("Accuracy (%)")
+    axes[0].legend(fontsize=8)
+    splits = sorted({run["val_split"] for run in runs})
+    fig.suptitle(f"{len(report.rows)} settings x {len(report.seeds)} seeds, validation split: {', '.join(splits)}")
+    fig.tight_layout()
+    return fig
+
+
+def json_key(value):
+    """A setting's value as a label: layouts as 841,29."""
+    return ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)

@@ -133,3 +133,99 @@ def print_summary(summary):
                   "Backward: a dense layer computes its weight gradient and its input gradient (2x its forward); "
                   "the conv layer only its kernel gradient (1x), since the image below it has no weights. "
                   f"explain's saliency map adds the conv input gradient: {summary.input_gradient_flops:,} more.")
+
+
+class SweepProgressBar:
+    """Runs done of a sweep, with running, pruned and failed counts, and a line per ended run."""
+
+    def __init__(self, quiet, planned):
+        self.quiet = quiet
+        self.planned = planned
+        self.progress = None
+        self.task = None
+
+    def __enter__(self):
+        if not self.quiet:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self.progress = Progress(
+                TextColumn("runs"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[counts]}"),
+                TimeElapsedColumn(), console=Console(stderr=True), transient=True,
+            )
+            self.progress.start()
+            self.task = self.progress.add_task("sweep", total=self.planned, counts="")
+        return self
+
+    def __exit__(self, *exc):
+        if self.progress is not None:
+            self.progress.stop()
+
+    def update(self, progress, record):
+        if self.progress is None:
+            return
+        ended = progress.finished + progress.pruned + progress.failed
+        counts = (f"{progress.finished} finished, {progress.running} running, {progress.pruned} pruned, "
+                  f"{progress.failed} failed")
+        self.progress.update(self.task, completed=ended, counts=counts)
+        if record is not None:
+            self.progress.console.print(describe_sweep_run(record), highlight=False)
+
+
+def _percent(value):
+    return "-" if value is None else f"{100 * value:.1f}%"
+
+
+def _shown(value):
+    """A setting's value as the table shows it: layouts as 841,29, floats to 4 significant digits."""
+    if isinstance(value, (list, tuple)):
+        return ",".join(map(str, value))
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def describe_sweep_run(record):
+    setting = " ".join(f"{name}={_shown(value)}" for name, value in record["params"].items())
+    line = f"trial {record['trial']} {setting} seed={record['seed']}: {record['outcome']}"
+    if record["outcome"] == "finished":
+        line += f", validation {_percent(record['val_accuracy'])}, test {_percent(record['test_accuracy'])}"
+    elif record["outcome"] == "pruned":
+        line += f" after epoch {record['epochs']} (validation loss {record['val_loss']:.4f})"
+    if record["error"]:
+        line += f" ({record['error']})"
+    if record["seconds"] is not None:
+        line += f" [{record['seconds']:.1f} s]"
+    return line
+
+
+def print_sweep_report(report):
+    """The settings best first, and how far validation accuracy ranks runs like test accuracy."""
+    from rich.console import Console
+    from rich.table import Table
+
+    def with_spread(median, spread):
+        return "-" if median is None else f"{100 * median:.1f} ± {100 * spread / 2:.1f}"
+
+    console = Console()
+    table = Table(*report.swept, "validation %", "test %", "best val loss", "s / run", "runs", "state",
+                  title=f"Settings by median validation accuracy over seeds {', '.join(map(str, report.seeds))}")
+    for row in report.rows:
+        runs = f"{row['finished']}/{row['finished'] + row['pruned'] + row['failed']}"
+        loss = "-" if row["best_val_loss"] is None else f"{row['best_val_loss']:.4f}"
+        seconds = "-" if row["seconds"] is None else f"{row['seconds']:.1f}"
+        table.add_row(*(_shown(row["params"][name]) for name in report.swept),
+                      with_spread(row["val_accuracy"], row["val_accuracy_spread"]),
+                      with_spread(row["test_accuracy"], row["test_accuracy_spread"]), loss, seconds, runs, row["state"])
+    console.print(table)
+    console.print("(median ± half the spread between seeds; runs: finished / made)", highlight=False)
+    for split, summary in report.validation_vs_test.items():
+        def rho(value):
+            return "n/a" if value is None else f"{value:.2f}"
+
+        console.print(f"Validation vs test, {split} split: Spearman {rho(summary['spearman'])} between validation "
+                      f"and test accuracy over {summary['runs']} finished runs, "
+                      f"{rho(summary.get('spearman_by_setting'))} between this table's order and median test "
+                      f"accuracy over {summary.get('settings')} settings (medians: validation "
+                      f"{_percent(summary['val_accuracy_median'])}, test {_percent(summary['test_accuracy_median'])})",
+                      highlight=False)
+    if report.seconds is not None:
+        console.print(f"Wall time: {report.seconds:.1f} s", highlight=False)

@@ -24,7 +24,7 @@ from .history import EpochRecord, History
 from .model import Network
 from .optim import make_optimizer
 from .preprocess import to_inputs
-from .splits import generators, train_val_split
+from .splits import generators, validation_cut
 
 
 @dataclass
@@ -40,7 +40,7 @@ class Prepared:
 
 
 def prepare(dataset, config, split_rng):
-    train_index, val_index = train_val_split(len(dataset.train), config.val_fraction, split_rng)
+    train_index, val_index = validation_cut(dataset.train, config.val_fraction, config.val_split, split_rng)
     x_all = to_inputs(dataset.train.images, config.color, config.normalize)
     y_all = dataset.train.labels
     return Prepared(
