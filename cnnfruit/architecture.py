@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import CnnfruitError
-from .config import IMAGE_SIZE
+from .config import IMAGE_SIZE, INIT_SCHEMES
 
 
 @dataclass(frozen=True)
@@ -109,13 +109,55 @@ class Architecture:
         return 2 * (2 * conv + 3 * dense)
 
 
-def init_parameters(arch, rng, dtype=np.float32):
-    """He-normal weights (std sqrt(2 / fan_in)), zero biases, drawn in a fixed order from rng."""
+# Initialisation schemes, each a rule for drawing weights and biases from a layer's fan-in and
+# fan-out. Every draw is float64 from the given generator in parameter_shapes() order, then cast,
+# so a seed gives the same network on every machine.
+#   he       He-normal weights N(0, 2 / fan_in), zero biases: cnnfruit's first scheme, kept bit
+#            for bit (the same draws in the same order).
+#   torch    PyTorch's default for Conv2d and Linear: weights and biases U(-1/sqrt(fan_in),
+#            1/sqrt(fan_in)) (kaiming_uniform with a=sqrt(5), and its bias rule).
+#   glorot   Glorot (Xavier) uniform weights U(-a, a), a = sqrt(6 / (fan_in + fan_out)), zero biases.
+#   he-zero  he for the conv and hidden layers, zero weights in the logit layer: every class
+#            starts at the same probability, the hidden layers still get the He variance.
+# The names are config.INIT_SCHEMES; the default, TrainConfig.init, was chosen by measurement.
+
+
+def fans(name, shape):
+    """(fan_in, fan_out) of a weight array: conv_w (K, C, S, S) or dense (I, O)."""
+    if name == "conv_w":
+        receptive_field = shape[2] * shape[3]
+        return shape[1] * receptive_field, shape[0] * receptive_field
+    return shape[0], shape[1]
+
+
+def init_parameters(arch, rng, dtype=np.float32, scheme="he"):
+    """Initial parameters by `scheme` (one of INIT_SCHEMES), drawn in a fixed order from rng.
+
+    Training passes its own scheme (TrainConfig.init, DEFAULT_INIT unless set). Called without
+    one, this gives he: an untrained network whose every layer responds to its input, which is
+    what gradient checks and tests of untrained networks need.
+    """
+    if scheme not in INIT_SCHEMES:
+        raise CnnfruitError(f"init must be one of {', '.join(INIT_SCHEMES)}, got {scheme!r}")
+    shapes = arch.parameter_shapes()
+    logit_layer = f"dense{len(arch.dense_widths) - 1}"
     params = {}
-    for name, shape in arch.parameter_shapes().items():
-        if name.endswith("_b"):
-            params[name] = np.zeros(shape, dtype=dtype)
-        else:
-            fan_in = int(np.prod(shape[1:])) if name == "conv_w" else shape[0]
-            params[name] = (rng.standard_normal(shape) * np.sqrt(2.0 / fan_in)).astype(dtype)
+    for name, shape in shapes.items():
+        layer, kind = name.rsplit("_", 1)
+        fan_in, fan_out = fans(f"{layer}_w", shapes[f"{layer}_w"])
+        value = _draw(scheme, kind, shape, fan_in, fan_out, layer == logit_layer, rng)
+        params[name] = value.astype(dtype)
     return params
+
+
+def _draw(scheme, kind, shape, fan_in, fan_out, is_logit_layer, rng):
+    """One float64 array: kind is "w" or "b"; shape, fans and rng as in init_parameters."""
+    if scheme == "torch":
+        bound = 1.0 / np.sqrt(fan_in)
+        return rng.uniform(-bound, bound, shape)
+    if kind == "b" or (scheme == "he-zero" and is_logit_layer):
+        return np.zeros(shape)
+    if scheme == "glorot":
+        bound = np.sqrt(6.0 / (fan_in + fan_out))
+        return rng.uniform(-bound, bound, shape)
+    return rng.standard_normal(shape) * np.sqrt(2.0 / fan_in)

@@ -101,7 +101,7 @@ class Trainer:
         config.check()
         init_rng, split_rng, shuffle_rng = generators(config.seed)
         arch = Architecture.from_config(config, len(dataset.class_names))
-        network = Network(arch, init_parameters(arch, init_rng))
+        network = Network(arch, init_parameters(arch, init_rng, scheme=config.init))
         optimizer = make_optimizer(config.optimizer, network.params, **config.optimizer_settings())
         history = History(dataset=dataset.name, class_names=list(dataset.class_names), seed=config.seed,
                           hyperparameters=config.to_dict())
