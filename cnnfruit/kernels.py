@@ -413,3 +413,123 @@ def conv_backward_input(dx, dout, w):
 
 
 conv_backward_input_serial = serial_twin(conv_backward_input)
+
+
+# tile kernels: serial and GIL-free, each run on one tile of a product by a worker of tiled.py
+#
+# Many of these run at once on Python threads, so they release the GIL (nogil) and never use
+# prange. Their flags leave out reassoc: a sum here runs in the order it is written, in whatever
+# compile (each array layout gets its own), so no result hangs on how LLVM vectorised one copy.
+
+FASTMATH_TILE = FASTMATH - {"reassoc"}
+njit_tile = numba.njit(cache=True, nogil=True, fastmath=FASTMATH_TILE)
+
+
+@njit_tile
+def bias_relu(out, b, relu):
+    """out (N, O) += b (O,), then ReLU if relu; out may be a column slice of a wider array."""
+    N, O = out.shape
+    for n in range(N):
+        for j in range(O):
+            value = out[n, j] + b[j]
+            out[n, j] = value if (value > 0 or not relu) else 0
+
+
+@njit_tile
+def gather_rows(dst, src, index, count):
+    """dst[m] = src[index[m]] for m < count; dst (>= count, D), src (N, D)."""
+    D = src.shape[1]
+    for m in range(count):
+        n = index[m]
+        for d in range(D):
+            dst[m, d] = src[n, d]
+
+
+@njit_tile
+def gather_columns(dst, src, cols, count):
+    """dst[:, t] = src[:, cols[t]] for t < count; dst (N, >= count), src (N, O)."""
+    N = src.shape[0]
+    for n in range(N):
+        for t in range(count):
+            dst[n, t] = src[n, cols[t]]
+
+
+@njit_tile
+def live_column_sums(db, dout_live, count):
+    """db (O,) = the first `count` rows of dout_live summed, row after row in order."""
+    O = db.shape[0]
+    for j in range(O):
+        db[j] = 0
+    for m in range(count):
+        for j in range(O):
+            db[j] += dout_live[m, j]
+
+
+@njit_tile
+def any_nonzero(a):
+    """True if some entry of the 2-D array a is not zero."""
+    N, D = a.shape
+    for n in range(N):
+        for d in range(D):
+            if a[n, d] != 0:
+                return True
+    return False
+
+
+@njit_tile
+def relu_mask_scatter(dx, dx_live, x_live, live, count):
+    """dx (N, R) = dx_live (>= count, R) where x_live > 0, put back in row live[m]; other rows 0.
+
+    dx, dx_live and x_live are the same column slice (one row tile of the weights) of (N, I),
+    (L, I) and (L, I) arrays: rows of images with a zero output gradient get a zero gradient.
+    """
+    N, R = dx.shape
+    m = 0
+    for n in range(N):
+        if m < count and live[m] == n:
+            for i in range(R):
+                dx[n, i] = dx_live[m, i] if x_live[m, i] > 0 else 0
+            m += 1
+        else:
+            for i in range(R):
+                dx[n, i] = 0
+
+
+@njit_tile
+def sgd_tile(param, grad, lr, weight_decay):
+    """param -= lr * (grad + weight_decay * param), on 1-D views of one tile."""
+    for t in range(param.shape[0]):
+        param[t] -= lr * (grad[t] + weight_decay * param[t])
+
+
+@njit_tile
+def sgd_columns_tile(w, grad, cols, count, lr):
+    """w[i, cols[t]] -= lr * grad[i, t] for t < count: plain SGD on the live columns of a row tile."""
+    R = w.shape[0]
+    for i in range(R):
+        for t in range(count):
+            w[i, cols[t]] -= lr * grad[i, t]
+
+
+@njit_tile
+def momentum_tile(param, velocity, grad, lr, momentum, weight_decay):
+    """kernels.momentum_update on one tile (1-D views): one read and one write of each array."""
+    for t in range(param.shape[0]):
+        g = grad[t] + weight_decay * param[t]
+        velocity[t] = momentum * velocity[t] + g
+        param[t] -= lr * velocity[t]
+
+
+@njit_tile
+def adam_tile(param, m, v, grad, lr, beta1, beta2, eps, weight_decay, correction1, correction2):
+    """kernels.adam_update on one tile (1-D views): one read and one write of each array.
+
+    The same formula; the last bit may differ from adam_update, which is compiled with reassoc.
+    """
+    for t in range(param.shape[0]):
+        g = grad[t] + weight_decay * param[t]
+        m[t] = beta1 * m[t] + (1 - beta1) * g
+        v[t] = beta2 * v[t] + (1 - beta2) * g * g
+        m_hat = m[t] / correction1
+        v_hat = v[t] / correction2
+        param[t] -= lr * m_hat / (np.sqrt(v_hat) + eps)

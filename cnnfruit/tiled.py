@@ -1,0 +1,200 @@
+"""Deterministic tiled products: wide dense-layer products cut into tiles, run on a few threads.
+
+Every product here is cut into tiles whose edges depend on the shapes alone, never on how many
+threads run them. A tile is one single-threaded BLAS call (numpy's matmul) or a serial Numba
+kernel compiled without the GIL (kernels.py, "tile kernels"); no two tiles write the same element
+and no sum crosses a tile edge. A pool of Python threads hands the tiles out as they come (numpy
+and those kernels release the GIL), so both cores work and the result is the same bits with one
+worker or many.
+
+OpenBLAS must run on one thread: its sums change with its own thread count (tests/
+test_determinism.py), and two workers each calling a threaded OpenBLAS would also fight over the
+cores. The command line sets OPENBLAS_NUM_THREADS=1; a library caller should do the same.
+
+    forward:   out (N, O) = relu(x (N, I) @ w (I, O) + b)      tiles: column slices of w and out
+    backward:  for each row tile [r0, r1) of w (I, O), with only the images whose dout row is
+               not all zero (the live ones, L of N):
+                 dx[:, r0:r1] = (dout @ w[r0:r1].T) where x > 0, else 0     one sgemm + a mask
+                 g            = x[:, r0:r1].T @ dout                        one sgemm, in scratch
+                 w[r0:r1]     updated from g by the optimizer's tile kernel, while g is in cache
+               dx uses each row of w before its update; db = dout summed over the images.
+"""
+import itertools
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from . import kernels
+
+# Forward tiles are column slices of w this wide (the last one narrower): narrow enough that 7
+# tiles of the 841-unit layer share out over two workers, wide enough for sgemm's full speed.
+COLUMN_TILE = 128
+# Backward tiles are row slices of w: about this many per layer, and never under MIN_TILE_ROWS
+# rows, so that a tile's two products outweigh the Python call around them.
+ROW_TILES = 16
+MIN_TILE_ROWS = 32
+# Plain SGD gathers the live columns of dout (those with some non-zero entry) for the weight
+# gradient when at most this share of them is live; above it the gather costs more than it saves.
+COLUMN_GATHER_SHARE = 0.75
+
+
+def column_edges(columns):
+    """Edges of the forward's column tiles: 0, COLUMN_TILE, 2 * COLUMN_TILE, ..., columns."""
+    return list(range(0, columns, COLUMN_TILE)) + [columns]
+
+
+def row_edges(rows):
+    """Edges of the backward's row tiles: about ROW_TILES equal slices, at least MIN_TILE_ROWS each."""
+    tiles = max(1, min(ROW_TILES, rows // MIN_TILE_ROWS))
+    return [rows * t // tiles for t in range(tiles + 1)]
+
+
+class TilePool:
+    """`workers` threads that run the tiles of one product at a time; the caller is one of them."""
+
+    def __init__(self, workers):
+        if workers < 1:
+            raise ValueError(f"a tile pool needs at least 1 worker, got {workers}")
+        self.workers = workers
+        self._helpers = ThreadPoolExecutor(workers - 1, thread_name_prefix="cnnfruit-tile") if workers > 1 else None
+
+    def run(self, tile, count):
+        """Calls tile(t, worker) for t in 0..count-1, each once, on any worker (0..workers-1).
+
+        The tiles are taken in order from a shared counter, so a worker held up by other work on
+        the machine simply takes fewer; `worker` indexes per-worker scratch buffers only.
+        """
+        if self._helpers is None or count < 2:
+            for t in range(count):
+                tile(t, 0)
+            return
+        counter = itertools.count()  # next() on it is atomic under the GIL
+
+        def drain(worker):
+            t = next(counter)
+            while t < count:
+                tile(t, worker)
+                t = next(counter)
+
+        helpers = [self._helpers.submit(drain, w) for w in range(1, min(self.workers, count))]
+        try:
+            drain(0)
+        finally:
+            for job in helpers:
+                job.result()
+
+    def close(self):
+        if self._helpers is not None:
+            self._helpers.shutdown()
+
+
+_default_pool = None
+
+
+def default_pool():
+    """The shared pool, as many workers as Numba has threads (NUMBA_NUM_THREADS)."""
+    global _default_pool
+    if _default_pool is None:
+        import numba
+
+        _default_pool = TilePool(numba.config.NUMBA_NUM_THREADS)
+    return _default_pool
+
+
+def dense_forward(pool, out, x, w, b, relu):
+    """out (N, O) = x (N, I) @ w (I, O) + b (O,), then ReLU if relu; by column tiles of w."""
+    edges = column_edges(w.shape[1])
+
+    def tile(t, worker):
+        lo, hi = edges[t], edges[t + 1]
+        np.matmul(x, w[:, lo:hi], out=out[:, lo:hi])
+        kernels.bias_relu(out[:, lo:hi], b[lo:hi], relu)
+
+    pool.run(tile, len(edges) - 1)
+
+
+class TileUpdate:
+    """How the optimizer changes rows r0:r1 of one weight matrix, given their gradient g (R, O).
+
+    `rows` is required; `sparse` says a zero gradient leaves the weights exactly as they are
+    (plain SGD), which lets the backward skip all-zero tiles and dead columns and then call
+    `columns`. Subclasses live with the optimizers (optim.py).
+    """
+
+    sparse = False
+
+    def rows(self, r0, r1, g):
+        raise NotImplementedError
+
+    def columns(self, r0, r1, g, cols, count):
+        raise NotImplementedError
+
+
+class DenseBackward:
+    """The tiled backward of one dense layer fused with its weight update, with its buffers.
+
+    Buffers are sized for up to `capacity` images and one scratch gradient tile per worker.
+    """
+
+    def __init__(self, fan_in, fan_out, capacity, dtype, workers):
+        self.edges = row_edges(fan_in)
+        rows = max(hi - lo for lo, hi in zip(self.edges[:-1], self.edges[1:]))
+        self.live = np.zeros(capacity, np.int64)
+        self.cols = np.zeros(fan_out, np.int64)
+        self.x_live = np.zeros((capacity, fan_in), dtype)
+        self.dout_live = np.zeros((capacity, fan_out), dtype)
+        self.dout_cols = np.zeros((capacity, fan_out), dtype)
+        self.dx_live = np.zeros((capacity, fan_in), dtype)
+        self.scratch = [np.zeros((rows, fan_out), dtype) for _ in range(workers)]
+        self.capacity = capacity
+
+    def run(self, pool, dx, db, x, dout, w, update):
+        """dx (N, I) = ReLU-masked dout @ w.T; db (O,) = dout summed over N; w updated in place.
+
+        x (N, I) is the layer's input, a ReLU output (hence the mask). Returns the number of live
+        images (dout row not all zero); the others get dx = 0 and add nothing.
+        """
+        N = x.shape[0]
+        if N > self.capacity or len(self.scratch) < pool.workers:
+            raise ValueError("DenseBackward buffers are smaller than this batch or this pool")
+        count = kernels.nonzero_columns(self.live, dout.T)
+        if count == N:
+            x_live, dout_live = x, dout
+        else:
+            x_live, dout_live = self.x_live[:count], self.dout_live[:count]
+            kernels.gather_rows(x_live, x, self.live, count)
+            kernels.gather_rows(dout_live, dout, self.live, count)
+        kernels.live_column_sums(db, dout_live, count)
+        live, dx_live = self.live, self.dx_live[:count]
+        sparse = update.sparse
+        gathered = 0
+        if sparse and count:
+            gathered = kernels.nonzero_columns(self.cols, dout_live)
+            if gathered > COLUMN_GATHER_SHARE * dout.shape[1]:
+                gathered = 0  # nearly every column is live: the plain product is cheaper
+            else:
+                kernels.gather_columns(self.dout_cols[:count], dout_live, self.cols, gathered)
+        edges = self.edges
+
+        def tile(t, worker):
+            r0, r1 = edges[t], edges[t + 1]
+            if count == 0 or (sparse and not kernels.any_nonzero(x_live[:, r0:r1])):
+                dx[:, r0:r1] = 0  # no live image, or every input of these rows is zero
+                if not sparse:
+                    g = self.scratch[worker][:r1 - r0]
+                    g[...] = 0
+                    update.rows(r0, r1, g)
+                return
+            np.matmul(dout_live, w[r0:r1].T, out=dx_live[:, r0:r1])
+            kernels.relu_mask_scatter(dx[:, r0:r1], dx_live[:, r0:r1], x_live[:, r0:r1], live, count)
+            if gathered:
+                g = self.scratch[worker][:r1 - r0, :gathered]
+                np.matmul(x_live[:, r0:r1].T, self.dout_cols[:count, :gathered], out=g)
+                update.columns(r0, r1, g, self.cols, gathered)
+            else:
+                g = self.scratch[worker][:r1 - r0]
+                np.matmul(x_live[:, r0:r1].T, dout_live, out=g)
+                update.rows(r0, r1, g)
+
+        pool.run(tile, len(edges) - 1)
+        return count
