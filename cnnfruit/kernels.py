@@ -420,9 +420,11 @@ conv_backward_input_serial = serial_twin(conv_backward_input)
 # Many of these run at once on Python threads, so they release the GIL (nogil) and never use
 # prange. Their flags leave out reassoc: a sum here runs in the order it is written, in whatever
 # compile (each array layout gets its own), so no result hangs on how LLVM vectorised one copy.
+# error_model "numpy" (as parallel kernels have): x / 0 gives inf instead of raising, which
+# drops the per-element zero check that otherwise keeps a loop with a division from vectorising.
 
 FASTMATH_TILE = FASTMATH - {"reassoc"}
-njit_tile = numba.njit(cache=True, nogil=True, fastmath=FASTMATH_TILE)
+njit_tile = numba.njit(cache=True, nogil=True, fastmath=FASTMATH_TILE, error_model="numpy")
 
 
 @njit_tile
@@ -503,12 +505,12 @@ def sgd_tile(param, grad, lr, weight_decay):
 
 
 @njit_tile
-def sgd_columns_tile(w, grad, cols, count, lr):
-    """w[i, cols[t]] -= lr * grad[i, t] for t < count: plain SGD on the live columns of a row tile."""
-    R = w.shape[0]
-    for i in range(R):
-        for t in range(count):
-            w[i, cols[t]] -= lr * grad[i, t]
+def sgd_gathered_tile(w, g, rows, cols, ncols, lr):
+    """w[rows[r], cols[t]] -= lr * g[r, t] for t < ncols: plain SGD on the live block of a tile."""
+    for r in range(rows.shape[0]):
+        i = rows[r]
+        for t in range(ncols):
+            w[i, cols[t]] -= lr * g[r, t]
 
 
 @njit_tile
@@ -522,14 +524,81 @@ def momentum_tile(param, velocity, grad, lr, momentum, weight_decay):
 
 @njit_tile
 def adam_tile(param, m, v, grad, lr, beta1, beta2, eps, weight_decay, correction1, correction2):
-    """kernels.adam_update on one tile (1-D views): one read and one write of each array.
+    """Adam as kernels.adam_update, on one tile (1-D views): one read and one write of each array.
 
-    The same formula; the last bit may differ from adam_update, which is compiled with reassoc.
+    Written as torch.optim.Adam does it, param -= (lr / correction1) * m / (sqrt(v) /
+    sqrt(correction2) + eps), with every constant in the arrays' own dtype: a bare `1 - beta1`
+    would be float64 in Numba, and float64 arithmetic in the loop.
     """
+    one = np.ones(1, param.dtype)[0]
+    keep1, keep2 = one - beta1, one - beta2
+    step_size = lr / correction1
+    root2 = np.sqrt(correction2)
     for t in range(param.shape[0]):
         g = grad[t] + weight_decay * param[t]
-        m[t] = beta1 * m[t] + (1 - beta1) * g
-        v[t] = beta2 * v[t] + (1 - beta2) * g * g
-        m_hat = m[t] / correction1
-        v_hat = v[t] / correction2
-        param[t] -= lr * m_hat / (np.sqrt(v_hat) + eps)
+        m[t] = beta1 * m[t] + keep1 * g
+        v[t] = beta2 * v[t] + keep2 * g * g
+        param[t] -= step_size * m[t] / (np.sqrt(v[t]) / root2 + eps)
+
+
+@njit_tile
+def live_rows_by_tile(rows, starts, x_live, count, edges):
+    """The inputs i of a dense layer that some live image uses, grouped by row tile of w.
+
+    rows receives, in order, the i with x_live[:count, i] not all zero; starts (tiles + 1,) the
+    position in rows where each row tile [edges[t], edges[t + 1]) begins. Returns how many rows.
+    """
+    total = 0
+    for t in range(edges.shape[0] - 1):
+        starts[t] = total
+        for i in range(edges[t], edges[t + 1]):
+            for m in range(count):
+                if x_live[m, i] != 0:
+                    rows[total] = i
+                    total += 1
+                    break
+    starts[edges.shape[0] - 1] = total
+    return total
+
+
+@njit_tile
+def gather_tile(wg, xg, w, x_live, rows, cols, ncols, count):
+    """The live block of one row tile: wg[r, t] = w[rows[r], cols[t]], xg[m, r] = x_live[m, rows[r]]."""
+    for r in range(rows.shape[0]):
+        i = rows[r]
+        for t in range(ncols):
+            wg[r, t] = w[i, cols[t]]
+    for m in range(count):
+        for r in range(rows.shape[0]):
+            xg[m, r] = x_live[m, rows[r]]
+
+
+@njit_tile
+def scatter_dx_tile(dx, dxg, xg, live, count, rows, r0):
+    """dx (N, R): a row tile's input gradient from its live block dxg (count, len(rows)).
+
+    dx[live[m], rows[r] - r0] = dxg[m, r] where the input xg[m, r] > 0 (the ReLU below); every
+    other entry, of dead images, unused inputs or inactive units, is 0.
+    """
+    N, R = dx.shape
+    for n in range(N):
+        for i in range(R):
+            dx[n, i] = 0
+    for m in range(count):
+        n = live[m]
+        for r in range(rows.shape[0]):
+            if xg[m, r] > 0:
+                dx[n, rows[r] - r0] = dxg[m, r]
+
+
+@njit_tile
+def scatter_gradient_tile(gd, g, rows, r0, cols, ncols):
+    """gd (R, O) = 0 but gd[rows[r] - r0, cols[t]] = g[r, t]: a live block's gradient spread out."""
+    R, O = gd.shape
+    for i in range(R):
+        for j in range(O):
+            gd[i, j] = 0
+    for r in range(rows.shape[0]):
+        i = rows[r] - r0
+        for t in range(ncols):
+            gd[i, cols[t]] = g[r, t]

@@ -167,8 +167,8 @@ class _SGDTiles(_RowTiles):
     def rows(self, r0, r1, g):
         kernels.sgd_tile(self.param[r0:r1].reshape(-1), g.reshape(-1), self.lr, self.weight_decay)
 
-    def columns(self, r0, r1, g, cols, count):
-        kernels.sgd_columns_tile(self.param[r0:r1], g, cols, count, self.lr)
+    def gathered(self, rows, cols, ncols, g):
+        kernels.sgd_gathered_tile(self.param, g, rows, cols, ncols, self.lr)
 
 
 class _MomentumTiles(_RowTiles):

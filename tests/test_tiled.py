@@ -28,12 +28,13 @@ def relu_like(rng, shape, dtype):
     return np.maximum(rng.standard_normal(shape), 0).astype(dtype)
 
 
-@pytest.fixture
-def small_tiles(monkeypatch):
-    """Tiles of a few rows and columns, so that tiny test shapes are cut into many of them."""
+@pytest.fixture(params=["whole-tiles", "live-blocks"])
+def small_tiles(request, monkeypatch):
+    """Tiles of a few rows and columns, so that tiny test shapes are cut into many of them; the
+    backward runs every tile whole, or gathers the live block of every tile."""
     monkeypatch.setattr(tiled, "COLUMN_TILE", 8)
-    monkeypatch.setattr(tiled, "MIN_TILE_ROWS", 4)
-    monkeypatch.setattr(tiled, "ROW_TILES", 5)
+    monkeypatch.setattr(tiled, "TILE_ROWS", 6)
+    monkeypatch.setattr(tiled, "GATHER_BELOW", 0.0 if request.param == "whole-tiles" else 1.01)
 
 
 @pytest.fixture(params=[1, 2], ids=["1-worker", "2-workers"])
@@ -106,15 +107,49 @@ def test_sgd_tile(rng, dtype, weight_decay):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_sgd_columns_tile(rng, dtype):
-    w = rng.standard_normal((4, 7)).astype(dtype)
-    grad = rng.standard_normal((4, 7)).astype(dtype)
-    cols = np.array([1, 5, 6, 0, 0, 0, 0])
-    full = np.zeros((4, 7))
-    full[:, cols[:3]] = grad[:, :3]
+def test_sgd_gathered_tile(rng, dtype):
+    w = rng.standard_normal((6, 7)).astype(dtype)
+    grad = rng.standard_normal((2, 7)).astype(dtype)
+    rows, cols = np.array([1, 4]), np.array([1, 5, 6, 0, 0, 0, 0])
+    full = np.zeros((6, 7))
+    full[np.ix_(rows, cols[:3])] = grad[:, :3]
     expected = naive.sgd_update(w.astype(np.float64), full, 0.5)
-    kernels.sgd_columns_tile(w, grad[:, :3], cols, 3, dtype(0.5))
+    kernels.sgd_gathered_tile(w, grad[:, :3], rows, cols, 3, dtype(0.5))
     np.testing.assert_allclose(w, expected, **tolerance(dtype))
+
+
+def test_live_rows_by_tile():
+    x = np.zeros((3, 10), np.float32)
+    x[0, [1, 7]] = 1.0
+    x[2, [2, 7, 9]] = 2.0  # image 2 is not live: only the first 2 count
+    rows, starts = np.full(10, -1), np.full(4, -1)
+    total = kernels.live_rows_by_tile(rows, starts, x, 2, np.array([0, 4, 8, 10]))
+    assert total == 2 and rows[:2].tolist() == [1, 7] and starts.tolist() == [0, 1, 2, 2]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_gather_and_scatter_a_live_block(rng, dtype):
+    N, I, O, r0 = 4, 12, 6, 3
+    w = rng.standard_normal((I, O)).astype(dtype)
+    x_live = relu_like(rng, (2, I), dtype)
+    rows, cols = np.array([4, 6, 7]), np.array([0, 2, 5, 0, 0, 0])
+    wg, xg = np.full((3, O), np.nan, dtype), np.full((2, 3), np.nan, dtype)
+    kernels.gather_tile(wg, xg, w, x_live, rows, cols, 3, 2)
+    np.testing.assert_array_equal(wg[:, :3], w[np.ix_(rows, cols[:3])])
+    np.testing.assert_array_equal(xg, x_live[:, rows])
+    dxg = rng.standard_normal((2, 3)).astype(dtype)
+    dx = np.full((N, 6), np.nan, dtype)  # the row tile r0..r0+6 of an (N, I) gradient
+    live = np.array([1, 3, 0, 0])
+    kernels.scatter_dx_tile(dx, dxg, xg, live, 2, rows, r0)
+    expected = np.zeros((N, 6), dtype)
+    expected[np.ix_(live[:2], rows - r0)] = naive.relu_backward(dxg, xg)
+    np.testing.assert_array_equal(dx, expected)
+    g = rng.standard_normal((3, O)).astype(dtype)
+    gd = np.full((6, O), np.nan, dtype)
+    kernels.scatter_gradient_tile(gd, g, rows, r0, cols, 3)
+    expected = np.zeros((6, O), dtype)
+    expected[np.ix_(rows - r0, cols[:3])] = g[:, :3]
+    np.testing.assert_array_equal(gd, expected)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -147,7 +182,8 @@ def test_edges_cover_the_shape_and_depend_on_it_alone():
     assert tiled.column_edges(841) == [0, 128, 256, 384, 512, 640, 768, 841]
     assert tiled.column_edges(29) == [0, 29]
     edges = tiled.row_edges(6728)
-    assert edges[0] == 0 and edges[-1] == 6728 and len(edges) == tiled.ROW_TILES + 1
+    assert edges[0] == 0 and edges[-1] == 6728 and len(edges) == 26 + 1
+    assert max(np.diff(edges)) - min(np.diff(edges)) <= 1
     assert tiled.row_edges(40) == [0, 40]
 
 
