@@ -178,6 +178,8 @@ def _twin_cases(rng):
     return [
         (kernels.conv_relu_forward, kernels.conv_relu_forward_serial, [np.empty((3, 4, 7, 7), f32)], [x4, w4, b4]),
         (kernels.conv_backward, kernels.conv_backward_serial, [np.empty_like(w4), np.empty_like(b4)], [x4, dconv]),
+        (kernels.conv_backward_lanes, kernels.conv_backward_lanes_serial, [np.empty_like(w4), np.empty_like(b4)],
+         [x4, dconv]),
         (kernels.relu_backward, kernels.relu_backward_serial, [np.empty_like(dact)], [dact, act]),
         (kernels.dense_forward, kernels.dense_forward_serial, [np.empty((3, 40), f32), partial], [act, w2, b2, True]),
         (kernels.dense_backward, kernels.dense_backward_serial,
