@@ -12,7 +12,7 @@ import inspect
 
 import numpy as np
 
-from . import kernels
+from . import dispatch, kernels
 from .errors import CnnfruitError
 from .tiled import TileUpdate
 
@@ -83,9 +83,9 @@ class SGD(Optimizer):
     def update(self, name, param, grad):
         lr = param.dtype.type(self.lr)
         if self.weight_decay:
-            kernels.sgd_decay_update(param.reshape(-1), grad.reshape(-1), lr, param.dtype.type(self.weight_decay))
+            dispatch.sgd_decay_update(param.reshape(-1), grad.reshape(-1), lr, param.dtype.type(self.weight_decay))
         else:
-            kernels.sgd_update(param.reshape(-1), grad.reshape(-1), lr)
+            dispatch.sgd_update(param.reshape(-1), grad.reshape(-1), lr)
 
     def tile_update(self, name, param):
         return _SGDTiles(param, self.lr, self.weight_decay)
@@ -104,8 +104,8 @@ class Momentum(Optimizer):
 
     def update(self, name, param, grad):
         f = param.dtype.type
-        kernels.momentum_update(param.reshape(-1), self._velocity[name], grad.reshape(-1),
-                                f(self.lr), f(self.momentum), f(self.weight_decay))
+        dispatch.momentum_update(param.reshape(-1), self._velocity[name], grad.reshape(-1),
+                                 f(self.lr), f(self.momentum), f(self.weight_decay))
 
     def tile_update(self, name, param):
         return _MomentumTiles(param, self._velocity[name], self.lr, self.momentum, self.weight_decay)
@@ -137,8 +137,8 @@ class Adam(Optimizer):
                 *(f(c) for c in self._corrections))
 
     def update(self, name, param, grad):
-        kernels.adam_update(param.reshape(-1), self._m[name], self._v[name], grad.reshape(-1),
-                            *self._settings(param.dtype))
+        dispatch.adam_update(param.reshape(-1), self._m[name], self._v[name], grad.reshape(-1),
+                             *self._settings(param.dtype))
 
     def tile_update(self, name, param):
         return _AdamTiles(param, self._m[name], self._v[name], self._settings(param.dtype))

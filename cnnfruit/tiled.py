@@ -9,7 +9,7 @@ worker or many.
 
 OpenBLAS must run on one thread: its sums change with its own thread count (tests/
 test_determinism.py), and two workers each calling a threaded OpenBLAS would also fight over the
-cores. The command line sets OPENBLAS_NUM_THREADS=1; a library caller should do the same.
+cores. threads.py holds it there (configure_threads, one_blas_thread).
 
     forward:   out (N, O) = relu(x (N, I) @ w (I, O) + b)      tiles: column slices of w and out
     backward:  for each row tile [r0, r1) of w (I, O), with only the images whose dout row is
@@ -92,12 +92,15 @@ _default_pool = None
 
 
 def default_pool():
-    """The shared pool, as many workers as Numba has threads (NUMBA_NUM_THREADS)."""
+    """The shared pool, with as many workers as Numba uses threads (numba.get_num_threads())."""
     global _default_pool
-    if _default_pool is None:
-        import numba
+    import numba
 
-        _default_pool = TilePool(numba.config.NUMBA_NUM_THREADS)
+    workers = numba.get_num_threads()
+    if _default_pool is None or _default_pool.workers != workers:
+        if _default_pool is not None:
+            _default_pool.close()
+        _default_pool = TilePool(workers)
     return _default_pool
 
 

@@ -148,19 +148,6 @@ def test_blas_and_kernel_dense_paths_agree(rng, monkeypatch):
         np.testing.assert_allclose(results[0][1][name], results[1][1][name], rtol=1e-4, atol=1e-3, err_msg=name)
 
 
-def test_split_matmul_matches_matmul(rng):
-    from cnnfruit.dispatch import MATMUL_MIN_COLUMNS, split_matmul
-
-    a = relu_like(rng, (9, 70), np.float32)
-    b = rng.standard_normal((70, MATMUL_MIN_COLUMNS + 3)).astype(np.float32)
-    out = np.full((9, b.shape[1]), np.nan, np.float32)
-    split_matmul(a, b, out)
-    np.testing.assert_allclose(out, a.astype(np.float64) @ b, rtol=1e-5, atol=1e-4)
-    again = np.empty_like(out)
-    split_matmul(a, b, again)
-    assert np.array_equal(out, again)
-
-
 def _twin_cases(rng):
     """(parallel kernel, serial twin, output arrays, input arrays) on small random data."""
     f32 = np.float32

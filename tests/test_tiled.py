@@ -302,3 +302,43 @@ def test_buffers_too_small_are_refused(rng):
     with pytest.raises(ValueError, match="smaller than this batch"):
         backward.run(tiled.TilePool(1), np.empty_like(x), np.empty(4, np.float32), x, np.ones((3, 4), np.float32),
                      np.zeros((10, 4), np.float32), opt.tile_update("w", np.zeros((10, 4), np.float32)))
+
+
+# ---- whole training steps in fresh processes: NUMBA_NUM_THREADS sets the pool's workers too
+
+TRAIN_STEPS = """
+import sys
+import numpy as np
+from cnnfruit import dispatch, tiled
+from cnnfruit.architecture import Architecture, init_parameters
+from cnnfruit.model import Network
+from cnnfruit.optim import make_optimizer
+tiled.COLUMN_TILE, tiled.TILE_ROWS, tiled.GATHER_BELOW = 16, 8, float(sys.argv[3])  # many small tiles
+dispatch.TILED_MIN_WORK, dispatch.TILED_SGD_MIN_BATCH = 1, 1  # every dense layer tiled
+rng = np.random.default_rng(5)
+arch = Architecture(image_size=12, kernels=3, kernel_size=3, hidden=(40, 9), classes=3)
+net = Network(arch, init_parameters(arch, rng))
+optimizer = make_optimizer(sys.argv[1], net.params, lr=1e-3)
+x = (rng.random((24, 1, 12, 12)) * 255).astype(np.float32)
+labels = rng.integers(0, 3, 24)
+assert dispatch.dense_backward_path(12, 300, 40, optimizer) == "tiled"
+for step in range(4):
+    chunk = slice(12 * (step % 2), 12 * (step % 2 + 1))
+    net.forward(x[chunk])
+    net.loss(labels[chunk])
+    net.backward_step(optimizer)
+np.savez(sys.argv[2], **net.params, **{"state." + k: v for k, v in optimizer.state.items()})
+"""
+
+
+@pytest.mark.parametrize("gather_below", ["0", "1.01"])
+@pytest.mark.parametrize("optimizer", ["sgd", "momentum", "adam"])
+def test_training_steps_are_bit_identical_with_one_or_two_threads(tmp_path, optimizer, gather_below):
+    results = []
+    for threads in ("1", "2"):
+        out = tmp_path / f"{threads}.npz"
+        env = {**os.environ, "NUMBA_NUM_THREADS": threads, "OPENBLAS_NUM_THREADS": "1", "PYTHONPATH": ROOT}
+        subprocess.run([sys.executable, "-c", TRAIN_STEPS, optimizer, str(out), gather_below], env=env, check=True, cwd=ROOT)
+        with np.load(out, allow_pickle=False) as saved:
+            results.append({name: saved[name].tobytes() for name in saved.files})
+    assert results[0] == results[1]
