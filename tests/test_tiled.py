@@ -314,7 +314,7 @@ from cnnfruit.architecture import Architecture, init_parameters
 from cnnfruit.model import Network
 from cnnfruit.optim import make_optimizer
 tiled.COLUMN_TILE, tiled.TILE_ROWS, tiled.GATHER_BELOW = 16, 8, float(sys.argv[3])  # many small tiles
-dispatch.TILED_MIN_WORK, dispatch.TILED_SGD_MIN_BATCH = 1, 1  # every dense layer tiled
+dispatch.TILED_MIN_WORK, dispatch.TILED_SGD_MIN_BATCH, dispatch.BLAS_MIN_BATCH = 1, 1, 8  # all tiled
 rng = np.random.default_rng(5)
 arch = Architecture(image_size=12, kernels=3, kernel_size=3, hidden=(40, 9), classes=3)
 net = Network(arch, init_parameters(arch, rng))
