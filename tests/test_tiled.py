@@ -342,3 +342,21 @@ def test_training_steps_are_bit_identical_with_one_or_two_threads(tmp_path, opti
         with np.load(out, allow_pickle=False) as saved:
             results.append({name: saved[name].tobytes() for name in saved.files})
     assert results[0] == results[1]
+
+
+@pytest.mark.parametrize("optimizer", ["momentum", "adam"])
+def test_resume_through_the_tiled_path_equals_a_straight_run(tmp_path, image_folder, optimizer):
+    """17 images in batches of 8: two steps an epoch go through tiled.DenseBackward (96 hidden
+    units: 1568 x 96 x 8 multiply-adds, above dispatch.TILED_MIN_WORK), with the optimizer state."""
+    from cnnfruit import dispatch
+    from runs import assert_same_model, cli
+
+    assert dispatch.dense_backward_path(8, 2 * 28 * 28, 96, make_optimizer(optimizer, {}, lr=1e-4)) == "tiled"
+    flags = ["--hidden", "96", "--kernels", "2", "--kernel-size", "5", "-q", "--batch-size", "8",
+             "--optimizer", optimizer, "--lr", "1e-4"]
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    assert cli("train", "--data", image_folder, *flags, "--epochs", 2, "--out", straight).exit_code == 0
+    assert cli("train", "--data", image_folder, *flags, "--epochs", 1, "--out", split).exit_code == 0
+    result = cli("train", "--resume", split / "model.npz", "--epochs", 2)
+    assert result.exit_code == 0, result.output
+    assert_same_model(straight / "model.npz", split / "model.npz")
