@@ -40,8 +40,6 @@ SERIAL_TWINS = {
     kernels.conv_backward_lanes: kernels.conv_backward_lanes_serial,
 }
 
-_pool = None
-
 
 def sized(kernel, work):
     """The parallel kernel for `work` multiply-adds or more, else its serial twin.
