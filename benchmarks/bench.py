@@ -1,6 +1,7 @@
 """Train the report's network with cnnfruit, PyTorch (optional) and plain numpy; print one table.
 
-    python benchmarks/bench.py [--batches 1,8,32,128] [--repeats 3] [--images 256]
+    python benchmarks/bench.py [--batches 1,8,32,128] [--optimizer-rows adam:32,momentum:32]
+                               [--repeats 3] [--images 256]
 
 Every implementation runs the same math: 1x32x32 raw 0..255 grey pixels, conv 8x4x4 + ReLU,
 dense 6728-841-29-3 with ReLUs, the loss SUMMED over the batch, plain SGD at lr 1e-6, starting
@@ -10,7 +11,10 @@ own worker process (so its peak memory is its own), warms up first, then the wor
 - cnnfruit, torch, torch-1t, numpy, cnnfruit, ... - and each cell is the median of --repeats
 runs. A run trains on --images images (a fixed number of steps) and is scaled to seconds per
 epoch of the 1030 training images. `--check` first verifies that the implementations agree
-after a few steps. `vs torch` is the speed-up over PyTorch on as many
+after a few steps. The --optimizer-rows train the same way with momentum (0.9, lr 1e-6) or Adam
+(lr 1e-4, betas 0.9/0.999, eps 1e-8) against torch.optim.SGD(momentum=0.9) / torch.optim.Adam
+with PyTorch's defaults (on the CPU its single-tensor loop) and, as "torch-foreach", with
+foreach=True; numpy has no row there. Inference runs the test split in batches of 256 for all. `vs torch` is the speed-up over PyTorch on as many
 threads as numba (the issue's comparison); `vs best` over the faster of that and PyTorch on one
 thread, which on a busy machine is often the faster.
 
@@ -34,6 +38,11 @@ sys.path.insert(0, ROOT)  # run from a checkout without installing
 
 LR = 1e-6
 SEED = 0
+# The optimizers of the extra rows; momentum and SGD use LR, Adam its own (raw 0..255 pixels).
+OPTIMIZER_SETTINGS = {"sgd": {"lr": LR}, "momentum": {"lr": LR, "momentum": 0.9},
+                      "adam": {"lr": 1e-4, "betas": (0.9, 0.999), "eps": 1e-8}}
+INFER_BATCH = 256
+INFER_PASSES = 8  # passes over the test split per timed inference run
 
 
 # ----------------------------------------------------------------------------------------------
@@ -42,8 +51,10 @@ SEED = 0
 
 def load_data():
     """(x_train (1030, 1, 32, 32), y_train, x_test, y_test) as cnnfruit's trainer prepares them."""
+    from cnnfruit.config import TrainConfig
     from cnnfruit.data import load_embedded
-    from cnnfruit.train import TrainConfig, generators, prepare
+    from cnnfruit.splits import generators
+    from cnnfruit.train import prepare
 
     _, split_rng, shuffle_rng = generators(SEED)
     data = prepare(load_embedded(), TrainConfig(seed=SEED), split_rng)
@@ -53,7 +64,7 @@ def load_data():
 
 def initial_params():
     from cnnfruit.architecture import Architecture, init_parameters
-    from cnnfruit.train import generators
+    from cnnfruit.splits import generators
 
     init_rng, _, _ = generators(SEED)
     return init_parameters(Architecture(), init_rng)
@@ -83,27 +94,28 @@ def reset_peak():
 class Cnnfruit:
     name = "cnnfruit"
 
-    def __init__(self, params):
+    def __init__(self, params, optimizer="sgd"):
         from cnnfruit.architecture import Architecture
         from cnnfruit.model import Network
-        from cnnfruit.optim import SGD
+        from cnnfruit.optim import make_optimizer
+        from cnnfruit.threads import configure_threads
 
+        configure_threads()  # as the command line does: Numba's workqueue layer, BLAS on one thread
         self.network = Network(Architecture(), {k: v.copy() for k, v in params.items()})
-        self.optimizer = SGD(self.network.params, LR)
+        settings = dict(OPTIMIZER_SETTINGS[optimizer])
+        if "betas" in settings:
+            settings["beta1"], settings["beta2"] = settings.pop("betas")
+        self.optimizer = make_optimizer(optimizer, self.network.params, **settings)
 
     def step(self, x, y):
         """What Trainer.run_epoch does per step, with the same fused-or-not choice."""
         net = self.network
         net.forward(x)
         net.loss(y)
-        if self.optimizer.fusable:
-            net.backward_sgd(self.optimizer.lr)
-        else:
-            net.backward()
-            self.optimizer.step(net.params, net.grads)
+        net.backward_step(self.optimizer)
 
     def infer(self, x):
-        return self.network.predict_proba(x)
+        return self.network.predict_proba(x, batch=INFER_BATCH)
 
     def params(self):
         return self.network.params
@@ -116,8 +128,9 @@ class Cnnfruit:
 class Torch:
     name = "torch"
     threads = None  # as many as numba uses
+    foreach = None  # PyTorch's default
 
-    def __init__(self, params):
+    def __init__(self, params, optimizer="sgd"):
         import torch
 
         torch.set_num_threads(self.threads or numba_threads())
@@ -135,7 +148,9 @@ class Torch:
                 layer.weight.copy_(torch.from_numpy(params[f"{name}_w"].T.copy()))
                 layer.bias.copy_(torch.from_numpy(params[f"{name}_b"]))
         self.loss = nn.CrossEntropyLoss(reduction="sum")
-        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=LR)
+        settings = OPTIMIZER_SETTINGS[optimizer]
+        rule = torch.optim.Adam if optimizer == "adam" else torch.optim.SGD
+        self.optimizer = rule(self.model.parameters(), **settings, foreach=self.foreach)
 
     def step(self, x, y):
         torch = self.torch
@@ -145,8 +160,10 @@ class Torch:
         self.optimizer.step()
 
     def infer(self, x):
-        with self.torch.no_grad():
-            return self.torch.softmax(self.model(self.torch.from_numpy(x)), dim=1).numpy()
+        torch = self.torch
+        with torch.no_grad():
+            return np.concatenate([torch.softmax(self.model(torch.from_numpy(x[start:start + INFER_BATCH])), dim=1).numpy()
+                                   for start in range(0, len(x), INFER_BATCH)])
 
     def params(self):
         m = self.model
@@ -163,6 +180,13 @@ class TorchOneThread(Torch):
     threads = 1
 
 
+class TorchForeach(Torch):
+    """PyTorch with foreach=True: the multi-tensor optimizer step (its CPU default is a loop)."""
+
+    name = "torch-foreach"
+    foreach = True
+
+
 # ----------------------------------------------------------------------------------------------
 # (c) plain numpy: im2col for the conv, matmul for everything else
 
@@ -170,7 +194,9 @@ class TorchOneThread(Torch):
 class Numpy:
     name = "numpy"
 
-    def __init__(self, params):
+    def __init__(self, params, optimizer="sgd"):
+        if optimizer != "sgd":
+            raise ValueError("the numpy implementation has plain SGD only")
         self.p = {k: v.copy() for k, v in params.items()}
 
     def _forward(self, x):
@@ -216,7 +242,8 @@ class Numpy:
         return self.p
 
 
-IMPLEMENTATIONS = {"cnnfruit": Cnnfruit, "torch": Torch, "torch-1t": TorchOneThread, "numpy": Numpy}
+IMPLEMENTATIONS = {"cnnfruit": Cnnfruit, "torch": Torch, "torch-1t": TorchOneThread, "torch-foreach": TorchForeach,
+                   "numpy": Numpy}
 
 
 def numba_threads():
@@ -232,13 +259,14 @@ def numba_threads():
 def worker(name):
     x, y, x_test, _ = load_data()
     params = initial_params()
-    impl, batch = None, None
+    impl, row = None, None
     for line in sys.stdin:
         command = json.loads(line)
         if command["do"] == "train":
-            if command["batch"] != batch:  # a fresh model per batch size, from the same weights
+            if (command["batch"], command["optimizer"]) != row:  # a fresh model per row, from the same weights
                 reset_peak()
-                batch, impl = command["batch"], IMPLEMENTATIONS[name](params)
+                row, impl = (command["batch"], command["optimizer"]), IMPLEMENTATIONS[name](params, command["optimizer"])
+                batch = command["batch"]
             steps = max(1, command["images"] // batch)
             started = time.perf_counter()
             for s in range(steps):
@@ -247,16 +275,15 @@ def worker(name):
             seconds = time.perf_counter() - started
             answer = {"seconds": seconds, "images": steps * batch, "peak_mib": peak_mib()}
         elif command["do"] == "infer":
-            impl = IMPLEMENTATIONS[name](params)
-            impl.infer(x_test[:8])
-            times = []
-            for _ in range(command["repeats"]):
-                started = time.perf_counter()
+            if row != "infer":  # one model for every inference command, warmed up once
+                impl, row = IMPLEMENTATIONS[name](params), "infer"
                 impl.infer(x_test)
-                times.append(time.perf_counter() - started)
-            answer = {"seconds": statistics.median(times), "images": len(x_test)}
+            started = time.perf_counter()
+            for _ in range(command["passes"]):
+                impl.infer(x_test)
+            answer = {"seconds": time.perf_counter() - started, "images": command["passes"] * len(x_test)}
         elif command["do"] == "check":
-            impl = IMPLEMENTATIONS[name](params)
+            impl, row = IMPLEMENTATIONS[name](params, command["optimizer"]), None
             for s in range(command["steps"]):
                 b = command["batch"]
                 impl.step(x[s * b:(s + 1) * b], y[s * b:(s + 1) * b])
@@ -308,6 +335,12 @@ def sgemm_peak(size=2048, repeats=5):
     return 2 * size**3 / best / 1e9
 
 
+def row_workers(workers, optimizer):
+    """The workers that take part in a row: numpy has plain SGD only, torch-foreach no SGD row."""
+    skip = {"numpy"} if optimizer != "sgd" else {"torch-foreach"}
+    return {name: w for name, w in workers.items() if name not in skip}
+
+
 def run_cli(args, env=None):
     """Wall seconds and peak RSS (MiB) of `python -m cnnfruit ARGS` in a fresh process."""
     started = time.perf_counter()
@@ -327,12 +360,12 @@ def help_imports_numba():
     return out.stdout.strip() == "True"
 
 
-def check_agreement(workers, tmp):
+def check_agreement(workers, tmp, optimizer="sgd"):
     """Each implementation's weights after 3 steps at batch 4, against cnnfruit's."""
     results = {}
     for name, w in workers.items():
         path = os.path.join(tmp, f"check-{name}.npz")
-        w.ask(do="check", steps=3, batch=4, path=path)
+        w.ask(do="check", steps=3, batch=4, path=path, optimizer=optimizer)
         with np.load(path, allow_pickle=False) as saved:
             results[name] = {k: saved[k] for k in saved.files}
     lines = []
@@ -344,14 +377,16 @@ def check_agreement(workers, tmp):
         worst = max(
             float(np.abs(params[k] - base[k]).max() / max(np.abs(base[k] - start[k]).max(), 1e-30)) for k in base
         )
-        lines.append(f"  {name} vs cnnfruit after 3 steps of batch 4: largest weight difference = "
+        lines.append(f"  {optimizer}: {name} vs cnnfruit after 3 steps of batch 4: largest weight difference = "
                      f"{worst:.1e} of the largest weight change")
     return lines
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--batches", default="1,8,32,128", help="comma-separated batch sizes")
+    parser.add_argument("--batches", default="1,8,32,128", help="comma-separated batch sizes (plain SGD)")
+    parser.add_argument("--optimizer-rows", default="adam:32,momentum:32",
+                        help="comma-separated OPTIMIZER:BATCH rows besides plain SGD ('' for none)")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per cell (median reported)")
     parser.add_argument("--images", type=int, default=256, help="images trained on per timed run")
     parser.add_argument("--eval-runs", type=int, default=3, help="runs of `cnnfruit eval` per cache state")
@@ -364,15 +399,16 @@ def main():
 
     from cnnfruit.architecture import Architecture
 
-    batches = [int(b) for b in args.batches.split(",")]
+    rows_wanted = [("sgd", int(b)) for b in args.batches.split(",") if b]
+    rows_wanted += [(o, int(b)) for o, b in (r.split(":") for r in args.optimizer_rows.split(",") if r)]
     flops = Architecture().flops_per_image()
-    names = ["cnnfruit", "torch", "torch-1t", "numpy"]
+    names = ["cnnfruit", "torch", "torch-1t", "torch-foreach", "numpy"]
     try:
         import torch
         torch_note = f"torch {torch.__version__}, {numba_threads()} threads"
     except ImportError:
-        names.remove("torch")
-        names.remove("torch-1t")
+        for name in ("torch", "torch-1t", "torch-foreach"):
+            names.remove(name)
         torch_note = "PyTorch is not installed (pip install .[bench]): its columns are left out"
     print(f"cnnfruit benchmark, {time.strftime('%Y-%m-%d %H:%M %Z')}, {os.cpu_count()} CPUs, "
           f"numba threads {numba_threads()}, numpy {np.__version__}; {torch_note}")
@@ -383,41 +419,52 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         if args.check:
             print("agreement:")
-            print("\n".join(check_agreement(workers, tmp)))
+            for optimizer in sorted({o for o, _ in rows_wanted}):
+                print("\n".join(check_agreement(row_workers(workers, optimizer), tmp, optimizer)))
         peak = sgemm_peak()
         print(f"sgemm peak (numpy float32 matmul 2048x2048, best of 5): {peak:.1f} GFLOP/s")
         rows = []
-        for batch in batches:
-            times = {name: [] for name in names}
+        for optimizer, batch in rows_wanted:
+            active = row_workers(workers, optimizer)
+            times = {name: [] for name in active}
             mem = {}
-            for name in names:  # warm-up: compilation, first touch of the buffers
-                workers[name].ask(do="train", batch=batch, images=min(args.images, 2 * batch))
+            for name, w in active.items():  # warm-up: compilation, first touch of the buffers
+                w.ask(do="train", batch=batch, optimizer=optimizer, images=min(args.images, 2 * batch))
             for _ in range(args.repeats):
-                for name in names:
-                    answer = workers[name].ask(do="train", batch=batch, images=args.images)
+                for name, w in active.items():
+                    answer = w.ask(do="train", batch=batch, optimizer=optimizer, images=args.images)
                     times[name].append(answer["seconds"] / answer["images"] * 1030)
                     mem[name] = answer["peak_mib"]
-            for name in names:
+            for name in active:
                 epoch = statistics.median(times[name])
-                rows.append((batch, name, epoch, mem[name], times))
+                rows.append((optimizer, batch, name, epoch, mem[name], times))
         print()
-        header = (f"{'batch':>5} {'impl':>9} {'s/epoch':>8} {'img/s':>8} {'vs torch':>8} {'vs best':>8} "
+        header = (f"{'optimizer':>9} {'batch':>5} {'impl':>13} {'s/epoch':>8} {'img/s':>8} {'vs torch':>8} {'vs best':>8} "
                   f"{'GFLOP/s':>8} {'% peak':>7} {'peak MiB':>9}")
         print(header)
         print("-" * len(header))
-        for batch, name, epoch, mib, times in rows:
+        for optimizer, batch, name, epoch, mib, times in rows:
             torch_epoch = statistics.median(times["torch"]) if "torch" in times else None
-            best = min(statistics.median(times[t]) for t in ("torch", "torch-1t")) if torch_epoch else None
+            rivals = [t for t in ("torch", "torch-1t", "torch-foreach") if t in times]
+            best = min(statistics.median(times[t]) for t in rivals) if torch_epoch else None
             speedup = f"{torch_epoch / epoch:7.2f}x" if torch_epoch else f"{'n/a':>8}"
             over_best = f"{best / epoch:7.2f}x" if best else f"{'n/a':>8}"
             gflops = flops * 1030 / epoch / 1e9
-            print(f"{batch:>5} {name:>9} {epoch:8.3f} {1030 / epoch:8.0f} {speedup} {over_best} {gflops:8.2f} "
-                  f"{100 * gflops / peak:6.1f}% {mib:9.0f}")
+            print(f"{optimizer:>9} {batch:>5} {name:>13} {epoch:8.3f} {1030 / epoch:8.0f} {speedup} {over_best} "
+                  f"{gflops:8.2f} {100 * gflops / peak:6.1f}% {mib:9.0f}")
 
-        print("\ninference on the test split (496 images, batches of 256 where the implementation batches):")
+        print(f"\ninference on the test split (496 images, batches of {INFER_BATCH}), {INFER_PASSES} passes a run, "
+              f"median of {max(3, args.repeats)} alternating runs:")
+        names = [name for name in names if name != "torch-foreach"]  # the same forward as torch
+        rates = {name: [] for name in names}
+        for _ in range(max(3, args.repeats)):
+            for name in names:
+                answer = workers[name].ask(do="infer", passes=INFER_PASSES)
+                rates[name].append(answer["images"] / answer["seconds"])
         for name in names:
-            answer = workers[name].ask(do="infer", repeats=max(3, args.repeats))
-            print(f"  {name:>9}: {answer['images'] / answer['seconds']:10.0f} images/s")
+            rate = statistics.median(rates[name])
+            ratio = f"  {rate / statistics.median(rates['torch']):5.2f}x torch" if "torch" in rates else ""
+            print(f"  {name:>9}: {rate:10.0f} images/s{ratio}")
         for w in workers.values():
             w.close()
 

@@ -413,3 +413,250 @@ def conv_backward_input(dx, dout, w):
 
 
 conv_backward_input_serial = serial_twin(conv_backward_input)
+
+
+# tile kernels: serial and GIL-free, each run on one tile of a product by a worker of tiled.py
+#
+# Many of these run at once on Python threads, so they release the GIL (nogil) and never use
+# prange. Their flags leave out reassoc: a sum here runs in the order it is written, in whatever
+# compile (each array layout gets its own), so no result hangs on how LLVM vectorised one copy.
+# error_model "numpy" (as parallel kernels have): x / 0 gives inf instead of raising, which
+# drops the per-element zero check that otherwise keeps a loop with a division from vectorising.
+
+FASTMATH_TILE = FASTMATH - {"reassoc"}
+njit_tile = numba.njit(cache=True, nogil=True, fastmath=FASTMATH_TILE, error_model="numpy")
+
+
+@njit_tile
+def bias_relu(out, b, relu):
+    """out (N, O) += b (O,), then ReLU if relu; out may be a column slice of a wider array."""
+    N, O = out.shape
+    for n in range(N):
+        for j in range(O):
+            value = out[n, j] + b[j]
+            out[n, j] = value if (value > 0 or not relu) else 0
+
+
+@njit_tile
+def gather_rows(dst, src, index, count):
+    """dst[m] = src[index[m]] for m < count; dst (>= count, D), src (N, D)."""
+    D = src.shape[1]
+    for m in range(count):
+        n = index[m]
+        for d in range(D):
+            dst[m, d] = src[n, d]
+
+
+@njit_tile
+def gather_columns(dst, src, cols, count):
+    """dst[:, t] = src[:, cols[t]] for t < count; dst (N, >= count), src (N, O)."""
+    N = src.shape[0]
+    for n in range(N):
+        for t in range(count):
+            dst[n, t] = src[n, cols[t]]
+
+
+@njit_tile
+def live_column_sums(db, dout_live, count):
+    """db (O,) = the first `count` rows of dout_live summed, row after row in order."""
+    O = db.shape[0]
+    for j in range(O):
+        db[j] = 0
+    for m in range(count):
+        for j in range(O):
+            db[j] += dout_live[m, j]
+
+
+@njit_tile
+def any_nonzero(a):
+    """True if some entry of the 2-D array a is not zero."""
+    N, D = a.shape
+    for n in range(N):
+        for d in range(D):
+            if a[n, d] != 0:
+                return True
+    return False
+
+
+@njit_tile
+def relu_mask_scatter(dx, dx_live, x_live, live, count):
+    """dx (N, R) = dx_live (>= count, R) where x_live > 0, put back in row live[m]; other rows 0.
+
+    dx, dx_live and x_live are the same column slice (one row tile of the weights) of (N, I),
+    (L, I) and (L, I) arrays: rows of images with a zero output gradient get a zero gradient.
+    """
+    N, R = dx.shape
+    m = 0
+    for n in range(N):
+        if m < count and live[m] == n:
+            for i in range(R):
+                dx[n, i] = dx_live[m, i] if x_live[m, i] > 0 else 0
+            m += 1
+        else:
+            for i in range(R):
+                dx[n, i] = 0
+
+
+@njit_tile
+def sgd_tile(param, grad, lr, weight_decay):
+    """param -= lr * (grad + weight_decay * param), on 1-D views of one tile."""
+    for t in range(param.shape[0]):
+        param[t] -= lr * (grad[t] + weight_decay * param[t])
+
+
+@njit_tile
+def sgd_gathered_tile(w, g, rows, cols, ncols, lr):
+    """w[rows[r], cols[t]] -= lr * g[r, t] for t < ncols: plain SGD on the live block of a tile."""
+    for r in range(rows.shape[0]):
+        i = rows[r]
+        for t in range(ncols):
+            w[i, cols[t]] -= lr * g[r, t]
+
+
+@njit_tile
+def momentum_tile(param, velocity, grad, lr, momentum, weight_decay):
+    """kernels.momentum_update on one tile (1-D views): one read and one write of each array."""
+    for t in range(param.shape[0]):
+        g = grad[t] + weight_decay * param[t]
+        velocity[t] = momentum * velocity[t] + g
+        param[t] -= lr * velocity[t]
+
+
+@njit_tile
+def adam_tile(param, m, v, grad, lr, beta1, beta2, eps, weight_decay, correction1, correction2):
+    """Adam as kernels.adam_update, on one tile (1-D views): one read and one write of each array.
+
+    Written as torch.optim.Adam does it, param -= (lr / correction1) * m / (sqrt(v) /
+    sqrt(correction2) + eps), with every constant in the arrays' own dtype: a bare `1 - beta1`
+    would be float64 in Numba, and float64 arithmetic in the loop.
+    """
+    one = np.ones(1, param.dtype)[0]
+    keep1, keep2 = one - beta1, one - beta2
+    step_size = lr / correction1
+    root2 = np.sqrt(correction2)
+    for t in range(param.shape[0]):
+        g = grad[t] + weight_decay * param[t]
+        m[t] = beta1 * m[t] + keep1 * g
+        v[t] = beta2 * v[t] + keep2 * g * g
+        param[t] -= step_size * m[t] / (np.sqrt(v[t]) / root2 + eps)
+
+
+@njit_tile
+def live_rows_by_tile(rows, starts, x_live, count, edges):
+    """The inputs i of a dense layer that some live image uses, grouped by row tile of w.
+
+    rows receives, in order, the i with x_live[:count, i] not all zero; starts (tiles + 1,) the
+    position in rows where each row tile [edges[t], edges[t + 1]) begins. Returns how many rows.
+    """
+    total = 0
+    for t in range(edges.shape[0] - 1):
+        starts[t] = total
+        for i in range(edges[t], edges[t + 1]):
+            for m in range(count):
+                if x_live[m, i] != 0:
+                    rows[total] = i
+                    total += 1
+                    break
+    starts[edges.shape[0] - 1] = total
+    return total
+
+
+@njit_tile
+def gather_tile(wg, xg, w, x_live, rows, cols, ncols, count):
+    """The live block of one row tile: wg[r, t] = w[rows[r], cols[t]], xg[m, r] = x_live[m, rows[r]]."""
+    for r in range(rows.shape[0]):
+        i = rows[r]
+        for t in range(ncols):
+            wg[r, t] = w[i, cols[t]]
+    for m in range(count):
+        for r in range(rows.shape[0]):
+            xg[m, r] = x_live[m, rows[r]]
+
+
+@njit_tile
+def scatter_dx_tile(dx, dxg, xg, live, count, rows, r0):
+    """dx (N, R): a row tile's input gradient from its live block dxg (count, len(rows)).
+
+    dx[live[m], rows[r] - r0] = dxg[m, r] where the input xg[m, r] > 0 (the ReLU below); every
+    other entry, of dead images, unused inputs or inactive units, is 0.
+    """
+    N, R = dx.shape
+    for n in range(N):
+        for i in range(R):
+            dx[n, i] = 0
+    for m in range(count):
+        n = live[m]
+        for r in range(rows.shape[0]):
+            if xg[m, r] > 0:
+                dx[n, rows[r] - r0] = dxg[m, r]
+
+
+@njit_tile
+def scatter_gradient_tile(gd, g, rows, r0, cols, ncols):
+    """gd (R, O) = 0 but gd[rows[r] - r0, cols[t]] = g[r, t]: a live block's gradient spread out."""
+    R, O = gd.shape
+    for i in range(R):
+        for j in range(O):
+            gd[i, j] = 0
+    for r in range(rows.shape[0]):
+        i = rows[r] - r0
+        for t in range(ncols):
+            gd[i, cols[t]] = g[r, t]
+
+
+# ----------------------------------------------------------------------------------------------
+# conv backward in lanes: vectorised without reassoc, skipping zero rows of the output gradient
+
+
+@njit_parallel_ordered
+def conv_backward_lanes(dw, db, x, dout):
+    """conv_backward's dw and db, summed in lanes: one running sum per output column j.
+
+    For each kernel k, lane j of tap (c, p, q) adds x[n, c, i+p, j+q] * dout[n, k, i, j] over the
+    images n and rows i; the P lanes are then added in order. The lane loop has no reduction in
+    it, so it vectorises without reassoc and every compile (parallel, serial twin) sums alike;
+    conv_backward's single running sum cannot vectorise without reassoc (measured 10-20x slower).
+    Rows dout[n, k, i, :] that are all zero (a dead image, a ReLU that is off along the row) are
+    skipped. Parallel over k: each k owns dw[k], db[k] and its lanes.
+    """
+    N, C, H, _ = x.shape
+    K, _, S, _ = dw.shape
+    P = H - S + 1
+    taps = C * S * S
+    for k in numba.prange(K):
+        lanes = np.zeros((taps + 1, P), dw.dtype)  # the last row sums db
+        for n in range(N):
+            for i in range(P):
+                d = dout[n, k, i]
+                alive = False
+                for j in range(P):
+                    if d[j] != 0:
+                        alive = True
+                        break
+                if not alive:
+                    continue
+                bias = lanes[taps]
+                for j in range(P):
+                    bias[j] += d[j]
+                for c in range(C):
+                    for p in range(S):
+                        row = x[n, c, i + p]
+                        for q in range(S):
+                            lane = lanes[(c * S + p) * S + q]
+                            for j in range(P):
+                                lane[j] += row[j + q] * d[j]
+        for c in range(C):
+            for p in range(S):
+                for q in range(S):
+                    lane = lanes[(c * S + p) * S + q]
+                    total = lane[0]
+                    for j in range(1, P):
+                        total += lane[j]
+                    dw[k, c, p, q] = total
+        total = lanes[taps, 0]
+        for j in range(1, P):
+            total += lanes[taps, j]
+        db[k] = total
+
+
+conv_backward_lanes_serial = serial_twin(conv_backward_lanes)

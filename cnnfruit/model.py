@@ -82,6 +82,8 @@ class Network:
         self._forward_scratch = [dispatch.dense_forward_scratch(capacity, fan_out, dtype)
                                  for _, fan_out in arch.dense_widths]
         self._live = np.zeros(capacity, np.int64)  # images with a non-zero output gradient
+        self._step_buffers = [dispatch.DenseStepBuffers(fan_in, fan_out, capacity, dtype)
+                              for fan_in, fan_out in arch.dense_widths]
         self._probs = np.zeros((capacity, arch.classes), dtype)
         self._losses = np.zeros(capacity, dtype)
         self._capacity = capacity
@@ -153,6 +155,24 @@ class Network:
         dispatch.conv_backward(g["conv_w"], g["conv_b"], self.x, self.dconv)
         for name in ("conv_w", "conv_b"):
             dispatch.sgd_update(p[name].reshape(-1), g[name].reshape(-1), lr)
+
+    def backward_step(self, optimizer):
+        """Backward pass fused with one optimizer step: every parameter updated from its gradient.
+
+        Gives what backward() then optimizer.step() would, up to rounding; dispatch chooses how
+        each dense layer runs (dispatch.dense_backward_path). self.grads keeps the gradients the
+        unfused paths computed.
+        """
+        p, g = self.params, self.grads
+        optimizer.begin_step()
+        for layer in reversed(range(self.layers)):
+            w_name, b_name = f"dense{layer}_w", f"dense{layer}_b"
+            dispatch.dense_backward_step(self.dpres[layer], self.dacts[layer], g[w_name], g[b_name], p[w_name], p[b_name],
+                                         self.acts[layer], self.dpres[layer + 1], optimizer, w_name, b_name,
+                                         self._step_buffers[layer])
+        dispatch.conv_backward(g["conv_w"], g["conv_b"], self.x, self.dconv)
+        for name in ("conv_w", "conv_b"):
+            optimizer.update(name, p[name], g[name])
 
     def _scored_batches(self, x, labels, batch):
         """Forward pass and loss over x batch by batch; yields each batch's slice of x.

@@ -12,8 +12,9 @@ import inspect
 
 import numpy as np
 
-from . import kernels
+from . import dispatch, kernels
 from .errors import CnnfruitError
+from .tiled import TileUpdate
 
 
 class Optimizer:
@@ -34,6 +35,24 @@ class Optimizer:
         return self.state[f"{name}.{suffix}"].reshape(-1)
 
     def step(self, params, grads):
+        """One update of every parameter from its gradient."""
+        self.begin_step()
+        for name, param in params.items():
+            self.update(name, param, grads[name])
+
+    def begin_step(self):
+        """Called once per training step, before that step's updates (Adam counts steps here)."""
+
+    def update(self, name, param, grad):
+        """This step's update of the parameter `name` from its whole gradient."""
+        raise NotImplementedError
+
+    def tile_update(self, name, param):
+        """A tiled.TileUpdate: this step's update of rows of the weight matrix `name` (I, O).
+
+        For the tiled backward (tiled.DenseBackward), which hands it each row tile's gradient
+        while that tile is still in cache; call begin_step first, as for update.
+        """
         raise NotImplementedError
 
     def load_state(self, state):
@@ -61,14 +80,15 @@ class SGD(Optimizer):
         super().__init__(params, lr, weight_decay)
         self.fusable = weight_decay == 0
 
-    def step(self, params, grads):
-        for name, param in params.items():
-            lr = param.dtype.type(self.lr)
-            if self.weight_decay:
-                kernels.sgd_decay_update(param.reshape(-1), grads[name].reshape(-1), lr,
-                                         param.dtype.type(self.weight_decay))
-            else:
-                kernels.sgd_update(param.reshape(-1), grads[name].reshape(-1), lr)
+    def update(self, name, param, grad):
+        lr = param.dtype.type(self.lr)
+        if self.weight_decay:
+            dispatch.sgd_decay_update(param.reshape(-1), grad.reshape(-1), lr, param.dtype.type(self.weight_decay))
+        else:
+            dispatch.sgd_update(param.reshape(-1), grad.reshape(-1), lr)
+
+    def tile_update(self, name, param):
+        return _SGDTiles(param, self.lr, self.weight_decay)
 
 
 class Momentum(Optimizer):
@@ -82,11 +102,13 @@ class Momentum(Optimizer):
         self.momentum = momentum
         self._velocity = {name: self._buffer(params, name, "velocity") for name in params}
 
-    def step(self, params, grads):
-        for name, param in params.items():
-            f = param.dtype.type
-            kernels.momentum_update(param.reshape(-1), self._velocity[name], grads[name].reshape(-1),
-                                    f(self.lr), f(self.momentum), f(self.weight_decay))
+    def update(self, name, param, grad):
+        f = param.dtype.type
+        dispatch.momentum_update(param.reshape(-1), self._velocity[name], grad.reshape(-1),
+                                 f(self.lr), f(self.momentum), f(self.weight_decay))
+
+    def tile_update(self, name, param):
+        return _MomentumTiles(param, self._velocity[name], self.lr, self.momentum, self.weight_decay)
 
 
 class Adam(Optimizer):
@@ -103,16 +125,71 @@ class Adam(Optimizer):
         self._v = {name: self._buffer(params, name, "v") for name in params}
         self.state["step"] = np.zeros((), dtype=np.int64)
 
-    def step(self, params, grads):
+    def begin_step(self):
         self.state["step"] += 1
         t = int(self.state["step"])
         # The bias corrections are computed in float64 once per step, then cast with the rest.
-        correction1, correction2 = 1 - self.beta1**t, 1 - self.beta2**t
-        for name, param in params.items():
-            f = param.dtype.type
-            kernels.adam_update(param.reshape(-1), self._m[name], self._v[name], grads[name].reshape(-1),
-                                f(self.lr), f(self.beta1), f(self.beta2), f(self.eps), f(self.weight_decay),
-                                f(correction1), f(correction2))
+        self._corrections = (1 - self.beta1**t, 1 - self.beta2**t)
+
+    def _settings(self, dtype):
+        f = dtype.type
+        return (f(self.lr), f(self.beta1), f(self.beta2), f(self.eps), f(self.weight_decay),
+                *(f(c) for c in self._corrections))
+
+    def update(self, name, param, grad):
+        dispatch.adam_update(param.reshape(-1), self._m[name], self._v[name], grad.reshape(-1),
+                             *self._settings(param.dtype))
+
+    def tile_update(self, name, param):
+        return _AdamTiles(param, self._m[name], self._v[name], self._settings(param.dtype))
+
+
+# ---- the same updates on row tiles of a weight matrix (I, O), for tiled.DenseBackward
+
+
+class _RowTiles(TileUpdate):
+    def __init__(self, param):
+        self.param = param
+        self.width = param.shape[1]
+
+    def flat(self, array, r0, r1):
+        """Rows r0:r1 of the (I, O) parameter as a slice of a flat (I * O,) state array."""
+        return array[r0 * self.width:r1 * self.width]
+
+
+class _SGDTiles(_RowTiles):
+    def __init__(self, param, lr, weight_decay):
+        super().__init__(param)
+        f = param.dtype.type
+        self.lr, self.weight_decay = f(lr), f(weight_decay)
+        self.sparse = weight_decay == 0  # a zero gradient then leaves the weights as they are
+
+    def rows(self, r0, r1, g):
+        kernels.sgd_tile(self.param[r0:r1].reshape(-1), g.reshape(-1), self.lr, self.weight_decay)
+
+    def gathered(self, rows, cols, ncols, g):
+        kernels.sgd_gathered_tile(self.param, g, rows, cols, ncols, self.lr)
+
+
+class _MomentumTiles(_RowTiles):
+    def __init__(self, param, velocity, lr, momentum, weight_decay):
+        super().__init__(param)
+        f = param.dtype.type
+        self.velocity, self.settings = velocity, (f(lr), f(momentum), f(weight_decay))
+
+    def rows(self, r0, r1, g):
+        kernels.momentum_tile(self.param[r0:r1].reshape(-1), self.flat(self.velocity, r0, r1), g.reshape(-1),
+                              *self.settings)
+
+
+class _AdamTiles(_RowTiles):
+    def __init__(self, param, m, v, settings):
+        super().__init__(param)
+        self.m, self.v, self.settings = m, v, settings
+
+    def rows(self, r0, r1, g):
+        kernels.adam_tile(self.param[r0:r1].reshape(-1), self.flat(self.m, r0, r1), self.flat(self.v, r0, r1),
+                          g.reshape(-1), *self.settings)
 
 
 UPDATE_RULES = {rule.name: rule for rule in (SGD, Momentum, Adam)}  # keys: config.OPTIMIZERS

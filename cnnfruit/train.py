@@ -159,9 +159,7 @@ class Trainer:
         augment(self._x_epoch, self.config.augment, self.shuffle_rng)
         mean_loss = self.config.loss_reduction == "mean"
         loss_sum, correct = partial["loss_sum"], partial["correct"]
-        net, params, grads = self.network, self.network.params, self.network.grads
-        # Plain SGD fuses into the backward pass (one read and one write of each weight matrix).
-        fused = self.optimizer.fusable
+        net, params = self.network, self.network.params
         for step in range(partial["step"], self.steps_per_epoch):
             chunk = slice(step * batch, (step + 1) * batch)
             labels = self._y_epoch[chunk]
@@ -173,11 +171,7 @@ class Trainer:
             correct += int((net.probs.argmax(axis=1) == labels).sum())
             if mean_loss:
                 net.dpres[-1] *= net.dtype.type(1 / len(labels))  # the logit gradient of the mean loss
-            if fused:
-                net.backward_sgd(self.optimizer.lr)
-            else:
-                net.backward()
-                self.optimizer.step(params, grads)
+            net.backward_step(self.optimizer)  # the update fused into the backward pass
             if on_step is not None:
                 on_step(step + 1, self.steps_per_epoch)
             if self.stop.is_set() and step + 1 < self.steps_per_epoch:

@@ -117,3 +117,28 @@ def dense_backward_sgd(x, dout, w, b, lr):
     """The fused kernel's results by the unfused math: (ReLU-masked dx, updated w, updated b)."""
     dx, dw, db = dense_backward(x, dout, w)
     return relu_backward(dx, x), w - lr * dw, b - lr * db
+
+
+def sgd_update(param, grad, lr, weight_decay=0.0):
+    return param - lr * (grad + weight_decay * param)
+
+
+def momentum_update(param, velocity, grad, lr, momentum, weight_decay):
+    """(new param, new velocity) of heavy-ball momentum in PyTorch's form."""
+    velocity = momentum * velocity + grad + weight_decay * param
+    return param - lr * velocity, velocity
+
+
+def adam_update(param, m, v, grad, lr, beta1, beta2, eps, weight_decay, step):
+    """(new param, new m, new v) after Adam's update number `step` (1 for the first)."""
+    g = grad + weight_decay * param
+    m = beta1 * m + (1 - beta1) * g
+    v = beta2 * v + (1 - beta2) * g * g
+    m_hat, v_hat = m / (1 - beta1**step), v / (1 - beta2**step)
+    return param - lr * m_hat / (np.sqrt(v_hat) + eps), m, v
+
+
+def dense_backward_masked(x, dout, w):
+    """(dx masked by the ReLU that made x, dw, db): what the tiled backward computes."""
+    dx, dw, db = dense_backward(x, dout, w)
+    return relu_backward(dx, x), dw, db

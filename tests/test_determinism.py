@@ -22,9 +22,9 @@ def train_in_process(data, out, threads, *flags, env=None, tiny=TINY):
 
 
 def test_reruns_and_thread_counts_give_identical_models(tmp_path, image_folder):
-    # 17 training images in batches of 8: two steps send the dense layers to BLAS
-    # (model.BLAS_MIN_BATCH), the last one (1 image) runs them in the Numba kernels.
-    flags = ["--batch-size", 8]
+    # 17 training images in batches of 16: the first step sends the dense layers to BLAS
+    # (dispatch.BLAS_MIN_BATCH), the last one (1 image) runs them in the Numba kernels.
+    flags = ["--batch-size", 16]
     first = train_in_process(image_folder, tmp_path / "first", 2, *flags)
     again = train_in_process(image_folder, tmp_path / "again", 2, *flags)
     one_thread = train_in_process(image_folder, tmp_path / "one", 1, *flags)

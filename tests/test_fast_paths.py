@@ -148,19 +148,6 @@ def test_blas_and_kernel_dense_paths_agree(rng, monkeypatch):
         np.testing.assert_allclose(results[0][1][name], results[1][1][name], rtol=1e-4, atol=1e-3, err_msg=name)
 
 
-def test_split_matmul_matches_matmul(rng):
-    from cnnfruit.dispatch import MATMUL_MIN_COLUMNS, split_matmul
-
-    a = relu_like(rng, (9, 70), np.float32)
-    b = rng.standard_normal((70, MATMUL_MIN_COLUMNS + 3)).astype(np.float32)
-    out = np.full((9, b.shape[1]), np.nan, np.float32)
-    split_matmul(a, b, out)
-    np.testing.assert_allclose(out, a.astype(np.float64) @ b, rtol=1e-5, atol=1e-4)
-    again = np.empty_like(out)
-    split_matmul(a, b, again)
-    assert np.array_equal(out, again)
-
-
 def _twin_cases(rng):
     """(parallel kernel, serial twin, output arrays, input arrays) on small random data."""
     f32 = np.float32
@@ -178,6 +165,8 @@ def _twin_cases(rng):
     return [
         (kernels.conv_relu_forward, kernels.conv_relu_forward_serial, [np.empty((3, 4, 7, 7), f32)], [x4, w4, b4]),
         (kernels.conv_backward, kernels.conv_backward_serial, [np.empty_like(w4), np.empty_like(b4)], [x4, dconv]),
+        (kernels.conv_backward_lanes, kernels.conv_backward_lanes_serial, [np.empty_like(w4), np.empty_like(b4)],
+         [x4, dconv]),
         (kernels.relu_backward, kernels.relu_backward_serial, [np.empty_like(dact)], [dact, act]),
         (kernels.dense_forward, kernels.dense_forward_serial, [np.empty((3, 40), f32), partial], [act, w2, b2, True]),
         (kernels.dense_backward, kernels.dense_backward_serial,
