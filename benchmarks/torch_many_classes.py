@@ -5,7 +5,7 @@
 
 Everything but the framework is cnnfruit's own: the images are read and turned into tensors by
 cnnfruit.data and cnnfruit.preprocess.to_inputs (so the preprocessing is identical), split into
-train and validation by cnnfruit's seeded split (train.generators + data.train_val_split, through
+train and validation by cnnfruit's seeded split (splits.generators + splits.train_val_split, through
 train.prepare), and shuffled each epoch by the same seeded generator in the same order. The
 network is conv K x S x S + ReLU -> dense ... + ReLU -> logits, the loss cross-entropy over the
 batch (summed like cnnfruit's default, or PyTorch's usual mean), the optimizer torch.optim.Adam.
@@ -58,14 +58,16 @@ def accuracy(torch, model, x, y, batch=256):
 
 
 def train_one(torch, dataset, args, seed):
-    from cnnfruit.architecture import init_parameters
-    from cnnfruit.train import TrainConfig, generators, prepare
+    from cnnfruit.architecture import Architecture, init_parameters
+    from cnnfruit.config import TrainConfig
+    from cnnfruit.splits import generators
+    from cnnfruit.train import prepare
 
     config = TrainConfig(seed=seed, color=args.color, normalize=args.normalize, hidden=args.hidden,
                          kernels=args.kernels, kernel_size=args.kernel_size, batch_size=args.batch_size)
     init_rng, split_rng, shuffle_rng = generators(seed)
     data = prepare(dataset, config, split_rng)
-    arch = config.architecture(len(dataset.class_names))
+    arch = Architecture.from_config(config, len(dataset.class_names))
     torch.manual_seed(seed)
     model = build_model(torch, arch)
     if args.init != "torch":
@@ -112,7 +114,7 @@ def main():
     from cnnfruit.data import read_image_folder
 
     torch.set_num_threads(args.threads)
-    dataset, _ = read_image_folder(args.data)
+    dataset = read_image_folder(args.data)
     print(f"# torch {torch.__version__}, {args.threads} thread(s); {os.path.basename(os.path.normpath(args.data))}: "
           f"{len(dataset.train)} train+val / {len(dataset.test)} test images, {len(dataset.class_names)} classes",
           flush=True)
