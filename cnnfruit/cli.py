@@ -18,7 +18,7 @@ from . import __version__
 from .config import TTA_MODES, TrainConfig, default_of, parse_hidden, setting_fields
 from .errors import CnnfruitError, SettingError
 from .interrupt import EXIT_CODE, StopOnSignal, signal_name
-from .terminal import EpochProgress, describe_best, describe_run, print_report
+from .terminal import EpochProgress, describe_best, describe_run, epoch_line, print_report
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -194,7 +194,7 @@ def train(ctx, data, out, resume, overwrite, skip_bad, tensorboard_dir, quiet, *
         describe_run(run, echo=progress.echo)
 
         def on_epoch(record):
-            progress.echo(str(record))
+            progress.echo(epoch_line(record, run.config))
             log(record)
 
         try:

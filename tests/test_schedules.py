@@ -192,6 +192,8 @@ def test_the_cli_resumes_a_run_stopped_by_sigterm_with_every_option(tmp_path, im
     straight, stopped = tmp_path / "straight", tmp_path / "stopped"
     result = cli("train", "--data", image_folder, *flags, "--out", straight)
     assert result.exit_code == 0, result.output
+    assert "Class weights (1.0,2.0,0.5): apple 1, kiwi 2, plum 0.5" in result.output
+    assert result.output.splitlines()[3].endswith(" | LR 4e-06")  # epoch 1 starts at lr / 25
 
     def on_step(self, epoch, done, total):
         if epoch == 2 and done == 4:
