@@ -177,6 +177,8 @@ def train(ctx, data, out, resume, overwrite, skip_bad, tensorboard_dir, quiet, *
                              skip_bad=skip_bad or None, overwrite=overwrite)
             report_skipped(run.trainer.dataset)
             click.echo(f"Resuming {resume} {run.resumed_at}, to {run.config.epochs} epochs")
+            if run.replanned:
+                click.echo(f"Note: {run.replanned}")
         else:
             dataset = load_dataset(data, skip_bad)
             folder = out or new_run_folder()

@@ -168,6 +168,15 @@ def test_resuming_to_more_epochs_plans_cosine_for_the_new_total(tmp_path, synthe
     assert four.lr(2 * steps) > 10 * two.lr(2 * steps - 1)
 
 
+def test_the_cli_says_when_a_resume_plans_the_curve_anew(tmp_path, image_folder):
+    out = tmp_path / "run"
+    flags = [*TINY, "--lr", "1e-4", "--normalize", "scale", "--out", out]
+    assert cli("train", "--data", image_folder, *flags, "--epochs", 1, "--lr-schedule", "cosine").exit_code == 0
+    result = cli("train", "--resume", out / "model.npz", "--epochs", 2)
+    assert result.output.splitlines()[1] == ("Note: the cosine schedule is planned anew for 2 epochs: the next step's "
+                                             "learning rate is 5e-05 (on the 1-epoch plan: 0)")
+
+
 def test_a_checkpoint_without_the_state_of_its_schedule_is_refused(tmp_path, image_folder):
     out = tmp_path / "run"
     assert cli("train", "--data", image_folder, *TINY, "--epochs", 1, "--lr-schedule", "plateau",
