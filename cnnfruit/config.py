@@ -170,8 +170,8 @@ class TrainConfig:
                                            "--lr-factor every --lr-step-epochs epochs); cosine (per step from "
                                            "--lr down to 0); onecycle (per step up from --lr/25 to --lr over "
                                            "--lr-warmup of the run, then down to near 0); plateau (times "
-                                           "--lr-factor when validation loss has not improved for "
-                                           "--lr-patience epochs).", choices=LR_SCHEDULES)
+                                           "--lr-factor once validation loss has gone more than "
+                                           "--lr-patience epochs without a new low).", choices=LR_SCHEDULES)
     lr_step_epochs: int = setting(3, "Epochs between two reductions of --lr-schedule step.", check=at_least(1))
     lr_factor: float = setting(0.1, "What each reduction multiplies the learning rate by (step, plateau).",
                                check=strictly_between_0_and_1)
