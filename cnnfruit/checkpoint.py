@@ -233,9 +233,9 @@ def _from_arrays(arrays):
         _check_training_state(training, config, optimizer, epoch, partial)
     elif partial is not None:
         raise CnnfruitError("train_partial needs the training state (train_rng_state) it belongs to")
-    if schedule is not None:
-        if not training:
-            raise CnnfruitError("train_schedule needs the training state (train_rng_state) it belongs to")
+    if not training:
+        schedule = None  # a weights-only checkpoint (Classifier.save, or training state stripped) has no use for it
+    elif schedule is not None:
         _check_schedule(schedule, config)
     if history:
         _check_history(history, class_names, epoch if training else None)

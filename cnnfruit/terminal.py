@@ -106,7 +106,9 @@ def print_report(report):
 
     console = Console()
     console.print(f"Accuracy: {100 * report['accuracy']:.1f}% on {report['images']} images ({report['split']} split)")
-    console.print(f"Balanced accuracy: {100 * report['balanced_accuracy']:.1f}% (the mean of the per-class recalls)")
+    if "balanced_accuracy" in report:
+        console.print(f"Balanced accuracy: {100 * report['balanced_accuracy']:.1f}% (the mean of the per-class "
+                      "recalls)")
     per_class = Table("class", "precision", "recall", "support", title="Per class")
     for row in report["per_class"]:
         per_class.add_row(escape(row["class"]), f"{row['precision']:.3f}", f"{row['recall']:.3f}", str(row["support"]))

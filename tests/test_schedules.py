@@ -215,3 +215,25 @@ def test_the_cli_resumes_a_run_stopped_by_sigterm_with_every_option(tmp_path, im
     assert resumed.exit_code == 0, resumed.output
     assert resumed.output.splitlines()[0] == f"Resuming {stopped / 'model.npz'} in epoch 2 after step 4 of 9, to 3 epochs"
     assert_same_model(straight / "model.npz", stopped / "model.npz")
+
+
+def test_a_checkpoint_from_before_schedules_resumes_at_its_constant_rate(tmp_path, image_folder):
+    out = tmp_path / "run"
+    assert cli("train", "--data", image_folder, *TINY, "--epochs", 1, "--out", out).exit_code == 0
+    arrays = saved_arrays(out / "model.npz")
+    del arrays["train_schedule"]
+    np.savez(tmp_path / "old.npz", **arrays)
+    result = cli("train", "--resume", tmp_path / "old.npz", "--epochs", 2)
+    assert result.exit_code == 0, result.output
+
+
+def test_a_damaged_schedule_state_is_refused_on_load(tmp_path, image_folder):
+    out = tmp_path / "run"
+    assert cli("train", "--data", image_folder, *TINY, "--epochs", 1, "--lr-schedule", "plateau",
+               "--out", out).exit_code == 0
+    arrays = saved_arrays(out / "model.npz")
+    arrays["train_schedule"] = np.array('{"name": "plateau", "scale": 5, "best": null, "bad_epochs": 0}')
+    np.savez(tmp_path / "odd.npz", **arrays)
+    with pytest.raises(cnnfruit.CnnfruitError, match=r"cannot be used: train_schedule: the saved plateau schedule "
+                                                      r"needs a scale in \(0, 1\]"):
+        checkpoint.load(str(tmp_path / "odd.npz"))
