@@ -29,11 +29,11 @@ from .files import write_atomically
 
 FORMAT_VERSION = 1
 
-# The arrays of format 1 besides param_<name> and optstate_<name>. The last two came later, so
+# The arrays of format 1 besides param_<name> and optstate_<name>. The last three came later, so
 # older checkpoints may lack them.
 FIELDS = ("format_version", "arch_in_channels", "arch_image_size", "arch_kernels", "arch_kernel_size", "arch_hidden",
           "class_names", "preprocess_color", "preprocess_normalize", "train_epoch", "optimizer_name",
-          "train_rng_state", "train_config", "train_history", "train_data", "train_partial")
+          "train_rng_state", "train_config", "train_history", "train_data", "train_partial", "train_schedule")
 MAX_SIDE = 2**31 - 1  # any single size (kernels, a layer's width, a class count): keeps index arithmetic sane
 MAX_NAME_LENGTH = 255  # a class name is a folder name
 # Control and format characters (newlines, escapes, bidi overrides, zero-width marks) would break
@@ -62,6 +62,9 @@ class Checkpoint:
     # An epoch stopped part-way (Ctrl-C): {"step", "loss_sum", "correct", "seconds"} so far; then
     # rng_state is the shuffling generator's state at the START of that epoch. None otherwise.
     partial: dict = None
+    # The learning-rate schedule's state (schedules.Schedule.state); None in checkpoints from
+    # before schedules, which all ran at a constant rate.
+    schedule: dict = None
 
     @property
     def interrupted(self):
@@ -93,6 +96,7 @@ def save(path, ckpt):
         "train_history": _text(ckpt.history),
         "train_data": _text(ckpt.data),
         "train_partial": _text(ckpt.partial),
+        "train_schedule": _text(ckpt.schedule),
     }
     for name, value in ckpt.params.items():
         arrays[f"param_{name}"] = value
@@ -222,18 +226,23 @@ def _from_arrays(arrays):
     history = _json(arrays, "train_history", {})
     data = _json(arrays, "train_data", {}, optional=True)
     partial = _json(arrays, "train_partial", None, optional=True)
+    schedule = _json(arrays, "train_schedule", None, optional=True)
     if config:
         _check_config(config, arch, color, normalize)
     if training:
         _check_training_state(training, config, optimizer, epoch, partial)
     elif partial is not None:
         raise CnnfruitError("train_partial needs the training state (train_rng_state) it belongs to")
+    if not training:
+        schedule = None  # a weights-only checkpoint (Classifier.save, or training state stripped) has no use for it
+    elif schedule is not None:
+        _check_schedule(schedule, config)
     if history:
         _check_history(history, class_names, epoch if training else None)
     _check_data(data)
     return Checkpoint(arch=arch, class_names=class_names, params=params, color=color, normalize=normalize,
                       epoch=epoch, optimizer=optimizer, optimizer_state=optimizer_state, rng_state=training,
-                      config=config, history=history, data=data, partial=partial)
+                      config=config, history=history, data=data, partial=partial, schedule=schedule)
 
 
 def _kind(value):
@@ -425,6 +434,16 @@ def _check_training_state(rng_state, config, optimizer, epoch, partial):
         raise CnnfruitError("train_rng_state is not a usable state of the PCG64 generator")
     if partial is not None:
         _check_partial(partial, settings.batch_size)
+
+
+def _check_schedule(state, config):
+    """The learning-rate schedule's saved state, as the run's schedule would take it back."""
+    from .schedules import make_schedule
+
+    try:
+        make_schedule(TrainConfig.from_dict(config), 1).load_state(state)
+    except ValueError as err:
+        raise CnnfruitError(f"train_schedule: {err}") from None
 
 
 def _check_partial(partial, batch_size):

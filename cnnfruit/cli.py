@@ -18,7 +18,7 @@ from . import __version__
 from .config import TTA_MODES, TrainConfig, default_of, parse_hidden, setting_fields
 from .errors import CnnfruitError, SettingError
 from .interrupt import EXIT_CODE, StopOnSignal, signal_name
-from .terminal import EpochProgress, describe_best, describe_run, print_report
+from .terminal import EpochProgress, describe_best, describe_run, epoch_line, print_report
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -177,6 +177,8 @@ def train(ctx, data, out, resume, overwrite, skip_bad, tensorboard_dir, quiet, *
                              skip_bad=skip_bad or None, overwrite=overwrite)
             report_skipped(run.trainer.dataset)
             click.echo(f"Resuming {resume} {run.resumed_at}, to {run.config.epochs} epochs")
+            if run.replanned:
+                click.echo(f"Note: {run.replanned}")
         else:
             dataset = load_dataset(data, skip_bad)
             folder = out or new_run_folder()
@@ -194,7 +196,7 @@ def train(ctx, data, out, resume, overwrite, skip_bad, tensorboard_dir, quiet, *
         describe_run(run, echo=progress.echo)
 
         def on_epoch(record):
-            progress.echo(str(record))
+            progress.echo(epoch_line(record, run.config))
             log(record)
 
         try:

@@ -4,12 +4,13 @@ import sys
 import click
 
 from .cli import computing, setting_options
-from .config import TrainConfig
+from .config import TrainConfig, class_weight_values
 from .errors import CnnfruitError
 
 
 @click.command()
-@setting_options("kernels", "kernel_size", "hidden", "color")
+@setting_options("kernels", "kernel_size", "hidden", "color", "dropout", "label_smoothing")
+@click.option("--class-weights", default=None, help="Weight of each class in the loss, comma-separated (W1,W2,...).")
 @click.option("--image-size", type=int, default=8, show_default=True,
               help="Side of the random square test images (small keeps it quick).")
 @click.option("--classes", type=int, default=3, show_default=True, help="Number of output classes.")
@@ -19,7 +20,8 @@ from .errors import CnnfruitError
 @click.option("--threshold", type=float, default=1e-6, show_default=True,
               help="Fail (exit 1) if any parameter's relative error is above this.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for the weights, images and sampled entries.")
-def gradcheck(kernels, kernel_size, hidden, color, image_size, classes, images, max_entries, threshold, seed):
+def gradcheck(kernels, kernel_size, hidden, color, dropout, label_smoothing, class_weights, image_size, classes, images,
+              max_entries, threshold, seed):
     """Check backprop against centred finite differences (float64) on a small random network.
 
     For each parameter it prints the relative error ||backprop - numeric|| / (||backprop|| +
@@ -29,7 +31,11 @@ def gradcheck(kernels, kernel_size, hidden, color, image_size, classes, images, 
         raise CnnfruitError("--images and --max-entries must be at least 1")
     if not 0 < threshold < float("inf"):
         raise CnnfruitError(f"--threshold must be a positive number, got {threshold}")
-    config = TrainConfig(kernels=kernels, kernel_size=kernel_size, hidden=hidden, color=color)
+    config = TrainConfig(kernels=kernels, kernel_size=kernel_size, hidden=hidden, color=color, dropout=dropout,
+                         label_smoothing=label_smoothing, class_weights=class_weights or "none")
+    weights = class_weight_values(config.class_weights)
+    if config.class_weights == "auto" or (weights is not None and len(weights) != classes):
+        raise CnnfruitError(f"--class-weights needs {classes} numbers here, one per class (see --classes)")
     computing()  # first: it is where Numba is imported
     from .architecture import Architecture
     from .gradcheck import check_gradients
@@ -39,7 +45,8 @@ def gradcheck(kernels, kernel_size, hidden, color, image_size, classes, images, 
         f"Network: {arch.in_channels}x{image_size}x{image_size} -> conv {kernels}x{kernel_size}x{kernel_size} -> "
         f"{arch.features} -> {' -> '.join(str(o) for _, o in arch.dense_widths)}, float64, {images} random images"
     )
-    results = check_gradients(arch, seed=seed, images=images, max_entries=max_entries)
+    results = check_gradients(arch, seed=seed, images=images, max_entries=max_entries, dropout=dropout,
+                              class_weights=weights, label_smoothing=label_smoothing)
     width = max(len("parameter"), *(len(r.name) for r in results))
     click.echo(f"{'parameter':<{width}}  {'shape':<14} {'checked':>7}  {'rel. error':>10}  {'max |diff|':>10}")
     for r in results:

@@ -21,6 +21,7 @@ AUGMENT_MODES = ("none", "flip", "flip-vh", "rotate", "shift")
 INIT_SCHEMES = ("he", "torch", "glorot", "he-zero")  # architecture.init_parameters draws each
 TTA_MODES = ("none", "flip", "rotate")  # test-time augmentation: see tta.py
 VAL_SPLITS = ("random", "block")
+LR_SCHEDULES = ("constant", "step", "cosine", "onecycle", "plateau")  # see schedules.py
 
 
 # ---- checks: each returns None for a good value, else a SettingError template about {name}
@@ -49,6 +50,11 @@ def share(value):
         return "must be in [0, 1), got {value}"
 
 
+def strictly_between_0_and_1(value):
+    if not 0 < value < 1:
+        return "must be between 0 and 1 (both excluded), got {value}"
+
+
 def fits_the_image(value):
     if not 1 <= value <= IMAGE_SIZE:
         return f"{{value}} does not fit the {IMAGE_SIZE}x{IMAGE_SIZE} images: use 1 to {IMAGE_SIZE}"
@@ -59,9 +65,13 @@ def layer_sizes(value):
         return "sizes must be positive, got {value}"
 
 
-def setting(default, help, *, check=None, choices=None, default_factory=None):
-    """A TrainConfig field with what the CLI and the checks need to know about it."""
-    metadata = {"help": help, "check": check, "choices": choices}
+def setting(default, help, *, check=None, choices=None, default_factory=None, parse=None):
+    """A TrainConfig field with what the CLI and the checks need to know about it.
+
+    parse, if given, turns any accepted spelling of a value into its one canonical form before the
+    type check (so that "1,2" and (1, 2) are the same setting, in a checkpoint and on resume).
+    """
+    metadata = {"help": help, "check": check, "choices": choices, "parse": parse}
     if default_factory is not None:
         return field(default_factory=default_factory, metadata=metadata)
     return field(default=default, metadata=metadata)
@@ -84,6 +94,36 @@ def parse_hidden(value):
     if sizes is None or not all(isinstance(s, numbers.Integral) and not isinstance(s, bool) for s in sizes):
         raise SettingError("{hidden} must be a list of layer sizes, e.g. (841, 29), got {value!r}", value=value)
     return tuple(int(s) for s in sizes)
+
+
+CLASS_WEIGHT_MODES = ("none", "auto")
+
+
+def parse_class_weights(value):
+    """The canonical text of a class-weights setting: "none", "auto" or "w1,w2,..." (floats' repr).
+
+    Takes that text (any spacing, e.g. "1, 2.5,1") or a list/tuple of numbers.
+    """
+    if isinstance(value, str) and value.strip().lower() in CLASS_WEIGHT_MODES:
+        return value.strip().lower()
+    parts = value.split(",") if isinstance(value, str) else value
+    try:
+        weights = [float(part) for part in parts]
+        good = bool(weights) and not any(isinstance(part, bool) for part in parts)
+    except (TypeError, ValueError):
+        good = False
+    if not good:
+        raise SettingError("{class_weights} must be none, auto or one positive number per class, comma-separated "
+                           "(e.g. 1,2.5,1), got {value!r}", value=value)
+    if not all(w > 0 and math.isfinite(w) for w in weights):
+        raise SettingError("{class_weights} must all be positive numbers, got {value}",
+                           value=",".join(map(str, weights)))
+    return ",".join(repr(w) for w in weights)
+
+
+def class_weight_values(text):
+    """The weights of a canonical class-weights setting as floats; None for "none" and "auto"."""
+    return None if text in CLASS_WEIGHT_MODES else [float(w) for w in text.split(",")]
 
 
 @dataclass
@@ -125,6 +165,28 @@ class TrainConfig:
     init: str = setting("he-zero", "Initial weights: he (He-normal, zero biases), torch (PyTorch's default, "
                                    "uniform +-1/sqrt(fan-in) weights and biases), glorot (Glorot-uniform, zero "
                                    "biases), he-zero (he with a zero logit layer).", choices=INIT_SCHEMES)
+    # ---- issue 13: learning-rate schedules, class weights, regularisation (see docs/training-features.md)
+    lr_schedule: str = setting("constant", "How the learning rate moves during the run: constant; step (times "
+                                           "--lr-factor every --lr-step-epochs epochs); cosine (per step from "
+                                           "--lr down to 0); onecycle (per step up from --lr/25 to --lr over "
+                                           "--lr-warmup of the run, then down to near 0); plateau (times "
+                                           "--lr-factor once validation loss has gone more than "
+                                           "--lr-patience epochs without a new low).", choices=LR_SCHEDULES)
+    lr_step_epochs: int = setting(3, "Epochs between two reductions of --lr-schedule step.", check=at_least(1))
+    lr_factor: float = setting(0.1, "What each reduction multiplies the learning rate by (step, plateau).",
+                               check=strictly_between_0_and_1)
+    lr_warmup: float = setting(0.3, "Share of the run's steps that --lr-schedule onecycle spends rising to --lr.",
+                               check=share)
+    lr_patience: int = setting(2, "Epochs in a row without a new lowest validation loss that --lr-schedule "
+                                  "plateau lets pass; the next such epoch reduces the learning rate.",
+                               check=zero_or_more)
+    class_weights: str = setting("none", "Weight of each class in the training loss: none (all 1), auto (inverse "
+                                         "class frequency in the training split, averaging 1 per training "
+                                         "image), or W1,W2,... in class order.", parse=parse_class_weights)
+    dropout: float = setting(0.0, "Inverted dropout rate on the hidden dense layers' outputs, in training only.",
+                             check=share)
+    label_smoothing: float = setting(0.0, "Share of each training target spread evenly over all classes.",
+                                     check=share)
 
     def __post_init__(self):
         self.check()
@@ -132,7 +194,10 @@ class TrainConfig:
     def check(self):
         """Bring every value to its field's type and check it; raises SettingError naming the setting."""
         for f in fields(self):
-            value = _typed(f.name, f.type, getattr(self, f.name))
+            value = getattr(self, f.name)
+            if f.metadata["parse"] is not None:
+                value = f.metadata["parse"](value)
+            value = _typed(f.name, f.type, value)
             setattr(self, f.name, value)
             choices, check = f.metadata["choices"], f.metadata["check"]
             if choices is not None and value not in choices:
@@ -143,6 +208,8 @@ class TrainConfig:
                 raise SettingError(f"{{{f.name}}} {problem}", value=shown)
         if self.patience and self.val_fraction == 0:
             raise SettingError("{patience} watches the validation loss: give a {val_fraction} above 0")
+        if self.lr_schedule == "plateau" and self.val_fraction == 0:
+            raise SettingError("{lr_schedule} plateau watches the validation loss: give a {val_fraction} above 0")
         return self
 
     def to_dict(self):

@@ -195,3 +195,15 @@ def adam_update(param, m, v, grad, *settings):
 
 def softmax_cross_entropy(probs, dlogits, losses, logits, labels):
     kernels.softmax_cross_entropy(probs, dlogits, losses, logits, labels)
+
+
+def weighted_softmax_cross_entropy(probs, dlogits, losses, logits, labels, weights, smoothing):
+    """The loss with class weights (M,) and label smoothing; see kernels.weighted_softmax_cross_entropy."""
+    M = logits.shape[1]
+    on_target, off_target = probs.dtype.type(1 - smoothing + smoothing / M), probs.dtype.type(smoothing / M)
+    kernels.weighted_softmax_cross_entropy(probs, dlogits, losses, logits, labels, weights, on_target, off_target)
+
+
+def dropout_forward(act, draws, rate):
+    """Inverted dropout of act (N, D) at `rate` with uniform draws (N, D); see kernels.dropout_forward."""
+    kernels.dropout_forward(act, draws, rate, act.dtype.type(1 / (1 - rate)))

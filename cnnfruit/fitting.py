@@ -78,10 +78,11 @@ class FitResult:
 class Run:
     """A Trainer, the folder it saves to (or None), and the loop policy around its epochs."""
 
-    def __init__(self, trainer, files=None, resumed_at=None):
+    def __init__(self, trainer, files=None, resumed_at=None, replanned=None):
         self.trainer = trainer
         self.files = files
         self.resumed_at = resumed_at  # where a resumed run picks up, in words; None for a new run
+        self.replanned = replanned  # how a resume to a new total moved the learning-rate curve, in words
         self._best_params = None
 
     @classmethod
@@ -123,6 +124,7 @@ class Run:
         except CnnfruitError as err:
             raise CnnfruitError(f"{path}: cannot resume: {err}") from None
         _check_expected(path, config, expect or {})
+        planned_epochs = config.epochs
         if epochs is not None:
             if epochs <= ckpt.epoch:
                 raise SettingError("{epochs} {value}: {path} has already completed {done} epochs; give a larger total",
@@ -150,7 +152,7 @@ class Run:
             where = f"in epoch {ckpt.epoch + 1} after step {ckpt.partial['step']} of {trainer.steps_per_epoch}"
         else:
             where = f"after epoch {ckpt.epoch}"
-        return cls(trainer, files, resumed_at=where)
+        return cls(trainer, files, resumed_at=where, replanned=_replanned(trainer, ckpt, planned_epochs))
 
     @property
     def config(self):
@@ -251,6 +253,21 @@ def _bring_best(source, files, ckpt):
             write_atomically(files.best_path, lambda temporary: shutil.copyfile(best, temporary))
         except OSError as err:
             raise CnnfruitError(f"cannot copy {best} to {files.folder}: {err.strerror or err}") from None
+
+
+def _replanned(trainer, ckpt, planned_epochs):
+    """For cosine and onecycle resumed to another total: their next rate, on the old and new plan."""
+    config = trainer.config
+    if config.epochs == planned_epochs or config.lr_schedule not in ("cosine", "onecycle"):
+        return None
+    from dataclasses import replace
+
+    from .schedules import make_schedule
+
+    step = ckpt.epoch * trainer.steps_per_epoch + (ckpt.partial["step"] if ckpt.partial else 0)
+    before = make_schedule(replace(config, epochs=planned_epochs), trainer.steps_per_epoch).lr(step)
+    return (f"the {config.lr_schedule} schedule is planned anew for {config.epochs} epochs: the next step's learning "
+            f"rate is {trainer.schedule.lr(step):.3g} (on the {planned_epochs}-epoch plan: {before:.3g})")
 
 
 def _check_expected(path, config, expect):

@@ -33,12 +33,15 @@ def relative_error(a, b):
     return float(np.linalg.norm(a - b) / scale) if scale > 0 else 0.0
 
 
-def check_gradients(arch, seed=0, images=2, max_entries=300, eps=1e-6):
+def check_gradients(arch, seed=0, images=2, max_entries=300, eps=1e-6, dropout=0.0, class_weights=None,
+                    label_smoothing=0.0):
     """Compare backprop and finite differences for every parameter of a random float64 network.
 
     Inputs and labels are random (standard normal pixels), biases small and non-zero so that
     every gradient is exercised at a generic point. Parameters with more than max_entries
-    entries are checked on a random sample of them. Returns a list of ParameterCheck.
+    entries are checked on a random sample of them. The training options apply as in training:
+    dropout at that rate (the same masks at every evaluation), class_weights (M numbers) and
+    label_smoothing in the loss. Returns a list of ParameterCheck.
     """
     rng = np.random.default_rng(seed)
     # he whatever the training default: under a zero logit layer (he-zero) every gradient below it
@@ -50,10 +53,12 @@ def check_gradients(arch, seed=0, images=2, max_entries=300, eps=1e-6):
     x = rng.standard_normal((images, arch.in_channels, arch.image_size, arch.image_size))
     labels = rng.integers(0, arch.classes, images)
     network = Network(arch, params)
+    network.dropout = dropout
+    weights = None if class_weights is None else np.asarray(class_weights, dtype=np.float64)
 
     def summed_loss():
-        network.forward(x)
-        return float(network.loss(labels).sum())
+        network.forward(x, np.random.default_rng(seed) if dropout else None)
+        return float(network.loss(labels, weights, label_smoothing).sum())
 
     summed_loss()
     analytic = {name: grad.copy() for name, grad in network.backward().items()}

@@ -18,12 +18,14 @@ MAX_EPOCHS = 1_000_000
 MAX_LOSS = 1e39  # above float32's range, where the per-image losses are computed
 MAX_SECONDS = 1e12
 MAX_TEXT = 255  # a dataset name is a folder name
+MAX_LR = 1e39  # above float32's range, to which the kernels cast the learning rate
 # field -> (low, high, whether NaN and +inf are allowed): a diverging run's validation and test
 # losses may be NaN or infinite, nothing else may.
 BOUNDS = {
     "train_loss": (0, MAX_LOSS, False), "val_loss": (0, MAX_LOSS, True), "best_val_loss": (0, MAX_LOSS, False),
     "test_loss": (0, MAX_LOSS, True), "train_accuracy": (0, 1, False), "val_accuracy": (0, 1, False),
     "test_accuracy": (0, 1, False), "seconds": (0, MAX_SECONDS, False), "total_seconds": (0, MAX_SECONDS, False),
+    "lr": (0, MAX_LR, False),
 }
 
 
@@ -35,6 +37,7 @@ class EpochRecord:
     val_loss: float = None  # None when the run holds out no validation images
     val_accuracy: float = None
     seconds: float = 0.0
+    lr: float = None  # the learning rate of the epoch's first step (None in histories from before schedules)
 
     def __str__(self):
         """The report's log line: `Epoch: N | Training Loss: ... | Validation Loss: ... | ...`."""
@@ -91,7 +94,7 @@ class History:
             raise bad(f"it needs a list of epochs with {', '.join(needed)}")
         records, known = [], {f.name for f in fields(EpochRecord)}
         for number, epoch in enumerate(epochs, 1):
-            for key in ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "seconds"):
+            for key in ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "seconds", "lr"):
                 value = epoch.get(key)
                 if not (value is None and key not in needed) and not _within(value, *BOUNDS[key]):
                     low, high, _ = BOUNDS[key]

@@ -660,3 +660,60 @@ def conv_backward_lanes(dw, db, x, dout):
 
 
 conv_backward_lanes_serial = serial_twin(conv_backward_lanes)
+
+
+# ----------------------------------------------------------------------------------------------
+# training objectives and regularisation (issue 13): weighted, smoothed cross-entropy; dropout
+# Both are serial: they touch N * M or N * O numbers, far too few to share out.
+
+
+@njit_serial
+def weighted_softmax_cross_entropy(probs, dlogits, losses, logits, labels, weights, on_target, off_target):
+    """softmax_cross_entropy with a weight per class and a smoothed target; (N, M), (N,), weights (M,).
+
+    Image n's target is q[m] = on_target for m = labels[n] and off_target elsewhere (with label
+    smoothing E: on_target = 1 - E + E / M, off_target = E / M; without: 1 and 0). With w =
+    weights[labels[n]], its loss is w * -sum_m q[m] log probs[n, m] = w * (log(sum_m exp(logits[n,
+    m] - peak)) - sum_m q[m] (logits[n, m] - peak)), which uses sum_m q[m] = 1 and never takes
+    log(0), and its logit gradient dlogits[n] = w * (probs[n] - q). Probabilities below
+    PROBABILITY_FLOOR are set to 0, as in softmax_cross_entropy.
+    """
+    N, M = logits.shape
+    zero = np.zeros(1, probs.dtype)[0]
+    for n in range(N):
+        peak = logits[n, 0]
+        for m in range(1, M):
+            peak = max(peak, logits[n, m])
+        total = zero
+        for m in range(M):
+            probs[n, m] = np.exp(logits[n, m] - peak)
+            total += probs[n, m]
+        label = labels[n]
+        weight = weights[label]
+        expected = zero  # sum_m q[m] * (logits[n, m] - peak)
+        for m in range(M):
+            probs[n, m] /= total
+            if probs[n, m] < PROBABILITY_FLOOR:
+                probs[n, m] = zero
+            target = on_target if m == label else off_target
+            dlogits[n, m] = weight * (probs[n, m] - target)
+            expected += target * (logits[n, m] - peak)
+        losses[n] = weight * (np.log(total) - expected)
+
+
+@njit_serial
+def dropout_forward(act, draws, rate, scale):
+    """Inverted dropout, in place: act[n, d] *= scale where draws[n, d] >= rate, else act[n, d] = 0.
+
+    act (N, D) is a hidden layer's ReLU output, draws (N, D) uniform numbers in [0, 1), scale =
+    1 / (1 - rate), so that each unit's expected output is what it is without dropout. The
+    backward pass needs no mask: a dropped unit's output is 0, so the ReLU's mask (act > 0)
+    already blocks its gradient, and every kept unit's gradient is multiplied by scale.
+    """
+    N, D = act.shape
+    for n in range(N):
+        for d in range(D):
+            if draws[n, d] >= rate:
+                act[n, d] *= scale
+            else:
+                act[n, d] = 0

@@ -16,7 +16,7 @@ The suggestion is a rule of thumb read off a noisy curve. It moves with the rang
 seed (docs/insight.md measures how much), so look at the curve (plots.lr_sweep_figure).
 """
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -94,7 +94,8 @@ def find_lr(dataset, config, start=DEFAULT_START, end=DEFAULT_END, steps=DEFAULT
     if steps < 5:
         raise SettingError("{steps} must be at least 5, got {value}", value=steps)
     schedule = lr_schedule(start, end, steps)
-    trainer = Trainer.start(dataset, config.check())
+    # The sweep sets every step's rate itself; a --lr-schedule would overwrite it at each step.
+    trainer = Trainer.start(dataset, replace(config, lr_schedule="constant").check())
     network, optimizer, data = trainer.network, trainer.optimizer, trainer.data
     x_probe, y_probe = data.x_val[:probe], data.y_val[:probe]
     optimizer.lr = float(schedule[0])

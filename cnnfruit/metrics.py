@@ -1,4 +1,4 @@
-"""Classification metrics: confusion matrix, per-class precision and recall."""
+"""Classification metrics: confusion matrix, per-class precision and recall, balanced accuracy."""
 import numpy as np
 
 
@@ -9,8 +9,20 @@ def confusion_matrix(labels, predictions, classes):
     return matrix
 
 
+def balanced_accuracy(matrix):
+    """The mean of the per-class recalls, over the classes that have images (rows of the (M, M)
+    confusion matrix with a non-zero sum): what accuracy would be if every class were equally
+    common, so a model that ignores a rare class cannot score well. 0 for no images at all."""
+    support = matrix.sum(axis=1)
+    present = support > 0
+    if not present.any():
+        return 0.0
+    return float(np.mean(np.diag(matrix)[present] / support[present]))
+
+
 def classification_report(labels, predictions, class_names):
-    """A JSON-ready dict: accuracy, per-class precision/recall/support, and the confusion matrix."""
+    """A JSON-ready dict: accuracy, balanced accuracy, per-class precision/recall/support, and the
+    confusion matrix."""
     matrix = confusion_matrix(labels, predictions, len(class_names))
     per_class = []
     for m, name in enumerate(class_names):
@@ -24,6 +36,7 @@ def classification_report(labels, predictions, class_names):
     return {
         "images": int(len(labels)),
         "accuracy": float(np.trace(matrix) / max(len(labels), 1)),
+        "balanced_accuracy": balanced_accuracy(matrix),
         "per_class": per_class,
         "class_names": list(class_names),
         "confusion_matrix": matrix.tolist(),

@@ -26,6 +26,9 @@ class Network:
         ]
         self._batch = None
         self._capacity = 0
+        self.dropout = 0.0  # the rate of forward(x, dropout_rng), on the hidden layers' outputs
+        self._dropout_scale = None  # 1 / (1 - rate) while the last forward pass dropped units
+        self._draws = {}  # per hidden layer, dropout's uniform draws (float64, whatever the dtype)
 
     def _check_parameters(self):
         """The kernels index the weights by the architecture's shapes and one float type: refuse any other."""
@@ -89,18 +92,41 @@ class Network:
         self._capacity = capacity
         self._batch = None
 
-    def forward(self, x):
-        """x (N, C, H, H) -> logits (N, M), a view into the workspace."""
+    def forward(self, x, dropout_rng=None):
+        """x (N, C, H, H) -> logits (N, M), a view into the workspace.
+
+        With dropout_rng (a numpy Generator; training only) and a dropout rate above 0, each hidden
+        layer's output goes through inverted dropout, its draws taken from dropout_rng layer after
+        layer, each an (N, O) array of rng.random in row order.
+        """
         x = np.ascontiguousarray(x, dtype=self.dtype)
         self._check_input(x)
         self._workspace(x.shape[0])
         self.x = x
         p = self.params
+        dropping = dropout_rng is not None and self.dropout > 0
+        self._dropout_scale = self.dtype.type(1 / (1 - self.dropout)) if dropping else None
         dispatch.conv_relu_forward(self.conv_out, x, p["conv_w"], p["conv_b"])
         for layer in range(self.layers):
+            hidden = layer < self.layers - 1
             dispatch.dense_forward(self.acts[layer + 1], self.acts[layer], p[f"dense{layer}_w"], p[f"dense{layer}_b"],
-                                   layer < self.layers - 1, self._forward_scratch[layer])
+                                   hidden, self._forward_scratch[layer])
+            if dropping and hidden:
+                draws = self._dropout_draws(layer, len(x))
+                dropout_rng.random(out=draws)
+                dispatch.dropout_forward(self.acts[layer + 1], draws, self.dropout)
         return self.acts[-1]
+
+    def _dropout_draws(self, layer, batch):
+        draws = self._draws.get(layer)
+        if draws is None or len(draws) < batch:
+            draws = self._draws[layer] = np.empty((max(batch, self._capacity), self.arch.dense_widths[layer][1]))
+        return draws[:batch]
+
+    def _dropout_backward(self, layer):
+        """dpres[layer] (already ReLU-masked by the dropped output) times dropout's 1 / (1 - rate)."""
+        if self._dropout_scale is not None and layer > 0:
+            self.dpres[layer] *= self._dropout_scale
 
     def feature_maps(self, x):
         """The conv layer's ReLU maps (N, K, P, P) of inputs x, in a new array."""
@@ -111,14 +137,27 @@ class Network:
         dispatch.conv_relu_forward(maps, x, self.params["conv_w"], self.params["conv_b"])
         return maps
 
-    def loss(self, labels):
-        """Per-image cross-entropy (N,) of the last forward pass; also sets the logit gradient."""
+    def loss(self, labels, class_weights=None, smoothing=0.0):
+        """Per-image cross-entropy (N,) of the last forward pass; also sets the logit gradient.
+
+        class_weights (M,) of the network's dtype weight each image's loss by its class, and
+        smoothing spreads that share of each target over all classes (training only).
+        """
         M = self.arch.classes
         if labels.dtype != np.int64 or labels.shape != (self._batch,) or \
                 (len(labels) and not 0 <= labels.min() <= labels.max() < M):  # the kernel indexes probs by them
             raise CnnfruitError(f"labels must be {self._batch} class indices from 0 to {M - 1} (int64), got "
                                 f"{labels.dtype} {labels.shape}")
-        dispatch.softmax_cross_entropy(self.probs, self.dpres[-1], self.losses, self.acts[-1], labels)
+        if class_weights is None and not smoothing:
+            dispatch.softmax_cross_entropy(self.probs, self.dpres[-1], self.losses, self.acts[-1], labels)
+        else:
+            if class_weights is None:
+                class_weights = np.ones(M, self.dtype)
+            if class_weights.shape != (M,) or class_weights.dtype != self.dtype:  # the kernel indexes it by label
+                raise CnnfruitError(f"class weights must be {M} numbers of the network's {self.dtype}, got "
+                                    f"{class_weights.dtype} {class_weights.shape}")
+            dispatch.weighted_softmax_cross_entropy(self.probs, self.dpres[-1], self.losses, self.acts[-1], labels,
+                                                    class_weights, smoothing)
         return self.losses
 
     def backward(self):
@@ -128,6 +167,7 @@ class Network:
             dispatch.dense_backward(self.dacts[layer], g[f"dense{layer}_w"], g[f"dense{layer}_b"], self.acts[layer],
                                     self.dpres[layer + 1], p[f"dense{layer}_w"])
             dispatch.relu_backward(self.dpres[layer], self.dacts[layer], self.acts[layer])
+            self._dropout_backward(layer)
         dispatch.conv_backward(g["conv_w"], g["conv_b"], self.x, self.dconv)
         return g
 
@@ -152,6 +192,7 @@ class Network:
         for layer in reversed(range(self.layers)):
             dispatch.dense_backward_sgd(self.dpres[layer], p[f"dense{layer}_w"], p[f"dense{layer}_b"],
                                         self._sgd_scratch[layer], self._live, self.acts[layer], self.dpres[layer + 1], lr)
+            self._dropout_backward(layer)
         dispatch.conv_backward(g["conv_w"], g["conv_b"], self.x, self.dconv)
         for name in ("conv_w", "conv_b"):
             dispatch.sgd_update(p[name].reshape(-1), g[name].reshape(-1), lr)
@@ -170,6 +211,7 @@ class Network:
             dispatch.dense_backward_step(self.dpres[layer], self.dacts[layer], g[w_name], g[b_name], p[w_name], p[b_name],
                                          self.acts[layer], self.dpres[layer + 1], optimizer, w_name, b_name,
                                          self._step_buffers[layer])
+            self._dropout_backward(layer)
         dispatch.conv_backward(g["conv_w"], g["conv_b"], self.x, self.dconv)
         for name in ("conv_w", "conv_b"):
             optimizer.update(name, p[name], g[name])

@@ -40,10 +40,17 @@ def save_figure(fig, path):
 
 
 def history_figure(history):
-    """The report's figure from a History: loss per epoch, and accuracy beside it."""
+    """The report's figure from a History: loss per epoch, and accuracy beside it.
+
+    A run whose learning rate moved (any --lr-schedule but constant) gets a third panel: the rate
+    each epoch started at.
+    """
     epochs = [e.epoch for e in history.epochs]
-    fig = Figure(figsize=(10, 4))
-    loss_ax, acc_ax = fig.subplots(1, 2)
+    scheduled = history.hyperparameters.get("lr_schedule", "constant") != "constant" and all(
+        e.lr is not None for e in history.epochs)
+    fig = Figure(figsize=(15 if scheduled else 10, 4))
+    axes = fig.subplots(1, 3 if scheduled else 2)
+    loss_ax, acc_ax = axes[:2]
     loss_ax.plot(epochs, [e.train_loss for e in history.epochs], "o-", label="Training")
     acc_ax.plot(epochs, [100 * e.train_accuracy for e in history.epochs], "o-", label="Training")
     if all(e.val_loss is not None for e in history.epochs):
@@ -58,9 +65,17 @@ def history_figure(history):
         ax.grid(alpha=0.3)
         ax.legend()
     hp = history.hyperparameters
+    title = f"{history.dataset}: lr {hp.get('lr')}, batch {hp.get('batch_size')}, seed {history.seed}"
+    if scheduled:
+        lr_ax = axes[2]
+        lr_ax.plot(epochs, [e.lr for e in history.epochs], "o-", color="tab:green")
+        lr_ax.set(xlabel="Epoch", ylabel="Learning rate at the epoch's first step", title="Learning rate",
+                  ylim=(0, None))
+        lr_ax.ticklabel_format(axis="y", style="sci", scilimits=(-2, 3))
+        lr_ax.grid(alpha=0.3)
+        title += f", {hp['lr_schedule']} schedule"
     # Names are drawn as written: a "$" would otherwise start matplotlib's mathtext, which can fail.
-    fig.suptitle(f"{history.dataset}: lr {hp.get('lr')}, batch {hp.get('batch_size')}, seed {history.seed}",
-                 parse_math=False)
+    fig.suptitle(title, parse_math=False)
     fig.tight_layout()
     return fig
 

@@ -86,6 +86,9 @@ class SearchSpace:
                 elif parsed:
                     searched[name] = Choice(tuple(parsed))
                 continue
+            if name == "class_weights" and _numbers(text):  # "1,2.5,1" is one weight per class, not a choice
+                fixed[name] = text
+                continue
             value = _parse_text(name, fields_[name].type, text)
             (searched if isinstance(value, (Choice, Range)) else fixed)[name] = value
         return cls(fixed, searched)
@@ -151,6 +154,17 @@ def to_param(value):
 
 def from_param(name, value):
     return parse_hidden(value) if name == "hidden" else value
+
+
+def _numbers(text):
+    """True for text like "1,2.5,1": numbers only."""
+    if not isinstance(text, str):
+        return False
+    try:
+        [float(part) for part in text.split(",")]
+    except ValueError:
+        return False
+    return True
 
 
 def _shown(value):

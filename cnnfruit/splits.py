@@ -1,8 +1,9 @@
 """The seeded random streams of a run, and the train/validation cut they make.
 
 One seed gives three independent generators: weight init, the train/validation split and the
-epoch shuffling. Training and `eval --split train|val` both cut the training images here, so the
-validation images of a finished run can always be found again from its seed.
+epoch shuffling (with augmentation); dropout has a fourth stream of its own (dropout_generator).
+Training and `eval --split train|val` both cut the training images here, so the validation images
+of a finished run can always be found again from its seed.
 
 Two cuts: `random` holds out a random share of the images; `block` holds out, within each class
 and each recording, a few runs of consecutive video frames. On video-frame datasets such as
@@ -22,6 +23,21 @@ def generators(seed):
     """Independent generators for weight init, the train/validation split and epoch shuffling."""
     init, split, shuffle = np.random.SeedSequence(seed).spawn(3)
     return np.random.default_rng(init), np.random.default_rng(split), np.random.default_rng(shuffle)
+
+
+# The run's SeedSequence spawns init, split and shuffle as its children 0, 1 and 2 (generators); its
+# child 3 is dropout's, so adding dropout changed no stream of the runs made before it.
+DROPOUT_STREAM = 3
+
+
+def dropout_generator(seed, epoch, step):
+    """The generator of dropout's draws for one training step (epoch and step counted from 0).
+
+    A generator of its own per step, derived from the seed alone, so that a run resumed at any
+    step draws the masks of an unbroken run without saving a generator state, and a run without
+    dropout draws nothing from any stream it shares with one with dropout.
+    """
+    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(DROPOUT_STREAM, epoch, step)))
 
 
 def train_val_split(n, val_fraction, rng):

@@ -73,6 +73,17 @@ def describe_run(run, echo=click.echo):
         f"Network: {arch.in_channels}x{arch.image_size}x{arch.image_size} -> conv {arch.kernels}x{arch.kernel_size}x"
         f"{arch.kernel_size} -> {arch.features} -> {' -> '.join(str(o) for _, o in arch.dense_widths)}"
     )
+    if trainer.class_weights is not None:
+        weights = ", ".join(f"{name} {w:.4g}" for name, w in zip(dataset.class_names, trainer.class_weights))
+        echo(f"Class weights ({trainer.config.class_weights}): {weights}")
+
+
+def epoch_line(record, config):
+    """The report's epoch line, with the learning rate the epoch started at when it moves."""
+    line = str(record)
+    if config.lr_schedule != "constant" and record.lr is not None:
+        line += f" | LR {record.lr:.3g}"
+    return line
 
 
 def describe_best(history):
@@ -95,6 +106,9 @@ def print_report(report):
 
     console = Console()
     console.print(f"Accuracy: {100 * report['accuracy']:.1f}% on {report['images']} images ({report['split']} split)")
+    if "balanced_accuracy" in report:
+        console.print(f"Balanced accuracy: {100 * report['balanced_accuracy']:.1f}% (the mean of the per-class "
+                      "recalls)")
     per_class = Table("class", "precision", "recall", "support", title="Per class")
     for row in report["per_class"]:
         per_class.add_row(escape(row["class"]), f"{row['precision']:.3f}", f"{row['recall']:.3f}", str(row["support"]))

@@ -5,6 +5,12 @@ rate (1e-6 on raw 0..255 pixels) means the same at every batch size and batch si
 SGD. With loss_reduction "mean" it is the mean, as in PyTorch and Keras: the gradient is divided by
 the batch size, so the same learning rate takes steps batch-size times smaller.
 
+Each step's learning rate comes from the run's schedule (schedules.py), each step's dropout masks
+from a generator of its own (splits.dropout_generator), so a run resumed at any step repeats the
+unbroken one. Class weights and label smoothing shape the training loss only (and so the training
+loss in the history); validation and test losses stay the plain cross-entropy, one measure for
+best.npz, early stopping and the plateau schedule whatever the options.
+
 A Trainer runs epochs in memory; fitting.py wraps it into a whole run (files, best checkpoint,
 early stopping, resume).
 """
@@ -18,13 +24,15 @@ import numpy as np
 from . import checkpoint as ckpt_io
 from .architecture import Architecture, init_parameters
 from .augment import augment
+from .config import class_weight_values
 from .data import fingerprint
 from .errors import CnnfruitError, SettingError
 from .history import EpochRecord, History
 from .model import Network
 from .optim import make_optimizer
 from .preprocess import to_inputs
-from .splits import generators, validation_cut
+from .schedules import make_schedule
+from .splits import dropout_generator, generators, validation_cut
 
 
 @dataclass
@@ -48,6 +56,31 @@ def prepare(dataset, config, split_rng):
         x_all[val_index], y_all[val_index],
         to_inputs(dataset.test.images, config.color, config.normalize), dataset.test.labels,
     )
+
+
+def class_weights_for(config, labels, class_names):
+    """The loss weight of each class (M,) float64 that config.class_weights asks for; None for none.
+
+    auto: N / (M * n_c) for the n_c of the N training images (after the validation cut) in class
+    c, scikit-learn's "balanced": a rarer class weighs more, and the weights average exactly 1
+    over the training images, so an epoch's summed loss, and what a learning rate means, stay on
+    the scale of an unweighted run. Given weights are used as they are.
+    """
+    M = len(class_names)
+    if config.class_weights == "none":
+        return None
+    if config.class_weights == "auto":
+        counts = np.bincount(labels, minlength=M)
+        if not counts.all():
+            missing = ", ".join(name for name, count in zip(class_names, counts) if not count)
+            raise SettingError("{class_weights} auto needs training images of every class; the training split has "
+                               "none of {missing}", missing=missing)
+        return len(labels) / (M * counts)
+    weights = class_weight_values(config.class_weights)
+    if len(weights) != M:
+        raise SettingError("{class_weights} gives {count} weights for {M} classes ({names})",
+                           count=len(weights), M=M, names=", ".join(class_names))
+    return np.array(weights)
 
 
 class Diverged(SettingError):
@@ -87,6 +120,10 @@ class Trainer:
         self._y_epoch = np.empty_like(data.y_train)
         self.steps_per_epoch = -(-n // config.batch_size)
         self.improved = False  # did the last epoch reach a new lowest validation loss?
+        self.schedule = make_schedule(config, self.steps_per_epoch)
+        self.class_weights = class_weights_for(config, data.y_train, dataset.class_names)  # float64 or None
+        self._loss_weights = None if self.class_weights is None else self.class_weights.astype(network.dtype)
+        network.dropout = config.dropout
 
     @property
     def stop_requested(self):
@@ -133,6 +170,13 @@ class Trainer:
                       ckpt.partial)
         if ckpt.partial is not None:
             _check_partial(ckpt.partial, trainer.steps_per_epoch)
+        if ckpt.schedule is not None:
+            try:
+                trainer.schedule.load_state(ckpt.schedule)
+            except ValueError as err:
+                raise CnnfruitError(str(err)) from None
+        elif config.lr_schedule != "constant":  # checkpoints from before schedules ran at a constant rate
+            raise CnnfruitError("the checkpoint lacks the state of its learning-rate schedule")
         return trainer
 
     @property
@@ -160,11 +204,15 @@ class Trainer:
         mean_loss = self.config.loss_reduction == "mean"
         loss_sum, correct = partial["loss_sum"], partial["correct"]
         net, params = self.network, self.network.params
+        config, schedule, first_step = self.config, self.schedule, self.epoch * self.steps_per_epoch
         for step in range(partial["step"], self.steps_per_epoch):
             chunk = slice(step * batch, (step + 1) * batch)
             labels = self._y_epoch[chunk]
-            net.forward(self._x_epoch[chunk])
-            step_loss = float(net.loss(labels).sum())
+            if schedule.varies:
+                self.optimizer.lr = schedule.lr(first_step + step)
+            dropout_rng = dropout_generator(config.seed, self.epoch, step) if config.dropout else None
+            net.forward(self._x_epoch[chunk], dropout_rng)
+            step_loss = float(net.loss(labels, self._loss_weights, config.label_smoothing).sum())
             if not math.isfinite(step_loss):
                 raise Diverged(self.epoch + 1, step + 1, "the loss", self.config.lr)
             loss_sum += step_loss
@@ -182,13 +230,15 @@ class Trainer:
             if not np.isfinite(value).all():
                 raise Diverged(self.epoch + 1, self.steps_per_epoch, f"the weight {name}", self.config.lr)
         n = len(data.y_train)
-        record = EpochRecord(epoch=self.epoch + 1, train_loss=loss_sum / n, train_accuracy=correct / n)
+        record = EpochRecord(epoch=self.epoch + 1, train_loss=loss_sum / n, train_accuracy=correct / n,
+                             lr=schedule.lr(first_step))
         if len(data.y_val):
             record.val_loss, record.val_accuracy, _ = net.evaluate(data.x_val, data.y_val)
         record.seconds = partial["seconds"] + time.perf_counter() - started
         self.history.epochs.append(record)
         self.partial = None
         self._track_best(record)
+        schedule.end_epoch(record.val_loss)
         return record
 
     # ---- early stopping and the best checkpoint
@@ -233,6 +283,7 @@ class Trainer:
             history=self.history.to_dict(),
             data={"source": self.dataset.source, "digest": self._digest, **self.dataset.options},
             partial=self.partial,
+            schedule=self.schedule.state,
         )
 
 

@@ -142,3 +142,36 @@ def dense_backward_masked(x, dout, w):
     """(dx masked by the ReLU that made x, dw, db): what the tiled backward computes."""
     dx, dw, db = dense_backward(x, dout, w)
     return relu_backward(dx, x), dw, db
+
+
+def weighted_softmax_cross_entropy(logits, labels, weights, smoothing):
+    """(probs, per-image losses, dlogits) of the class-weighted cross-entropy with label smoothing.
+
+    Written from the definitions: targets q = (1 - smoothing) * onehot + smoothing / M, loss
+    w[label] * -sum(q * log_softmax(logits)), gradient w[label] * (softmax - q).
+    """
+    N, M = logits.shape
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    targets = np.full((N, M), smoothing / M) + (1 - smoothing) * np.eye(M)[labels]
+    w = np.asarray(weights)[labels][:, None]
+    losses = (w * -(targets * log_probs)).sum(axis=1)
+    probs = np.exp(log_probs)
+    return probs, losses, w * (probs - targets)
+
+
+def dropout_forward(act, draws, rate):
+    """Inverted dropout: units with draws below rate are zeroed, the others divided by 1 - rate."""
+    return np.where(draws >= rate, act / (1 - rate), 0).astype(act.dtype)
+
+
+def network_loss_trained(params, x, labels, layers, draws=(), rate=0.0, weights=None, smoothing=0.0):
+    """network_loss with training's options: dropout with the given draws (one array per hidden
+    layer), class weights and label smoothing. The summed weighted loss, forward only."""
+    act = conv_relu_forward(x, params["conv_w"], params["conv_b"]).reshape(len(x), -1)
+    for layer in range(layers):
+        act = dense_forward(act, params[f"dense{layer}_w"], params[f"dense{layer}_b"], layer < layers - 1)
+        if layer < layers - 1 and rate:
+            act = dropout_forward(act, draws[layer], rate)
+    weights = np.ones(act.shape[1]) if weights is None else weights
+    return weighted_softmax_cross_entropy(act, labels, weights, smoothing)[1].sum()

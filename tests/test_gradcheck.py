@@ -45,3 +45,19 @@ def test_relative_error_is_scale_free_and_zero_for_zeros():
     assert relative_error([0.0, 0.0], [0.0, 0.0]) == 0.0
     assert relative_error([1.0, 2.0], [1.0, 2.0]) == 0.0
     assert relative_error([1.0], [1.1]) == pytest.approx(relative_error([1000.0], [1100.0]))
+
+
+def test_gradcheck_passes_with_dropout_class_weights_and_label_smoothing():
+    result = CliRunner().invoke(main, ["gradcheck", *SMALL, "--dropout", "0.4", "--label-smoothing", "0.1",
+                                       "--class-weights", "0.5,2,1"])
+    assert result.exit_code == 0, result.output
+    assert "Gradient check passed" in result.output
+
+
+def test_gradcheck_with_dropout_fails_when_dropout_is_left_out_of_the_backward_pass(monkeypatch):
+    from cnnfruit.model import Network
+
+    monkeypatch.setattr(Network, "_dropout_backward", lambda self, layer: None)
+    result = CliRunner().invoke(main, ["gradcheck", *SMALL, "--dropout", "0.4"])
+    assert result.exit_code == 1
+    assert "Gradient check FAILED for" in result.output

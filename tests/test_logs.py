@@ -37,8 +37,8 @@ def test_history_csv_is_written_at_every_epoch_and_matches_the_json(tmp_path, sy
 
 def test_unknown_values_are_empty_cells():
     history = History(epochs=[EpochRecord(epoch=1, train_loss=0.5, train_accuracy=0.75, seconds=1.5)])
-    assert history_csv(history) == ("epoch,train_loss,train_accuracy,val_loss,val_accuracy,seconds\n"
-                                    "1,0.5,0.75,,,1.5\n")
+    assert history_csv(history) == ("epoch,train_loss,train_accuracy,val_loss,val_accuracy,seconds,lr\n"
+                                    "1,0.5,0.75,,,1.5,\n")
 
 
 # ---- TensorBoard: event files are TFRecords of Event protobufs; read them back with tensorboardX's own classes
@@ -72,6 +72,7 @@ def test_tensorboard_log_holds_every_epoch(tmp_path, synthetic_dataset):
     train, validation, test = (scalars(tmp_path / "tb" / run) for run in ("train", "validation", "test"))
     epochs = result.history.epochs
     assert train["loss"] == [(e.epoch, pytest.approx(e.train_loss, rel=1e-6)) for e in epochs]
+    assert train["learning_rate"] == [(e.epoch, pytest.approx(1e-5)) for e in epochs]
     assert validation["accuracy"] == [(e.epoch, pytest.approx(e.val_accuracy, rel=1e-6)) for e in epochs]
     assert test["accuracy"] == [(3, pytest.approx(result.test_accuracy, rel=1e-6))]
 

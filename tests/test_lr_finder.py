@@ -77,3 +77,10 @@ def test_the_command_draws_the_curve_and_explains(tmp_path, image_folder):
                   "--steps", 10, "--start", 1e-4, "--end", 1, "--probe", 4, "-o", picture, "--json")
     sweep = json.loads(as_json.output)
     assert sweep["probe_images"] == 4 and sweep["suggestion"]["low"] <= sweep["suggestion"]["high"]
+
+
+def test_a_learning_rate_schedule_does_not_override_the_sweep(synthetic_dataset):
+    plain = find_lr(synthetic_dataset, TrainConfig(**SETTINGS), start=1e-4, end=1.0, steps=12, probe=6)
+    scheduled = find_lr(synthetic_dataset, TrainConfig(**SETTINGS, lr_schedule="onecycle"), start=1e-4, end=1.0,
+                        steps=12, probe=6)
+    assert np.array_equal(plain.losses, scheduled.losses)

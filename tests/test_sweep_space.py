@@ -96,3 +96,10 @@ def test_the_report_measures_how_validation_ranks_like_the_test():
     random = report.validation_vs_test["random"]
     assert random["spearman"] is None and random["spearman_by_setting"] is None  # all tied: no order
     assert "1.0" not in report.to_csv().splitlines()[0] and len(report.to_csv().splitlines()) == 7
+
+
+def test_class_weights_of_numbers_are_one_setting_and_words_are_choices():
+    space = SearchSpace.from_text({"class_weights": "1,2.5,1"})
+    assert space.fixed == {"class_weights": "1.0,2.5,1.0"} and not space.searched
+    space = SearchSpace.from_text({"class_weights": "none,auto", "lr_schedule": "constant,cosine"})
+    assert space.searched == {"class_weights": Choice(("none", "auto")), "lr_schedule": Choice(("constant", "cosine"))}
