@@ -3,14 +3,15 @@
     python benchmarks/bench.py [--batches 1,8,32,128] [--optimizer-rows adam:32,momentum:32]
                                [--repeats 3] [--images 256]
 
-Every implementation runs the same math: 1x32x32 raw 0..255 grey pixels, conv 8x4x4 + ReLU,
-dense 6728-841-29-3 with ReLUs, the loss SUMMED over the batch, plain SGD at lr 1e-6, starting
-from the SAME He-normal weights (cnnfruit's init_parameters, seed 0) on the same image order.
+Every implementation runs the same math: the report's network (cnnfruit's default Architecture:
+1x32x32 raw 0..255 grey pixels, conv 8x4x4 + ReLU, dense 6728-841-29-3 with ReLUs), the loss
+SUMMED over the batch, plain SGD at lr 1e-6, starting from the SAME He-normal weights
+(cnnfruit's init_parameters, seed 0) on the same image order; every size comes from Architecture.
 PyTorch runs twice, on numba's thread count and on one thread. Each implementation lives in its
 own worker process (so its peak memory is its own), warms up first, then the workers take turns
 - cnnfruit, torch, torch-1t, numpy, cnnfruit, ... - and each cell is the median of --repeats
 runs. A run trains on --images images (a fixed number of steps) and is scaled to seconds per
-epoch of the 1030 training images. `--check` first verifies that the implementations agree
+epoch of the training split (1030 images). `--check` first verifies that the implementations agree
 after a few steps. The --optimizer-rows train the same way with momentum (0.9, lr 1e-6) or Adam
 (lr 1e-4, betas 0.9/0.999, eps 1e-8) against torch.optim.SGD(momentum=0.9) / torch.optim.Adam
 with PyTorch's defaults (on the CPU its single-tensor loop) and, as "torch-foreach", with
@@ -50,7 +51,7 @@ INFER_PASSES = 8  # passes over the test split per timed inference run
 
 
 def load_data():
-    """(x_train (1030, 1, 32, 32), y_train, x_test, y_test) as cnnfruit's trainer prepares them."""
+    """(x_train (N, C, H, W) in the first epoch's order, y_train, x_test, y_test) as cnnfruit's trainer makes them."""
     from cnnfruit.config import TrainConfig
     from cnnfruit.data import load_embedded
     from cnnfruit.splits import generators
@@ -59,7 +60,7 @@ def load_data():
     _, split_rng, shuffle_rng = generators(SEED)
     data = prepare(load_embedded(), TrainConfig(seed=SEED), split_rng)
     order = shuffle_rng.permutation(len(data.y_train))
-    return data.x_train[order], data.y_train[order], data.x_test, data.y_test
+    return data.inputs(data.images_train[order]), data.y_train[order], data.inputs(data.images_test), data.y_test
 
 
 def initial_params():
@@ -67,7 +68,7 @@ def initial_params():
     from cnnfruit.splits import generators
 
     init_rng, _, _ = generators(SEED)
-    return init_parameters(Architecture(), init_rng)
+    return init_parameters(Architecture(), init_rng, scheme="he")  # He-normal everywhere, whatever the default
 
 
 def peak_mib():
@@ -136,17 +137,11 @@ class Torch:
         torch.set_num_threads(self.threads or numba_threads())
         self.torch = torch
         nn = torch.nn
-        self.model = nn.Sequential(
-            nn.Conv2d(1, 8, 4), nn.ReLU(), nn.Flatten(),
-            nn.Linear(6728, 841), nn.ReLU(), nn.Linear(841, 29), nn.ReLU(), nn.Linear(29, 3),
-        )
-        with torch.no_grad():  # the same He-normal draw as cnnfruit; torch stores Linear as (O, I)
-            conv, d0, d1, d2 = self.model[0], self.model[3], self.model[5], self.model[7]
-            conv.weight.copy_(torch.from_numpy(params["conv_w"]))
-            conv.bias.copy_(torch.from_numpy(params["conv_b"]))
-            for layer, name in ((d0, "dense0"), (d1, "dense1"), (d2, "dense2")):
-                layer.weight.copy_(torch.from_numpy(params[f"{name}_w"].T.copy()))
-                layer.bias.copy_(torch.from_numpy(params[f"{name}_b"]))
+        from torch_train import build_model  # the network of cnnfruit's Architecture, its weights copied in
+
+        from cnnfruit.architecture import Architecture
+
+        self.model = build_model(torch, Architecture(), params)
         self.loss = nn.CrossEntropyLoss(reduction="sum")
         settings = OPTIMIZER_SETTINGS[optimizer]
         rule = torch.optim.Adam if optimizer == "adam" else torch.optim.SGD
@@ -166,10 +161,10 @@ class Torch:
                                    for start in range(0, len(x), INFER_BATCH)])
 
     def params(self):
-        m = self.model
-        out = {"conv_w": m[0].weight, "conv_b": m[0].bias}
-        for index, name in ((3, "dense0"), (5, "dense1"), (7, "dense2")):
-            out[f"{name}_w"], out[f"{name}_b"] = m[index].weight.T, m[index].bias
+        conv = [m for m in self.model if isinstance(m, self.torch.nn.Conv2d)][0]
+        out = {"conv_w": conv.weight, "conv_b": conv.bias}
+        for layer, dense in enumerate(m for m in self.model if isinstance(m, self.torch.nn.Linear)):
+            out[f"dense{layer}_w"], out[f"dense{layer}_b"] = dense.weight.T, dense.bias
         return {k: v.detach().numpy() for k, v in out.items()}
 
 
@@ -198,6 +193,7 @@ class Numpy:
         if optimizer != "sgd":
             raise ValueError("the numpy implementation has plain SGD only")
         self.p = {k: v.copy() for k, v in params.items()}
+        self.layers = sum(name.endswith("_w") for name in params) - 1  # the dense layers
 
     def _forward(self, x):
         p = self.p
@@ -209,9 +205,10 @@ class Numpy:
         conv = cols @ p["conv_w"].reshape(K, -1).T + p["conv_b"]  # (N P P, K)
         conv = np.maximum(conv, 0).reshape(N, P, P, K).transpose(0, 3, 1, 2)
         acts = [conv.reshape(N, -1)]
-        for layer in range(3):
+        layers = self.layers
+        for layer in range(layers):
             out = acts[-1] @ p[f"dense{layer}_w"] + p[f"dense{layer}_b"]
-            acts.append(np.maximum(out, 0) if layer < 2 else out)
+            acts.append(np.maximum(out, 0) if layer < layers - 1 else out)
         return cols, acts
 
     def step(self, x, y):
@@ -222,7 +219,7 @@ class Numpy:
         dout = exp / exp.sum(axis=1, keepdims=True)
         dout[np.arange(len(y)), y] -= 1
         grads = {}
-        for layer in reversed(range(3)):
+        for layer in reversed(range(self.layers)):
             grads[f"dense{layer}_w"] = acts[layer].T @ dout
             grads[f"dense{layer}_b"] = dout.sum(axis=0)
             dout = (dout @ p[f"dense{layer}_w"].T) * (acts[layer] > 0)
@@ -354,6 +351,40 @@ def run_cli(args, env=None):
     return seconds, usage.ru_maxrss / 1024
 
 
+PROCESS_ROWS = ((3, 1), (10, 32))  # (epochs, batch size) of the whole-process comparison
+
+
+def run_process(command, cwd=None):
+    """Wall seconds and peak RSS (MiB) of one fresh process (its output thrown away)."""
+    started = time.perf_counter()
+    process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(process.pid, 0)
+    seconds = time.perf_counter() - started
+    if status != 0:
+        raise RuntimeError(f"{' '.join(command)} failed: {process.stderr.read().decode()[-500:]}")
+    process.stderr.close()
+    return seconds, usage.ru_maxrss / 1024
+
+
+def compare_processes(epochs, batch, runs, tmp, with_torch):
+    """`cnnfruit train` and the plain PyTorch script in turn; medians and the ratio pair by pair."""
+    flags = ["--epochs", str(epochs), "--batch-size", str(batch), "--lr", str(LR), "--seed", str(SEED)]
+    ours, theirs = [], []
+    for run in range(runs):
+        out = os.path.join(tmp, f"process-{epochs}-{batch}-{run}")
+        ours.append(run_process([sys.executable, "-m", "cnnfruit", "train", *flags, "-q", "--out", out + "-c"], ROOT))
+        if with_torch:
+            script = os.path.join(ROOT, "benchmarks", "torch_train.py")
+            theirs.append(run_process([sys.executable, script, *flags, "--out", out + "-t"], ROOT))
+    wall = statistics.median(s for s, _ in ours)
+    line = f"  {epochs} epochs, batch {batch}: cnnfruit {wall:.1f} s wall ({max(m for _, m in ours):.0f} MiB)"
+    if with_torch:
+        ratio = statistics.median(t[0] / c[0] for c, t in zip(ours, theirs))
+        line += (f", PyTorch script {statistics.median(s for s, _ in theirs):.1f} s ({max(m for _, m in theirs):.0f} "
+                 f"MiB): {ratio:.2f}x (median of the pairs' ratios; runs {', '.join(f'{c:.1f}/{t:.1f}' for (c, _), (t, _) in zip(ours, theirs))})")
+    print(line, flush=True)
+
+
 def help_imports_numba():
     code = "import sys; from cnnfruit import cli; print('numba' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
@@ -390,7 +421,7 @@ def main():
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per cell (median reported)")
     parser.add_argument("--images", type=int, default=256, help="images trained on per timed run")
     parser.add_argument("--eval-runs", type=int, default=3, help="runs of `cnnfruit eval` per cache state")
-    parser.add_argument("--no-train-cli", action="store_true", help="skip the 10-epoch `cnnfruit train` run")
+    parser.add_argument("--process-runs", type=int, default=3, help="pairs of whole-process runs per row")
     parser.add_argument("--check", action="store_true", help="first check that the implementations agree")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -412,8 +443,11 @@ def main():
         torch_note = "PyTorch is not installed (pip install .[bench]): its columns are left out"
     print(f"cnnfruit benchmark, {time.strftime('%Y-%m-%d %H:%M %Z')}, {os.cpu_count()} CPUs, "
           f"numba threads {numba_threads()}, numpy {np.__version__}; {torch_note}")
-    print(f"network 1x32x32 -> conv 8x4x4 -> 6728-841-29-3, {flops / 1e6:.1f} MFLOP per image and step; "
-          f"{args.images} images per timed run, median of {args.repeats}, scaled to a 1030-image epoch")
+    arch, epoch_images = Architecture(), len(load_data()[1])
+    print(f"network {arch.in_channels}x{arch.image_size}x{arch.image_size} -> conv {arch.kernels}x{arch.kernel_size}x"
+          f"{arch.kernel_size} -> {'-'.join(str(w) for w in (arch.features, *arch.hidden, arch.classes))}, "
+          f"{flops / 1e6:.1f} MFLOP per image and step; {args.images} images per timed run, median of "
+          f"{args.repeats}, scaled to a {epoch_images}-image epoch")
 
     workers = {name: Worker(name) for name in names}
     with tempfile.TemporaryDirectory() as tmp:
@@ -433,7 +467,7 @@ def main():
             for _ in range(args.repeats):
                 for name, w in active.items():
                     answer = w.ask(do="train", batch=batch, optimizer=optimizer, images=args.images)
-                    times[name].append(answer["seconds"] / answer["images"] * 1030)
+                    times[name].append(answer["seconds"] / answer["images"] * epoch_images)
                     mem[name] = answer["peak_mib"]
             for name in active:
                 epoch = statistics.median(times[name])
@@ -449,8 +483,8 @@ def main():
             best = min(statistics.median(times[t]) for t in rivals) if torch_epoch else None
             speedup = f"{torch_epoch / epoch:7.2f}x" if torch_epoch else f"{'n/a':>8}"
             over_best = f"{best / epoch:7.2f}x" if best else f"{'n/a':>8}"
-            gflops = flops * 1030 / epoch / 1e9
-            print(f"{optimizer:>9} {batch:>5} {name:>13} {epoch:8.3f} {1030 / epoch:8.0f} {speedup} {over_best} "
+            gflops = flops * epoch_images / epoch / 1e9
+            print(f"{optimizer:>9} {batch:>5} {name:>13} {epoch:8.3f} {epoch_images / epoch:8.0f} {speedup} {over_best} "
                   f"{gflops:8.2f} {100 * gflops / peak:6.1f}% {mib:9.0f}")
 
         print(f"\ninference on the test split (496 images, batches of {INFER_BATCH}), {INFER_PASSES} passes a run, "
@@ -468,14 +502,13 @@ def main():
         for w in workers.values():
             w.close()
 
+        print(f"\nwhole processes, `cnnfruit train` against benchmarks/torch_train.py (the same data, network, "
+              f"starting weights and per-epoch work: train, validate, save), alternating, {args.process_runs} pairs:")
+        for epochs, batch in PROCESS_ROWS:
+            compare_processes(epochs, batch, args.process_runs, tmp, "torch" in names)
         model_dir = os.path.join(tmp, "run")
+        run_cli(["train", "--epochs", "1", "-q", "--out", model_dir])
         print("\nthe command line (fresh processes, wall time including start-up):")
-        train_args = ["train", "--epochs", "1", "-q", "--out", model_dir]
-        seconds, mib = run_cli(train_args)
-        print(f"  cnnfruit train --epochs 1 (batch 1): {seconds:.1f} s wall, peak RSS {mib:.0f} MiB")
-        if not args.no_train_cli:
-            seconds, mib = run_cli(["train", "--lr", "1e-6", "--epochs", "10", "-q", "--out", model_dir])
-            print(f"  cnnfruit train --lr 1e-6 --epochs 10: {seconds:.1f} s wall, peak RSS {mib:.0f} MiB")
         model = os.path.join(model_dir, "model.npz")
         run_cli(["eval", model])  # warms the default cache
         warm = [run_cli(["eval", model])[0] for _ in range(args.eval_runs)]

@@ -67,6 +67,7 @@ def train_one(torch, dataset, args, seed):
                          kernels=args.kernels, kernel_size=args.kernel_size, batch_size=args.batch_size)
     init_rng, split_rng, shuffle_rng = generators(seed)
     data = prepare(dataset, config, split_rng)
+    x_train, x_test = data.inputs(data.images_train), data.inputs(data.images_test)
     arch = Architecture.from_config(config, len(dataset.class_names))
     torch.manual_seed(seed)
     model = build_model(torch, arch)
@@ -77,7 +78,7 @@ def train_one(torch, dataset, args, seed):
     started = time.perf_counter()
     for _ in range(args.epochs):
         order = shuffle_rng.permutation(len(data.y_train))  # cnnfruit's epoch order
-        x, y = data.x_train[order], data.y_train[order]
+        x, y = x_train[order], data.y_train[order]
         for start in range(0, len(y), args.batch_size):
             optimizer.zero_grad()
             loss = loss_fn(model(torch.from_numpy(x[start:start + args.batch_size])),
@@ -87,8 +88,8 @@ def train_one(torch, dataset, args, seed):
     seconds = time.perf_counter() - started
     return {
         "seed": seed, "init": args.init, "reduction": args.reduction, "lr": args.lr,
-        "train_accuracy": accuracy(torch, model, data.x_train, data.y_train),
-        "test_accuracy": accuracy(torch, model, data.x_test, data.y_test),
+        "train_accuracy": accuracy(torch, model, x_train, data.y_train),
+        "test_accuracy": accuracy(torch, model, x_test, data.y_test),
         "seconds": round(seconds, 1),
     }
 

@@ -128,8 +128,8 @@ class Classifier:
         from .tta import views
 
         pixels = self.images(images)
-        with one_blas_thread():
-            probs = [self.network.predict_proba(self.inputs(view), batch_size) for view in views(pixels, tta)]
+        with one_blas_thread():  # each batch preprocessed when its turn comes: no float copy of the whole set
+            probs = [self.network.predict_proba(view, batch_size, inputs=self.inputs) for view in views(pixels, tta)]
         return probs[0] if len(probs) == 1 else np.mean(probs, axis=0, dtype=np.float64).astype(probs[0].dtype)
 
     def decide(self, probs, min_confidence=0.0):
@@ -171,13 +171,15 @@ class Classifier:
             raise CnnfruitError(f"labels must be class indices from 0 to {len(self.class_names) - 1}")
         if not len(labels):
             raise CnnfruitError("there are no images to evaluate")
-        probs = self.predict_proba(split.images, batch_size, tta)
         if tta == "none":
+            probs = np.empty((len(labels), len(self.class_names)), self.network.dtype)
             with one_blas_thread():
-                loss, accuracy, predictions = self.network.evaluate(self.inputs(split.images), labels, batch_size)
+                loss, accuracy, predictions = self.network.evaluate(self.images(split.images), labels, batch_size,
+                                                                    inputs=self.inputs, probabilities=probs)
         else:
             from .kernels import PROBABILITY_FLOOR
 
+            probs = self.predict_proba(split.images, batch_size, tta)
             predictions = probs.argmax(axis=1)
             accuracy = float((predictions == labels).mean())
             true = probs[np.arange(len(labels)), labels].astype(np.float64)

@@ -172,10 +172,14 @@ class Run:
         try:
             with one_blas_thread():
                 stopped = self._epochs(on_epoch, on_step)
+            self._flush()
         except Diverged as err:
+            self._flush()
             saved = f". The last good checkpoint, {self.files.saved_at}, is {self.files.model_path}" if self.files else ""
             raise Diverged(err.epoch, err.step, err.what, err.lr, saved) from None
         except KeyboardInterrupt:
+            if self.files:
+                self.files.abandon()
             if self.files and self.files.saved_at:
                 raise StoppedAtOnce(f"the last checkpoint, {self.files.saved_at}, is {self.files.model_path}") from None
             raise StoppedAtOnce("nothing was saved") from None
@@ -193,8 +197,10 @@ class Run:
                          self.files.saved_at if self.files else describe_point(trainer), best)
 
     def close(self):
-        """Release the run folder's lock (fit does at its end); the Run may fit again later."""
+        """Let the writes under way end, then release the run folder's lock (fit does at its end);
+        the Run may fit again later."""
         if self.files is not None:
+            self.files.settle()
             self.files.unlock()
 
     def _epochs(self, on_epoch, on_step):
@@ -226,6 +232,10 @@ class Run:
     def _save(self):
         if self.files is not None:
             self.files.save(self.trainer)
+
+    def _flush(self):
+        if self.files is not None:
+            self.files.flush()
 
     def _save_best(self):
         if self.files is not None:

@@ -97,7 +97,7 @@ def find_lr(dataset, config, start=DEFAULT_START, end=DEFAULT_END, steps=DEFAULT
     # The sweep sets every step's rate itself; a --lr-schedule would overwrite it at each step.
     trainer = Trainer.start(dataset, replace(config, lr_schedule="constant").check())
     network, optimizer, data = trainer.network, trainer.optimizer, trainer.data
-    x_probe, y_probe = data.x_val[:probe], data.y_val[:probe]
+    x_probe, y_probe = data.inputs(data.images_val[:probe]), data.y_val[:probe]
     optimizer.lr = float(schedule[0])
     train_losses, probe_losses = [], []
     window = max(5, steps // 20)

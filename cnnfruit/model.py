@@ -216,30 +216,35 @@ class Network:
         for name in ("conv_w", "conv_b"):
             optimizer.update(name, p[name], g[name])
 
-    def _scored_batches(self, x, labels, batch):
+    def _scored_batches(self, x, labels, batch, inputs=None):
         """Forward pass and loss over x batch by batch; yields each batch's slice of x.
 
-        After each yield self.probs and self.losses hold that batch's figures.
+        inputs, if given, turns each batch of x into network inputs first (say, uint8 images
+        through their preprocessing), so a large set is never converted all at once. After each
+        yield self.probs and self.losses hold that batch's figures.
         """
         for start in range(0, len(x), batch):
             chunk = slice(start, start + batch)
-            self.forward(x[chunk])
+            self.forward(x[chunk] if inputs is None else inputs(x[chunk]))
             self.loss(labels[chunk])
             yield chunk
 
-    def predict_proba(self, x, batch=256):
-        """Softmax probabilities (N, M) for inputs x."""
+    def predict_proba(self, x, batch=256, inputs=None):
+        """Softmax probabilities (N, M) for inputs x (or for inputs(x), batch by batch)."""
         out = np.empty((len(x), self.arch.classes), dtype=self.dtype)
         unknown = np.zeros(len(x), dtype=np.int64)  # the softmax needs a label; its loss is unused
-        for chunk in self._scored_batches(x, unknown, batch):
+        for chunk in self._scored_batches(x, unknown, batch, inputs):
             out[chunk] = self.probs
         return out
 
-    def evaluate(self, x, labels, batch=256):
-        """(mean per-image loss, accuracy, predictions) over a whole set."""
+    def evaluate(self, x, labels, batch=256, inputs=None, probabilities=None):
+        """(mean per-image loss, accuracy, predictions) over a whole set; x or inputs(x) as in
+        predict_proba. probabilities, an (N, M) array if given, receives the softmax of each image."""
         losses = np.empty(len(x), dtype=np.float64)
         predictions = np.empty(len(x), dtype=np.int64)
-        for chunk in self._scored_batches(x, labels, batch):
+        for chunk in self._scored_batches(x, labels, batch, inputs):
             losses[chunk] = self.losses
             predictions[chunk] = self.probs.argmax(axis=1)
+            if probabilities is not None:
+                probabilities[chunk] = self.probs
         return float(losses.mean()), float((predictions == labels).mean()), predictions

@@ -23,7 +23,7 @@ import numpy as np
 
 from . import checkpoint as ckpt_io
 from .architecture import Architecture, init_parameters
-from .augment import augment
+from .augment import draw_plan
 from .config import class_weight_values
 from .data import fingerprint
 from .errors import CnnfruitError, SettingError
@@ -37,24 +37,33 @@ from .splits import dropout_generator, generators, validation_cut
 
 @dataclass
 class Prepared:
-    """A dataset turned into tensors and split, ready for the loop."""
+    """A dataset split for the loop. Images stay uint8 (N, H, W, 3) until a batch is formed:
+    as float32 network inputs, 70,000 colour photos would take four times the memory."""
 
-    x_train: np.ndarray
+    images_train: np.ndarray
     y_train: np.ndarray
-    x_val: np.ndarray
+    images_val: np.ndarray
     y_val: np.ndarray
-    x_test: np.ndarray
+    images_test: np.ndarray
     y_test: np.ndarray
+    color: str
+    normalize: str
+
+    def inputs(self, images):
+        """float32 network inputs (N, C, H, W) of uint8 images, with the run's preprocessing.
+
+        Preprocessing works image by image, so a batch converted alone gives the same numbers
+        as the same images converted with the whole set.
+        """
+        return to_inputs(images, self.color, self.normalize)
 
 
 def prepare(dataset, config, split_rng):
     train_index, val_index = validation_cut(dataset.train, config.val_fraction, config.val_split, split_rng)
-    x_all = to_inputs(dataset.train.images, config.color, config.normalize)
-    y_all = dataset.train.labels
+    images, labels = dataset.train.images, dataset.train.labels
     return Prepared(
-        x_all[train_index], y_all[train_index],
-        x_all[val_index], y_all[val_index],
-        to_inputs(dataset.test.images, config.color, config.normalize), dataset.test.labels,
+        images[train_index], labels[train_index], images[val_index], labels[val_index],
+        dataset.test.images, dataset.test.labels, config.color, config.normalize,
     )
 
 
@@ -116,8 +125,6 @@ class Trainer:
         self._epoch_rng_state = shuffle_rng.bit_generator.state
         self._digest = None
         n = len(data.y_train)
-        self._x_epoch = np.empty_like(data.x_train)
-        self._y_epoch = np.empty_like(data.y_train)
         self.steps_per_epoch = -(-n // config.batch_size)
         self.improved = False  # did the last epoch reach a new lowest validation loss?
         self.schedule = make_schedule(config, self.steps_per_epoch)
@@ -198,20 +205,19 @@ class Trainer:
         else:  # draw the stopped epoch's order again
             self.shuffle_rng.bit_generator.state = self._epoch_rng_state
         order = self.shuffle_rng.permutation(len(data.y_train))
-        np.take(data.x_train, order, axis=0, out=self._x_epoch)
-        np.take(data.y_train, order, axis=0, out=self._y_epoch)
-        augment(self._x_epoch, self.config.augment, self.shuffle_rng)
+        plan = draw_plan(len(order), self.config.augment, self.shuffle_rng)
         mean_loss = self.config.loss_reduction == "mean"
         loss_sum, correct = partial["loss_sum"], partial["correct"]
         net, params = self.network, self.network.params
         config, schedule, first_step = self.config, self.schedule, self.epoch * self.steps_per_epoch
         for step in range(partial["step"], self.steps_per_epoch):
             chunk = slice(step * batch, (step + 1) * batch)
-            labels = self._y_epoch[chunk]
+            labels = data.y_train[order[chunk]]
+            x = plan.apply(data.inputs(data.images_train[order[chunk]]), chunk)
             if schedule.varies:
                 self.optimizer.lr = schedule.lr(first_step + step)
             dropout_rng = dropout_generator(config.seed, self.epoch, step) if config.dropout else None
-            net.forward(self._x_epoch[chunk], dropout_rng)
+            net.forward(x, dropout_rng)
             step_loss = float(net.loss(labels, self._loss_weights, config.label_smoothing).sum())
             if not math.isfinite(step_loss):
                 raise Diverged(self.epoch + 1, step + 1, "the loss", self.config.lr)
@@ -233,7 +239,7 @@ class Trainer:
         record = EpochRecord(epoch=self.epoch + 1, train_loss=loss_sum / n, train_accuracy=correct / n,
                              lr=schedule.lr(first_step))
         if len(data.y_val):
-            record.val_loss, record.val_accuracy, _ = net.evaluate(data.x_val, data.y_val)
+            record.val_loss, record.val_accuracy, _ = net.evaluate(data.images_val, data.y_val, inputs=data.inputs)
         record.seconds = partial["seconds"] + time.perf_counter() - started
         self.history.epochs.append(record)
         self.partial = None
@@ -258,7 +264,7 @@ class Trainer:
 
     def finish(self, total_seconds):
         """Test accuracy on the held-out test split, recorded in the history."""
-        loss, accuracy, _ = self.network.evaluate(self.data.x_test, self.data.y_test)
+        loss, accuracy, _ = self.network.evaluate(self.data.images_test, self.data.y_test, inputs=self.data.inputs)
         self.history.test_loss, self.history.test_accuracy = loss, accuracy
         self.history.total_seconds = total_seconds
         return accuracy

@@ -1,5 +1,6 @@
 """Augmentation: flips, rotations and shifts do what they say, from the run's seeded generator."""
 import numpy as np
+import pytest
 
 import cnnfruit
 from cnnfruit.augment import MAX_SHIFT, augment
@@ -42,3 +43,16 @@ def test_augmented_training_is_repeatable(synthetic_dataset):
                             for settings in (config, config, {**config, "augment": "none"}))
     np.testing.assert_array_equal(first["conv_w"], second["conv_w"])
     assert not np.array_equal(first["conv_w"], plain["conv_w"])
+
+
+@pytest.mark.parametrize("mode", ["none", "flip", "flip-vh", "rotate", "shift"])
+def test_a_plan_applied_batch_by_batch_equals_the_whole_epoch_at_once(rng, mode):
+    """The trainer augments each batch when its step comes, from choices drawn for the epoch."""
+    from cnnfruit.augment import draw_plan
+
+    x = rng.standard_normal((23, 3, 9, 9))
+    whole = augment(x.copy(), mode, np.random.default_rng(4))
+    plan = draw_plan(len(x), mode, np.random.default_rng(4))
+    batches = np.concatenate([plan.apply(x[start:start + 5].copy(), slice(start, start + 5))
+                              for start in range(0, len(x), 5)])
+    np.testing.assert_array_equal(batches, whole)

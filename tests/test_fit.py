@@ -156,3 +156,26 @@ def test_patience_counts_epochs_since_the_lowest_validation_loss(synthetic_datas
         stops.append(trainer.should_stop())
     assert stops == [False, False, False, False, False, True]
     assert trainer.history.best_epoch == 4 and trainer.history.best_val_loss == 0.4
+
+
+def test_images_stay_uint8_until_a_batch_is_formed(synthetic_dataset):
+    """70,000 colour photos are 215 MB as uint8 and 860 MB as float32 inputs: only batches are converted."""
+    run = cnnfruit.Run.start(synthetic_dataset, tiny(color="rgb"))
+    data = run.trainer.data
+    for images in (data.images_train, data.images_val, data.images_test):
+        assert images.dtype == np.uint8 and images.ndim == 4
+    assert not any(isinstance(value, np.ndarray) and value.dtype == np.float32 and value.ndim == 4
+                   for value in vars(run.trainer).values())
+
+
+def test_a_save_is_a_snapshot_written_in_the_background(tmp_path, synthetic_dataset):
+    """What is saved is the state when save() was called, even if training goes on changing it."""
+    run = cnnfruit.Run.start(synthetic_dataset, tiny(epochs=1), out=tmp_path / "run")
+    before = {name: value.copy() for name, value in run.trainer.network.params.items()}
+    run.files.save(run.trainer)
+    for value in run.trainer.network.params.values():
+        value += 1  # what the next steps would do while the write is under way
+    run.files.flush()
+    assert same_weights(cnnfruit.Classifier.load(run.files.model_path).params, before)
+    assert run.files.saved_at == "the initial weights"
+    run.close()

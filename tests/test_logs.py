@@ -21,10 +21,17 @@ def read_csv(path):
 
 
 def test_history_csv_is_written_at_every_epoch_and_matches_the_json(tmp_path, synthetic_dataset):
+    from cnnfruit import Run
+
     out = tmp_path / "run"
     rows_seen = []
-    result = fit(synthetic_dataset, TrainConfig(epochs=3, lr=1e-5, **TINY_SETTINGS), out=str(out),
-                 on_epoch=lambda record: rows_seen.append(len(read_csv(out / "history.csv"))))
+    run = Run.start(synthetic_dataset, TrainConfig(epochs=3, lr=1e-5, **TINY_SETTINGS), out=str(out))
+
+    def on_epoch(record):
+        run.files.flush()  # saves are written by a background thread; wait for the ones queued so far
+        rows_seen.append(len(read_csv(out / "history.csv")))
+
+    result = run.fit(on_epoch=on_epoch)
     # on_epoch runs before the epoch is saved: the file then holds the epochs before it
     assert rows_seen == [0, 1, 2]
     rows = read_csv(result.history_csv_path)
