@@ -40,7 +40,7 @@ def test_build_script_data_folder_and_predict_agree(tmp_path):
     with np.load(built, allow_pickle=False) as z:
         shipped = z["test_images"]
         files = [os.path.join(root, f) for f in z["test_files"]]
-    folder, _ = read_image_folder(root)
+    folder = read_image_folder(root)
     one_by_one = np.stack([preprocess.load_image(path) for path in files])
     for color in ("grey", "rgb"):
         expected = preprocess.to_inputs(shipped, color)
@@ -66,8 +66,8 @@ def test_embedded_arrays_equal_raw_photos():
 def test_image_folder_ignores_non_images_and_sorts_classes(tmp_path):
     root = make_image_folder(tmp_path, per_class=2)
     (tmp_path / "train" / "kiwi" / "notes.txt").write_text("not an image")
-    dataset, skipped = read_image_folder(root)
-    assert dataset.class_names == ["apple", "kiwi"] and skipped == 0
+    dataset = read_image_folder(root)
+    assert dataset.class_names == ["apple", "kiwi"] and dataset.skipped == 0
     assert len(dataset.train) == 4 and dataset.train.labels.tolist() == [0, 0, 1, 1]
 
 

@@ -13,6 +13,8 @@ from cnnfruit import preprocess
 from cnnfruit.errors import CnnfruitError
 from cnnfruit.preprocess import load_image
 
+from image_trees import class_folders
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RAW_PHOTOS = os.path.join(REPO, "..", "shared", "fruits-360")
 SIDE = 32  # the test images are 64 x 64, constant over 2 x 2 blocks: the box resize is then exact
@@ -253,6 +255,19 @@ def test_images_above_cnnfruits_own_limit_are_refused_before_decoding(tmp_path):
     with pytest.raises(CnnfruitError, match="20 x 10 is more than the 199 pixels"):
         load_image(small, max_pixels=199)
     assert np.all(load_image(small, max_pixels=200) == 0)
+
+
+def test_skip_bad_skips_a_decompression_bomb(tmp_path):
+    from cnnfruit.data import read_image_folder
+
+    root = class_folders(tmp_path / "fruits")
+    bomb = png_of_zeros(root / "kiwi" / "bomb.png", 20000, 20000)
+    with pytest.raises(CnnfruitError) as error:
+        read_image_folder(root, cache_dir=False)
+    assert str(error.value) == (f"cannot read image {bomb}: more pixels than Pillow will decode (a decompression "
+                                "bomb?); shrink it first (--skip-bad skips unreadable images)")
+    dataset = read_image_folder(root, cache_dir=False, skip_bad=True)
+    assert dataset.skipped == 1 and len(dataset.train) + len(dataset.test) == 15
 
 
 # ---------------------------------------------------------------------------------------------
