@@ -111,9 +111,9 @@ def cache_file(cache_dir, key):
 
 @dataclass
 class CachedFolder:
-    index: dict  # file name -> position in the arrays below
-    sizes: np.ndarray
-    mtimes: np.ndarray
+    index: dict  # file name -> position in the lists below
+    sizes: list  # ints: comparing numpy scalars one by one costs more than the cache saves
+    mtimes: list
     pixels: np.ndarray  # (n, size, size, 3) uint8; None once copied out
 
 
@@ -140,7 +140,7 @@ def read_cache(path, key, size):
     names = [os.fsdecode(name) for name in arrays["names"].tobytes().split(b"\0")]
     if len(names) != n or len(set(names)) != n:
         return None
-    return CachedFolder(dict(zip(names, range(n))), arrays["sizes"], arrays["mtimes"], arrays["pixels"])
+    return CachedFolder(dict(zip(names, range(n))), arrays["sizes"].tolist(), arrays["mtimes"].tolist(), arrays["pixels"])
 
 
 def write_cache(path, key, files, pixels):
