@@ -45,6 +45,7 @@ def child(mode, root, cache_dir, workers):
 
     import numpy as np
 
+    cache_dir = False if cache_dir == "off" else cache_dir
     started = time.perf_counter()
     if mode == "listing":
         from cnnfruit.data import find_layout
@@ -172,7 +173,7 @@ def main():
     parser.add_argument("--before", metavar="DIR", help="a folder holding another checkout's cnnfruit package")
     parser.add_argument("--out", metavar="FILE", help="also write the results here")
     parser.add_argument("--child", metavar="MODE", help=argparse.SUPPRESS)
-    parser.add_argument("--cache-dir", help=argparse.SUPPRESS)
+    parser.add_argument("--cache-dir", help=argparse.SUPPRESS)  # "off": no cache
     args = parser.parse_args()
     if args.child:
         return child(args.child, args.root, args.cache_dir, args.workers)

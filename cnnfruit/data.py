@@ -99,16 +99,23 @@ def _is_image_name(name):
     return name.lower().endswith(IMAGE_SUFFIXES) and not name.startswith(".")
 
 
+def _scan(folder):
+    try:
+        return os.scandir(folder)
+    except OSError as err:
+        raise CnnfruitError(f"cannot list folder {printable(folder)}: {err.strerror or err}") from None
+
+
 def _subfolders(folder):
     """Sorted names of folder's subfolders, hidden ones left out."""
-    with os.scandir(folder) as entries:
+    with _scan(folder) as entries:
         return sorted(e.name for e in entries if not e.name.startswith(".") and e.is_dir())
 
 
 def _image_files(folder):
     """folder's image files, sorted by name, each with its size and modification time."""
     files = []
-    with os.scandir(folder) as entries:
+    with _scan(folder) as entries:
         for entry in entries:
             if not _is_image_name(entry.name) or entry.is_dir():
                 continue

@@ -210,6 +210,13 @@ def test_a_class_name_with_a_control_character(tmp_path, name, shown):
                               "name; rename it")
 
 
+def test_a_folder_that_cannot_be_listed_is_named(tmp_path):
+    not_a_folder = class_folders(tmp_path / "fruits") / "kiwi" / "0.png"  # root may read any folder
+    with pytest.raises(CnnfruitError) as error:
+        data._image_files(not_a_folder)
+    assert str(error.value) == f"cannot list folder {not_a_folder}: Not a directory"
+
+
 def test_names_that_are_merely_unusual_are_fine(tmp_path):
     root = class_folders(tmp_path / "fruits", classes=("Äpfel süß", "[red]Lychee", "Pear 2 (ripe)"))
     assert read(root).class_names == ["Pear 2 (ripe)", "[red]Lychee", "Äpfel süß"]
