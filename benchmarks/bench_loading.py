@@ -7,7 +7,8 @@ cached, and optionally the code of another checkout ("before").
 Every run is a fresh child process, so each figure includes nothing cached in Python; its peak
 memory is the child's own ru_maxrss (os.wait4), its CPU time the child's user + system time.
 "load s" is the time read_image_folder (or the process pool) took inside the child, "process s"
-the child's whole life, interpreter start and imports included. Cases:
+the child's whole life, interpreter start and imports included. The two cold cases run in turn
+(threads, processes, threads, ...) and their ratio is taken pair by pair. Cases:
 
   cold, threads      the library: cache emptied before each run
   cold, processes    the same files decoded by load_image on a process pool (fork), chunked like
@@ -96,7 +97,7 @@ def decode_on_processes(root, workers):
     paths = [os.path.join(folder, f.name) for part in layout.parts.values() for folder, files in part for f in files]
     images = np.empty((len(paths), IMAGE_SIZE, IMAGE_SIZE, 3), dtype=np.uint8)
     chunks = [paths[start:start + CHUNK] for start in range(0, len(paths), CHUNK)]
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+    with ProcessPoolExecutor(workers or os.cpu_count(), mp_context=multiprocessing.get_context("fork")) as pool:
         for start, pixels in zip(range(0, len(paths), CHUNK), pool.map(decode_chunk, chunks)):
             block = np.frombuffer(pixels, dtype=np.uint8).reshape(-1, IMAGE_SIZE, IMAGE_SIZE, 3)
             images[start:start + len(block)] = block
@@ -116,8 +117,8 @@ def drop_page_cache():
 def run_child(mode, root, cache_dir, workers, code):
     """One child: (its report, whole-process seconds, CPU seconds, peak RSS in MB)."""
     env = {**os.environ, "PYTHONPATH": code}
-    command = [sys.executable, os.path.abspath(__file__), "--child", mode, root, "--cache-dir", cache_dir,
-               "--workers", str(workers)]
+    command = [sys.executable, os.path.abspath(__file__), "--child", mode, root, "--cache-dir", cache_dir]
+    command += ["--workers", str(workers)] if workers else []
     started = time.perf_counter()
     process = subprocess.Popen(command, stdout=subprocess.PIPE, env=env, cwd=tempfile.gettempdir())
     output = process.stdout.read()
@@ -129,19 +130,36 @@ def run_child(mode, root, cache_dir, workers, code):
     return json.loads(output), wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
 
 
+def run_once(label, mode, args, cache_dir, code, before=None):
+    if before:
+        before()
+    run = run_child(mode, args.root, cache_dir, args.workers, code)
+    report = run[0]
+    print(f"  {label}: {report['seconds']:.2f} s in load, {run[1]:.2f} s process, "
+          f"{report['decoded']} decoded, {report['cached']} from cache", flush=True)
+    return run
+
+
+def summary(label, runs):
+    return {"case": label, "runs": len(runs), "files": runs[0][0]["files"],
+            "load": statistics.median(r[0]["seconds"] for r in runs),
+            "process": statistics.median(r[1] for r in runs), "cpu": statistics.median(r[2] for r in runs),
+            "rss": statistics.median(r[3] for r in runs)}
+
+
 def measure(label, mode, args, cache_dir, code, before_each=None):
-    rows = []
+    return summary(label, [run_once(label, mode, args, cache_dir, code, before_each) for _ in range(args.runs)])
+
+
+def paired(labels, modes, args, cache_dir, befores):
+    """Runs of two cases in turn (A B A B ...), so that a machine whose speed drifts slows both
+    alike; returns both summaries and the per-pair ratios of A's load time to B's."""
+    runs = ([], [])
     for _ in range(args.runs):
-        if before_each:
-            before_each()
-        rows.append(run_child(mode, args.root, cache_dir, args.workers, code))
-        report = rows[-1][0]
-        print(f"  {label}: {report['seconds']:.2f} s in load, {rows[-1][1]:.2f} s process, "
-              f"{report['decoded']} decoded, {report['cached']} from cache", flush=True)
-    load = statistics.median(r[0]["seconds"] for r in rows)
-    return {"case": label, "runs": len(rows), "files": rows[0][0]["files"], "load": load,
-            "process": statistics.median(r[1] for r in rows), "cpu": statistics.median(r[2] for r in rows),
-            "rss": statistics.median(r[3] for r in rows)}
+        for side in (0, 1):
+            runs[side].append(run_once(labels[side], modes[side], args, cache_dir, REPO, befores[side]))
+    ratios = [a[0]["seconds"] / b[0]["seconds"] for a, b in zip(*runs)]
+    return summary(labels[0], runs[0]), summary(labels[1], runs[1]), ratios
 
 
 def table(results):
@@ -168,7 +186,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("root", help="the photo tree (benchmarks/make_photo_tree.py makes one)")
     parser.add_argument("--runs", type=int, default=3, help="runs of each case; the median is shown (default 3)")
-    parser.add_argument("--workers", type=int, default=os.cpu_count(), help="threads or processes (default: CPUs)")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="threads (default: the library's, two per CPU); processes (default: one per CPU)")
     parser.add_argument("--drop-caches", action="store_true", help="drop the OS page cache before cold runs (root)")
     parser.add_argument("--before", metavar="DIR", help="a folder holding another checkout's cnnfruit package")
     parser.add_argument("--out", metavar="FILE", help="also write the results here")
@@ -191,11 +210,14 @@ def main():
     pages = [("page cache warm", None)] + ([("page cache dropped", drop_page_cache)] if args.drop_caches else [])
     load_before = os.getloadavg()
     print(f"{machine()}; load average {load_before[0]:.2f} (1 min)", flush=True)
-    results = []
+    results, ratios = [], []
     for page, drop in pages:
-        results.append(measure(f"cold, threads ({page})", "threads", args, cache_dir, REPO,
-                               cold_and_dropped if drop else empty_cache))
-        results.append(measure(f"cold, processes ({page})", "processes", args, cache_dir, REPO, drop))
+        threads, processes, ratio = paired(
+            (f"cold, threads ({page})", f"cold, processes ({page})"), ("threads", "processes"), args, cache_dir,
+            (cold_and_dropped if drop else empty_cache, drop))
+        results += [threads, processes]
+        ratios.append(f"cold threads / cold processes ({page}), per pair: median {statistics.median(ratio):.2f} "
+                      f"(min {min(ratio):.2f}, max {max(ratio):.2f})")
     for page, drop in pages:
         results.append(measure(f"listing: scandir + stat ({page})", "listing", args, cache_dir, REPO, drop))
     run_child("threads", args.root, cache_dir, args.workers, REPO)  # fill the cache
@@ -207,12 +229,13 @@ def main():
                                    os.path.abspath(args.before), drop))
     shutil.rmtree(cache_dir)
     load_after = os.getloadavg()
-    text = (f"read_image_folder on {args.root} ({results[0]['files']} files), {args.workers} workers, "
+    workers = f"{args.workers} workers" if args.workers else "default workers (threads: 2 per CPU; processes: 1 per CPU)"
+    text = (f"read_image_folder on {args.root} ({results[0]['files']} files), {workers}, "
             f"{datetime.datetime.now():%Y-%m-%d %H:%M}\n{machine()}\n"
             f"load average (1, 5, 15 min) before: {', '.join(f'{x:.2f}' for x in load_before)}; "
             f"after: {', '.join(f'{x:.2f}' for x in load_after)}\n"
             + (f"before = the cnnfruit package in {os.path.abspath(args.before)}\n" if args.before else "")
-            + f"\n{table(results)}\n")
+            + f"\n{table(results)}\n\n" + "\n".join(ratios) + "\n")
     print("\n" + text)
     if args.out:
         with open(args.out, "w") as f:

@@ -74,11 +74,19 @@ class LoadStats:
 
 
 def default_workers():
-    """The processors this process may run on."""
+    """Two threads for each processor this process may run on.
+
+    A thread spends about half of each image in Python, holding the GIL (Pillow parses headers
+    in Python), and half in C without it. With one thread per processor, a processor sits idle
+    whenever its thread waits for the GIL; a second thread can decode in C meanwhile. Measured on
+    2 shared cores: 4 threads loaded 17,500 photos in 1.11 times the time of 2 processes, 2 threads
+    in 1.54 times (benchmarks/results-loading-*.txt).
+    """
     try:
-        return len(os.sched_getaffinity(0))
+        processors = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
+        processors = os.cpu_count() or 1
+    return 2 * processors
 
 
 def resolve_cache_dir(cache_dir=None):
