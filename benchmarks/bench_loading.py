@@ -1,25 +1,27 @@
-"""Time read_image_folder on a big photo tree: cold (threads, and a process pool for comparison),
-cached, and optionally the code of another checkout ("before").
+"""Time read_image_folder on a big photo tree: cold (the library's worker processes, and a thread
+pool for comparison), listing, cached, and optionally the code of another checkout ("before").
 
     python benchmarks/make_photo_tree.py /work/shared/fruits-360 /work/photo-tree
-    python benchmarks/bench_loading.py /work/photo-tree --runs 3 --drop-caches --before /tmp/old-checkout
+    python benchmarks/bench_loading.py /work/photo-tree --runs 5 --drop-caches --before /tmp/old-checkout
 
 Every run is a fresh child process, so each figure includes nothing cached in Python; its peak
-memory is the child's own ru_maxrss (os.wait4), its CPU time the child's user + system time.
-"load s" is the time read_image_folder (or the process pool) took inside the child, "process s"
-the child's whole life, interpreter start and imports included. The two cold cases run in turn
-(threads, processes, threads, ...) and their ratio is taken pair by pair. Cases:
+memory is the child's own ru_maxrss (os.wait4, its waited-for workers included), its CPU time
+the child's user + system time, its workers' included. "load s" is the time read_image_folder
+(or the thread pool) took inside the child, "process s" the child's whole life, interpreter
+start and imports included. The two cold cases run in turn (library, threads, library, ...) and
+their ratio is taken pair by pair, so that a machine whose speed drifts slows both alike. Cases:
 
-  cold, threads      the library: cache emptied before each run
-  cold, processes    the same files decoded by load_image on a process pool (fork), chunked like
-                     the library, into one preallocated array: the alternative to threads
+  cold, processes    the library: cache emptied before each run; one worker process per CPU
+  cold, threads      the same files decoded by load_image on a thread pool (two threads per CPU),
+                     chunked like the library, into one preallocated array: the alternative
   listing            finding the layout: os.scandir of every folder and a stat of every file
   cached             the library, every file unchanged since the previous load
   before             read_image_folder of the checkout given by --before (serial, no cache)
 
 With --drop-caches (root only) every case also runs with the OS page cache dropped before each
-run, so that the photos (or the cache files) come from disk, as after a reboot. The median of the runs is shown; the machine's load average before and
-after is printed, since other work on a shared machine slows every figure.
+run, so that the photos (or the cache files) come from disk, as after a reboot. The median of the
+runs is shown; the machine's load average before and after is printed, since other work on a
+shared machine slows every figure.
 """
 import argparse
 import datetime
@@ -54,8 +56,8 @@ def child(mode, root, cache_dir, workers):
         layout = find_layout(root)
         files = sum(len(files) for part in layout.parts.values() for _, files in part)
         report = {"files": files, "decoded": 0, "cached": 0}
-    elif mode == "processes":
-        files = decode_on_processes(root, workers)
+    elif mode == "threads":
+        files = decode_on_threads(root, workers)
         report = {"files": files, "decoded": files, "cached": 0}
     else:
         from cnnfruit.data import read_image_folder
@@ -73,34 +75,24 @@ def child(mode, root, cache_dir, workers):
     print(json.dumps(report))
 
 
-def decode_chunk(paths):
-    import numpy as np
-
-    from cnnfruit.preprocess import IMAGE_SIZE, load_image
-
-    out = np.empty((len(paths), IMAGE_SIZE, IMAGE_SIZE, 3), dtype=np.uint8)
-    for i, path in enumerate(paths):
-        out[i] = load_image(path)
-    return out.tobytes()
-
-
-def decode_on_processes(root, workers):
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
+def decode_on_threads(root, workers):
+    from concurrent.futures import ThreadPoolExecutor
 
     import numpy as np
 
     from cnnfruit.data import find_layout
-    from cnnfruit.preprocess import IMAGE_SIZE
+    from cnnfruit.preprocess import IMAGE_SIZE, load_image
 
     layout = find_layout(root)
     paths = [os.path.join(folder, f.name) for part in layout.parts.values() for folder, files in part for f in files]
     images = np.empty((len(paths), IMAGE_SIZE, IMAGE_SIZE, 3), dtype=np.uint8)
-    chunks = [paths[start:start + CHUNK] for start in range(0, len(paths), CHUNK)]
-    with ProcessPoolExecutor(workers or os.cpu_count(), mp_context=multiprocessing.get_context("fork")) as pool:
-        for start, pixels in zip(range(0, len(paths), CHUNK), pool.map(decode_chunk, chunks)):
-            block = np.frombuffer(pixels, dtype=np.uint8).reshape(-1, IMAGE_SIZE, IMAGE_SIZE, 3)
-            images[start:start + len(block)] = block
+
+    def decode(start):
+        for i in range(start, min(start + CHUNK, len(paths))):
+            images[i] = load_image(paths[i])
+
+    with ThreadPoolExecutor(workers or 2 * os.cpu_count()) as pool:
+        list(pool.map(decode, range(0, len(paths), CHUNK)))
     return len(paths)
 
 
@@ -187,7 +179,7 @@ def main():
     parser.add_argument("root", help="the photo tree (benchmarks/make_photo_tree.py makes one)")
     parser.add_argument("--runs", type=int, default=3, help="runs of each case; the median is shown (default 3)")
     parser.add_argument("--workers", type=int, default=None,
-                        help="threads (default: the library's, two per CPU); processes (default: one per CPU)")
+                        help="processes (default: the library's, one per CPU); threads (default: two per CPU)")
     parser.add_argument("--drop-caches", action="store_true", help="drop the OS page cache before cold runs (root)")
     parser.add_argument("--before", metavar="DIR", help="a folder holding another checkout's cnnfruit package")
     parser.add_argument("--out", metavar="FILE", help="also write the results here")
@@ -212,24 +204,24 @@ def main():
     print(f"{machine()}; load average {load_before[0]:.2f} (1 min)", flush=True)
     results, ratios = [], []
     for page, drop in pages:
-        threads, processes, ratio = paired(
-            (f"cold, threads ({page})", f"cold, processes ({page})"), ("threads", "processes"), args, cache_dir,
-            (cold_and_dropped if drop else empty_cache, drop))
-        results += [threads, processes]
-        ratios.append(f"cold threads / cold processes ({page}), per pair: median {statistics.median(ratio):.2f} "
-                      f"(min {min(ratio):.2f}, max {max(ratio):.2f})")
+        library, threads, ratio = paired(
+            (f"cold, processes: the library ({page})", f"cold, threads ({page})"), ("library", "threads"), args,
+            cache_dir, (cold_and_dropped if drop else empty_cache, drop))
+        results += [library, threads]
+        ratios.append(f"cold threads / cold processes ({page}), per pair: median {1 / statistics.median(ratio):.2f} "
+                      f"(min {1 / max(ratio):.2f}, max {1 / min(ratio):.2f})")
     for page, drop in pages:
         results.append(measure(f"listing: scandir + stat ({page})", "listing", args, cache_dir, REPO, drop))
-    run_child("threads", args.root, cache_dir, args.workers, REPO)  # fill the cache
+    run_child("library", args.root, cache_dir, args.workers, REPO)  # fill the cache
     for page, drop in pages:
-        results.append(measure(f"cached ({page})", "threads", args, cache_dir, REPO, drop))
+        results.append(measure(f"cached ({page})", "library", args, cache_dir, REPO, drop))
     if args.before:
         for page, drop in pages:
             results.append(measure(f"before: serial, no cache ({page})", "before", args, cache_dir,
                                    os.path.abspath(args.before), drop))
     shutil.rmtree(cache_dir)
     load_after = os.getloadavg()
-    workers = f"{args.workers} workers" if args.workers else "default workers (threads: 2 per CPU; processes: 1 per CPU)"
+    workers = f"{args.workers} workers" if args.workers else "default workers (processes: 1 per CPU; threads: 2 per CPU)"
     text = (f"read_image_folder on {args.root} ({results[0]['files']} files), {workers}, "
             f"{datetime.datetime.now():%Y-%m-%d %H:%M}\n{machine()}\n"
             f"load average (1, 5, 15 min) before: {', '.join(f'{x:.2f}' for x in load_before)}; "

@@ -324,7 +324,8 @@ def read_image_folder(root, *, skip_bad=False, test_fraction=TEST_FRACTION, seed
     reasons in `loading.failures`); otherwise the first one is an error. test_fraction and seed
     cut the test split when the folder has no split folders. cache_dir: where decoded images are
     kept between loads, False for nowhere (see cnnfruit/image_cache.py for the default).
-    workers: threads decoding images (default: two per processor). progress(done, total) is
+    workers: processes decoding images (default: one per processor; 1 decodes in this process,
+    as do platforms other than Linux). progress(done, total) is
     called now and then, from this thread. `layout_note` says what was done with the folder when
     that is more than reading train/ and test/.
     """

@@ -1,9 +1,18 @@
-"""Decode many image files on a thread pool, keeping their decoded pixels in an on-disk cache.
+"""Decode many image files on worker processes, keeping their decoded pixels in an on-disk cache.
 
 `read_image_folder` lists the files; `load_folders` fills one preallocated uint8 array with
 their pixels: from the cache where a file is unchanged, by `preprocess.load_image` otherwise.
-Pillow releases the GIL while it decodes and resizes, so threads share the work without copying
-anything between processes (benchmarks/bench_loading.py measures both).
+
+Decoding runs on worker processes, forked (Linux only; elsewhere, and for one worker or a few
+files, it runs in the calling process). Threads were tried first and measured slower than one
+process: a thread holds the GIL about half of each image (Pillow parses headers in Python), and
+threads queueing for it did no better than one thread while burning 50% more CPU; two forked
+processes loaded 70,000 photos twice as fast (benchmarks/results-loading-2026-11-29*.txt). Fork,
+not spawn or forkserver, because those import the caller's main script again in every worker,
+which reruns a script that lacks an `if __name__ == "__main__":` guard. Forking a process that
+runs other threads is risky only for locks those threads hold; the workers touch nothing but
+Pillow and numpy, and the loader's own threads (cache look-ups) have finished before the fork.
+Workers ignore Ctrl-C: the calling process gets it, and stops them.
 
 Where the cache lives, first match wins:
   1. the `cache_dir` argument (`read_image_folder(..., cache_dir=...)`); False turns it off;
@@ -29,9 +38,13 @@ modification times, so a second change within the same tick would keep its size 
 only an older time vouches for the contents (git calls such entries "racily clean").
 """
 import hashlib
+import multiprocessing
 import os
+import signal
+import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -45,6 +58,7 @@ CACHE_DIR_VARIABLE = "CNNFRUIT_CACHE_DIR"
 OFF = "off"
 RACY_SECONDS = 2
 CHUNK = 64  # files a decode task takes: enough to amortise a task, few enough to share evenly
+LOOK_UP_THREADS = 4  # reading cache files: mostly waiting for the disk and zlib, which release the GIL
 ARRAYS = ("key", "names", "sizes", "mtimes", "pixels")
 
 
@@ -70,23 +84,16 @@ class LoadStats:
     failures: list = field(default_factory=list)  # (row, path, message) of each unreadable file
     cache_dir: str = None  # None when the cache is off
     cache_problem: str = None  # why the cache could not be written, when it could not
+    processes: int = 0  # worker processes that decoded; 0: decoded in the calling process
     seconds: float = 0.0
 
 
 def default_workers():
-    """Two threads for each processor this process may run on.
-
-    A thread spends about half of each image in Python, holding the GIL (Pillow parses headers
-    in Python), and half in C without it. With one thread per processor, a processor sits idle
-    whenever its thread waits for the GIL; a second thread can decode in C meanwhile. Measured on
-    2 shared cores: 4 threads loaded 17,500 photos in 1.11 times the time of 2 processes, 2 threads
-    in 1.54 times (benchmarks/results-loading-*.txt).
-    """
+    """One worker process for each processor this process may run on."""
     try:
-        processors = len(os.sched_getaffinity(0))
+        return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
-        processors = os.cpu_count() or 1
-    return 2 * processors
+        return os.cpu_count() or 1
 
 
 def resolve_cache_dir(cache_dir=None):
@@ -180,15 +187,51 @@ def _reuse(folder, cache_dir, size, out):
     return reused, cached
 
 
-def _decode(folder, indices, size, out):
-    """Decode folder's files at indices into out; [(index, message)] of those that failed."""
+def decode_files(folder, names, size):
+    """Decode folder's files names: (their pixels as bytes of (n, size, size, 3) uint8, zero
+    where a file failed, [(position in names, message)] of those that failed). Runs in a worker."""
+    pixels = np.zeros((len(names), size, size, 3), dtype=np.uint8)
     failures = []
-    for i in indices:
+    for i, name in enumerate(names):
         try:
-            out[folder.rows[i]] = load_image(os.path.join(folder.path, folder.files[i].name), size)
+            pixels[i] = load_image(os.path.join(folder, name), size)
         except CnnfruitError as err:
             failures.append((i, str(err)))
-    return failures
+    return pixels.tobytes(), failures
+
+
+def _ignore_ctrl_c():
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+class _InCallingProcess:
+    """The executor for one worker or few files: each task runs when its result is asked for."""
+
+    class Task:
+        def __init__(self, function, args):
+            self.function, self.args = function, args
+
+        def result(self):
+            return self.function(*self.args)
+
+    def submit(self, function, *args):
+        return self.Task(function, args)
+
+    def shutdown(self, wait=True, cancel_futures=False):
+        pass
+
+
+def _decoder(workers, files):
+    """(executor, worker processes) for decoding files: forked workers, or the calling process
+    where that is better or the only way (one worker, under two chunks of files, not Linux)."""
+    if workers < 2 or files < 2 * CHUNK or not sys.platform.startswith("linux"):
+        return _InCallingProcess(), 0
+    from PIL import Image
+
+    Image.preinit()  # import Pillow and its common plugins once, here, not in every worker
+    workers = min(workers, -(-files // CHUNK))
+    context = multiprocessing.get_context("fork")
+    return ProcessPoolExecutor(workers, mp_context=context, initializer=_ignore_ctrl_c), workers
 
 
 def _store(folder, cache_dir, size, out, keep, reused, cached):
@@ -217,23 +260,20 @@ def load_folders(folders, out, *, size=IMAGE_SIZE, cache_dir=None, workers=None,
 
     A file that load_image cannot read leaves its row as it was and is listed in the stats'
     failures. With stop_at_failure the loading stops at the first one, in the folders' order (the
-    same one whatever the number of workers), and the failures list holds only it. progress, if
-    given, is called now and then with (files done, files in all), from the calling thread.
+    same one whatever the number of workers), and the failures list holds only it. workers: the
+    processes that decode (default: one per processor). progress, if given, is called now and
+    then with (files done, files in all), from the calling thread.
     """
     started = time.perf_counter()
     stats = LoadStats(files=sum(len(folder.files) for folder in folders), cache_dir=resolve_cache_dir(cache_dir))
-    loader = _Loader(folders, out, size, stats, progress)
-    pool = ThreadPoolExecutor(max_workers=workers or default_workers(), thread_name_prefix="cnnfruit-load")
-    try:
-        loader.run(pool, stop_at_failure)
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+    _Loader(folders, out, size, stats, progress).run(workers or default_workers(), stop_at_failure)
     stats.seconds = time.perf_counter() - started
     return stats
 
 
 class _Loader:
-    """One load_folders call: cache look-ups and decoding on the pool; the rest on this thread."""
+    """One load_folders call: cache look-ups on threads, then decoding on worker processes (the
+    threads are gone before any fork); results, cache writes and progress on this thread."""
 
     def __init__(self, folders, out, size, stats, progress):
         self.folders, self.out, self.size, self.stats, self.progress = folders, out, size, stats, progress
@@ -241,47 +281,73 @@ class _Loader:
         self.racy_after = time.time_ns() - RACY_SECONDS * 10**9
         self.writable = stats.cache_dir is not None
 
-    def run(self, pool, stop_at_failure):
-        """Look every folder up in the cache, then decode what is missing. A folder's cache is
-        written here, as soon as its last file is decoded, while the pool decodes the next ones."""
-        looked_up = [pool.submit(self.look_up, folder) for folder in self.folders]
-        plans = []
-        for folder, future in zip(self.folders, looked_up):
-            reused, cached = future.result()
-            self.stats.cached += int(reused.sum())
-            self.advance(int(reused.sum()))
+    def run(self, workers, stop_at_failure):
+        looked_up = self.look_up_all()
+        tasks = []  # (folder index, indices of the folder's files to decode), in folder order
+        for f, (reused, _) in enumerate(looked_up):
             missing = np.flatnonzero(~reused)
-            chunks = [missing[start:start + CHUNK] for start in range(0, len(missing), CHUNK)]
-            decoding = [(chunk, pool.submit(_decode, folder, chunk, self.size, self.out)) for chunk in chunks]
-            plans.append((folder, reused, cached, decoding))
-        for folder, reused, cached, decoding in plans:
-            ok = reused.copy()  # the files whose pixels are in out
-            for chunk, future in decoding:
-                failures = future.result()
-                ok[chunk] = True
+            tasks += [(f, missing[start:start + CHUNK]) for start in range(0, len(missing), CHUNK)]
+        decoder, self.stats.processes = _decoder(workers, sum(len(chunk) for _, chunk in tasks))
+        try:
+            pending = [decoder.submit(decode_files, self.folders[f].path, [self.folders[f].files[i].name for i in chunk],
+                                      self.size) for f, chunk in tasks]
+            self.collect(tasks, pending, looked_up, stop_at_failure)
+        except BrokenProcessPool:
+            raise CnnfruitError("a process decoding images died (out of memory?); workers=1 decodes in this "
+                                "process") from None
+        finally:
+            decoder.shutdown(wait=True, cancel_futures=True)
+
+    def look_up_all(self):
+        """(reused mask, CachedFolder or None) of every folder, the reused pixels copied to out."""
+        if self.stats.cache_dir is None:
+            looked_up = [(np.zeros(len(folder.files), dtype=bool), None) for folder in self.folders]
+        else:
+            with ThreadPoolExecutor(LOOK_UP_THREADS, thread_name_prefix="cnnfruit-cache") as pool:
+                looked_up = list(pool.map(self.look_up, self.folders))
+        for reused, _ in looked_up:
+            self.stats.cached += int(reused.sum())
+        self.advance(self.stats.cached)
+        return looked_up
+
+    def collect(self, tasks, pending, looked_up, stop_at_failure):
+        """Copy the decoded chunks into out, in order, and write each folder's cache as soon as
+        its last chunk is in, while the workers decode the next ones."""
+        ok = [reused.copy() for reused, _ in looked_up]  # the files whose pixels are in out
+        tasks_of = [[] for _ in self.folders]
+        for n, (f, _) in enumerate(tasks):
+            tasks_of[f].append(n)
+        for f, folder in enumerate(self.folders):
+            for n in tasks_of[f]:
+                chunk = tasks[n][1]
+                pixels, failures = pending[n].result()
+                pending[n] = None  # copied below: holding every chunk to the end would double the memory
+                self.out[folder.rows[chunk]] = np.frombuffer(pixels, dtype=np.uint8).reshape(-1, *self.out.shape[1:])
+                ok[f][chunk] = True
                 self.stats.decoded += len(chunk) - len(failures)
                 for i, message in failures:
-                    ok[i] = False
-                    path = os.path.join(folder.path, folder.files[i].name)
-                    self.stats.failures.append((int(folder.rows[i]), path, message))
+                    ok[f][chunk[i]] = False
+                    path = os.path.join(folder.path, folder.files[chunk[i]].name)
+                    self.stats.failures.append((int(folder.rows[chunk[i]]), path, message))
                 if failures and stop_at_failure:
                     del self.stats.failures[1:]
                     return
                 self.advance(len(chunk))
-            self.store(folder, ok, reused, cached)
+            self.store(f, ok, looked_up)
 
     def look_up(self, folder):
         if self.stats.cache_dir is None:
             return np.zeros(len(folder.files), dtype=bool), None
         return _reuse(folder, self.stats.cache_dir, self.size, self.out)
 
-    def store(self, folder, ok, reused, cached):
+    def store(self, f, ok, looked_up):
         if not self.writable:
             return
-        trusted = np.array([0 <= f.mtime_ns < self.racy_after for f in folder.files], dtype=bool)
+        folder, (reused, cached) = self.folders[f], looked_up[f]
+        trusted = np.array([0 <= file.mtime_ns < self.racy_after for file in folder.files], dtype=bool)
         try:
             os.makedirs(self.stats.cache_dir, exist_ok=True)
-            _store(folder, self.stats.cache_dir, self.size, self.out, ok & trusted, reused, cached)
+            _store(folder, self.stats.cache_dir, self.size, self.out, ok[f] & trusted, reused, cached)
         except OSError as err:  # a full disk or a read-only cache: loading goes on, the next one decodes again
             self.stats.cache_problem = f"cannot write the image cache in {self.stats.cache_dir}: {err.strerror or err}"
             self.writable = False

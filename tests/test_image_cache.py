@@ -30,8 +30,18 @@ def tree(tmp_path):
     return backdate(split_folders(tmp_path / "fruits", splits=("train", "test", "val"), classes=("a", "b", "c")))
 
 
-def read(root, cache, **options):
-    return read_image_folder(root, cache_dir=cache, **options)
+def read(root, cache, workers=1, **options):
+    """In this process by default, where the decoded fixture sees every decode."""
+    return read_image_folder(root, cache_dir=cache, workers=workers, **options)
+
+
+def big_tree(tmp_path):
+    """Enough files (300) for worker processes to be worth starting."""
+    return backdate(class_folders(tmp_path / "fruits", per_class=100))
+
+
+def die_in_worker(folder, names, size):
+    os._exit(3)
 
 
 def assert_same(a, b):
@@ -167,11 +177,27 @@ def test_image_size_and_preprocessing_version_are_in_the_key(tmp_path, decoded, 
     assert len(decoded) == 24  # a new load_image: nothing of the old cache is used
 
 
-@pytest.mark.parametrize("cache", [1, 2])
-def test_one_and_two_worker_threads_give_identical_results(tmp_path, cache):
-    root = tree(tmp_path)
-    cache_dir = tmp_path / "cache" if cache == 2 else False
-    assert_same(read(root, cache_dir, workers=1), read(root, cache_dir, workers=2))
+@pytest.mark.parametrize("cache", [False, True])
+def test_worker_processes_give_what_the_calling_process_gives(tmp_path, cache):
+    root = big_tree(tmp_path)
+    (root / "kiwi" / "17.png").write_bytes(b"broken")
+    cache_dir = tmp_path / "cache" if cache else False
+    alone = read(root, cache_dir, workers=1, skip_bad=True)
+    shared = read(root, cache_dir, workers=2, skip_bad=True)
+    assert alone.loading.processes == 0 and shared.loading.processes == (0 if cache else 2)
+    assert alone.loading.failures == shared.loading.failures and shared.skipped == 1
+    assert_same(alone, shared)
+
+
+def test_few_files_are_decoded_in_the_calling_process(tmp_path):
+    assert read(tree(tmp_path), False, workers=2).loading.processes == 0
+
+
+def test_a_worker_that_dies_is_a_clean_error(tmp_path, monkeypatch):
+    monkeypatch.setattr(image_cache, "decode_files", die_in_worker)
+    with pytest.raises(CnnfruitError) as error:
+        read(big_tree(tmp_path), False, workers=2)
+    assert str(error.value) == "a process decoding images died (out of memory?); workers=1 decodes in this process"
 
 
 def test_the_first_unreadable_file_in_order_is_the_one_reported_whatever_the_workers(tmp_path):
@@ -240,13 +266,18 @@ def test_a_cache_that_cannot_be_written_only_costs_time(tmp_path):
 
 
 def test_progress_is_reported_from_the_calling_thread_up_to_the_total(tmp_path):
-    root, calls = tree(tmp_path), []
-    read(root, tmp_path / "cache", progress=lambda done, total: calls.append((done, total, threading.get_ident())))
-    read(root, tmp_path / "cache", progress=lambda done, total: calls.append((done, total, threading.get_ident())))
-    assert {ident for _, _, ident in calls} == {threading.get_ident()}
-    assert {total for _, total, _ in calls} == {24}
-    done = [d for d, _, _ in calls]
-    assert done.count(24) == 2 and all(0 < d <= 24 for d in done)
+    root, calls = big_tree(tmp_path), []
+
+    def progress(done, total):
+        calls.append((done, total, threading.get_ident(), os.getpid()))
+
+    for _ in ("decoded by worker processes", "from the cache"):
+        calls.clear()
+        read(root, tmp_path / "cache", workers=2, progress=progress)
+        assert {(ident, pid) for _, _, ident, pid in calls} == {(threading.get_ident(), os.getpid())}
+        assert {total for _, total, _, _ in calls} == {300}
+        done = [d for d, _, _, _ in calls]
+        assert done == sorted(done) and done[-1] == 300
 
 
 def current_umask():
@@ -256,9 +287,13 @@ def current_umask():
 
 
 def test_loading_changes_no_global_state(tmp_path):
+    import multiprocessing
+    import signal
+
     from PIL import Image
 
-    limit, mask = Image.MAX_IMAGE_PIXELS, current_umask()
-    read(tree(tmp_path), tmp_path / "cache")
-    assert Image.MAX_IMAGE_PIXELS == limit and current_umask() == mask
-    assert not [t for t in threading.enumerate() if t.name.startswith("cnnfruit-load")]
+    limit, mask, handler = Image.MAX_IMAGE_PIXELS, current_umask(), signal.getsignal(signal.SIGINT)
+    read(big_tree(tmp_path), tmp_path / "cache", workers=2)
+    assert Image.MAX_IMAGE_PIXELS == limit and current_umask() == mask and signal.getsignal(signal.SIGINT) is handler
+    assert not [t for t in threading.enumerate() if t.name.startswith("cnnfruit-")]
+    assert not multiprocessing.active_children()
