@@ -7,7 +7,7 @@ gives the same tensor whichever way it reaches the network. `load_image` takes t
    e.g. 8000 x 8000) is refused with a `CnnfruitError`. That is above what nearly every camera
    writes (full-frame cameras reach about 61 million; phones' 108 and 200 megapixel modes and
    medium-format backs do not fit, and need shrinking first, which loses nothing at 32 x 32),
-   and it bounds one decode to about 200 MB (RGB) on each of the loader's threads. A small PNG
+   and it bounds one decode to about 200 MB (RGB) in each of the loader's workers. A small PNG
    that unpacks to 20000 x 20000 (a decompression bomb) is refused the same way. Pillow's own
    limit, `Image.MAX_IMAGE_PIXELS`, is left alone: using cnnfruit changes no global state.
 2. EXIF orientation: a photo whose EXIF says "turn me" (how phones store portrait shots) is

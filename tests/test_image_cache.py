@@ -295,5 +295,5 @@ def test_loading_changes_no_global_state(tmp_path):
     limit, mask, handler = Image.MAX_IMAGE_PIXELS, current_umask(), signal.getsignal(signal.SIGINT)
     read(big_tree(tmp_path), tmp_path / "cache", workers=2)
     assert Image.MAX_IMAGE_PIXELS == limit and current_umask() == mask and signal.getsignal(signal.SIGINT) is handler
-    assert not [t for t in threading.enumerate() if t.name.startswith("cnnfruit-")]
+    assert not [t for t in threading.enumerate() if t.name.startswith("cnnfruit-cache")]
     assert not multiprocessing.active_children()
