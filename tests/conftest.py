@@ -22,6 +22,15 @@ def write_image_folder(root, classes=("apple", "kiwi", "plum"), train=8, test=3,
     return root
 
 
+@pytest.fixture(autouse=True, scope="session")
+def private_image_cache(tmp_path_factory):
+    """Every test's image folders are cached under the session's tmp folder, never in ~/.cache."""
+    patch = pytest.MonkeyPatch()
+    patch.setenv("CNNFRUIT_CACHE_DIR", str(tmp_path_factory.mktemp("image-cache")))
+    yield
+    patch.undo()
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)

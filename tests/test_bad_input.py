@@ -70,7 +70,7 @@ def test_missing_data_folder(tmp_path):
 def test_empty_data_folder(tmp_path):
     (tmp_path / "data").mkdir()
     assert_error(cli("train", "--data", tmp_path / "data", "--out", tmp_path / "run"),
-                 f"data folder {tmp_path / 'data'} has no train/ folder: it needs train/<class>/* and test/<class>/*")
+                 f"data folder {tmp_path / 'data'} has no class folders: it needs <class>/* folders, or train/<class>/* and test/<class>/*")
 
 
 def test_data_folder_without_class_folders(tmp_path):

@@ -294,11 +294,8 @@ def test_flat_images_standardize_to_zero(exported):
     np.testing.assert_allclose(probabilities, np.repeat(expected, len(probabilities), axis=0), rtol=0, atol=TOLERANCE)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "to_inputs sums the mean in float32: on a flat grey image it leaves a residue near 1e-5, "
-    "above the 1e-6 std floor, and standardises the image to +-1 instead of 0; the export sums "
-    "in float64 (see docs/onnx.md)"))
 def test_flat_grey_images_agree_with_cnnfruit(exported):
+    """Both sum the means in float64, so a flat image standardises to exactly 0 in both."""
     assert_agrees(exported["grey-standardize-4x3-64-32-trained"], flat_images())
 
 
