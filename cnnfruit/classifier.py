@@ -186,15 +186,16 @@ class Classifier:
             loss = float(-np.log(np.maximum(true, PROBABILITY_FLOOR)).mean())
         return Evaluation(accuracy, loss, labels, predictions, self.class_names, probs, tta)
 
-    def training_data(self):
+    def training_data(self, folder=None):
         """The Dataset this classifier was trained on, read again as it was read then (the embedded
-        set if it records none); a SettingError naming {data} when its folder is gone."""
+        set if it records none); a SettingError naming {data} when its folder is gone. folder: read
+        that folder instead, the same way (say, the training images moved elsewhere)."""
         from .data import load_embedded, read_image_folder
 
-        source = self.data.get("source")
+        source = folder or self.data.get("source")
         if source is None:
             return load_embedded()
-        if not os.path.isdir(source):
+        if folder is None and not os.path.isdir(source):
             raise SettingError("the data folder {source} that {model} was trained on is gone; pass {data}",
                                source=source, model=self.name)
         options = {key: value for key, value in self.data.items() if key not in ("source", "digest")}

@@ -6,11 +6,13 @@ fields (config.py), so a setting's default, choices and help are written once. T
 module that imports click and rich; heavy modules are imported inside the commands, so
 `cnnfruit --help` starts at once without Numba.
 """
+import functools
 import json
 import os
 import shlex
 import sys
 import threading
+from dataclasses import dataclass
 
 import click
 
@@ -105,7 +107,8 @@ def setting_options(*names):
 
 TTA_HELP = ("Test-time augmentation: average the probabilities over the image and its mirror (flip) or "
             "over the 8 turns and mirrors of the square (rotate).")
-DATA_HELP = "Image folder with train/<class>/* and test/<class>/*. Default: the embedded fruit photos."
+DATA_HELP = ("Image folder: train/<class>/* and test/<class>/* (also Training/, Test/, val/...), or class "
+             "folders alone. Default: the embedded fruit photos.")
 
 
 def computing():
@@ -115,19 +118,70 @@ def computing():
     configure_threads()
 
 
-def load_dataset(data, skip_bad=False):
-    from .data import load_embedded, read_image_folder
+@dataclass
+class DataRequest:
+    """What --data and its flags ask for; load() reads it and says what happened."""
 
-    if data is None:
-        return load_embedded()
-    dataset = read_image_folder(data, skip_bad=skip_bad)
-    report_skipped(dataset)
-    return dataset
+    folder: str = None  # None: the embedded photos
+    skip_bad: bool = False
+    test_fraction: float = None  # None: data.TEST_FRACTION
+    cache_dir: object = None  # None: the default cache, False: none
+
+    def options(self):
+        options = {"skip_bad": self.skip_bad, "cache_dir": self.cache_dir}
+        if self.test_fraction is not None:
+            options["test_fraction"] = self.test_fraction
+        return options
+
+    def load(self, quiet=False):
+        from .data import load_embedded, read_image_folder
+        from .terminal import LoadProgress
+
+        if self.folder is None:
+            return load_embedded()
+        with LoadProgress(quiet) as progress:
+            dataset = read_image_folder(self.folder, progress=progress, **self.options())
+        report_loading(dataset)
+        return dataset
 
 
-def report_skipped(dataset):
+def data_options(command):
+    """--data, --skip-bad, --test-fraction, --cache-dir and --no-cache, given to the command as one
+    DataRequest named data."""
+    @functools.wraps(command)
+    def run(*args, data, skip_bad, test_fraction, cache_dir, no_cache, **kwargs):
+        request = DataRequest(data, skip_bad, test_fraction, False if no_cache else cache_dir)
+        return command(*args, data=request, **kwargs)
+
+    options = [
+        click.option("--data", type=click.Path(file_okay=False), default=None, help=DATA_HELP),
+        click.option("--skip-bad", is_flag=True, help="Skip unreadable images in --data instead of stopping."),
+        click.option("--test-fraction", type=float, default=None,
+                     help="With class folders alone: the share of each class held out as the test split "
+                          "(default 0.2), cut by a seeded hash of the file names."),
+        click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
+                     help="Where decoded images are kept between loads (default: $CNNFRUIT_CACHE_DIR, else "
+                          "~/.cache/cnnfruit)."),
+        click.option("--no-cache", is_flag=True, help="Neither read nor write the decoded-image cache."),
+    ]
+    for option in reversed(options):
+        run = option(run)
+    return run
+
+
+def report_loading(dataset):
+    """What reading a folder did beyond the plain layout: its layout note, skipped files, cache trouble."""
+    from .preprocess import printable
+
+    if dataset.layout_note:
+        click.echo(dataset.layout_note, err=True)
+    loading = dataset.loading
     if dataset.skipped:
-        click.echo(f"Skipped {dataset.skipped} unreadable image(s) in {dataset.source}", err=True)
+        click.echo(f"Skipped {dataset.skipped} unreadable image(s) in {printable(dataset.source)}", err=True)
+        for _, path, message in (loading.failures if loading else [])[:10]:
+            click.echo(f"  {message}", err=True)
+    if loading is not None and loading.cache_problem:
+        click.echo(f"Note: the decoded-image cache was not used: {loading.cache_problem}", err=True)
 
 
 # ---- train
@@ -138,7 +192,7 @@ TRAIN_SETTINGS = tuple(setting_fields())
 
 @main.command()
 @setting_options(*TRAIN_SETTINGS)
-@click.option("--data", type=click.Path(file_okay=False), default=None, help=DATA_HELP)
+@data_options
 @click.option("--out", type=click.Path(file_okay=False), default=None,
               help="Folder for model.npz and history.json. Default: a new folder under ./runs/ "
                    "(with --resume: the checkpoint's folder).")
@@ -146,13 +200,12 @@ TRAIN_SETTINGS = tuple(setting_fields())
               help="Continue the run saved in this model.npz with its own settings and data.")
 @click.option("--overwrite", is_flag=True,
               help="Replace the run that --out holds: its model.npz, history.json, history.csv and best.npz are deleted first.")
-@click.option("--skip-bad", is_flag=True, help="Skip unreadable images in --data instead of stopping.")
 @click.option("--tensorboard", "tensorboard_dir", type=click.Path(file_okay=False), default=None,
               help="Also write TensorBoard logs (loss and accuracy per epoch) into this folder; needs "
                    "pip install 'cnnfruit[tensorboard]'.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @click.pass_context
-def train(ctx, data, out, resume, overwrite, skip_bad, tensorboard_dir, quiet, **settings):
+def train(ctx, data, out, resume, overwrite, tensorboard_dir, quiet, **settings):
     """Train the network and save model.npz, history.json and best.npz (the lowest validation loss).
 
     model.npz is saved after every epoch. Ctrl-C (or SIGTERM) stops after the current step, saves
@@ -173,14 +226,15 @@ def train(ctx, data, out, resume, overwrite, skip_bad, tensorboard_dir, quiet, *
     log = open_log(tensorboard_dir)  # before any work: a missing tensorboardX is said at once
     try:
         if resume:
-            run = Run.resume(resume, data=data, epochs=given.pop("epochs", None), out=out, expect=given,
-                             skip_bad=skip_bad or None, overwrite=overwrite)
-            report_skipped(run.trainer.dataset)
+            run = Run.resume(resume, data=data.folder, epochs=given.pop("epochs", None), out=out, expect=given,
+                             skip_bad=data.skip_bad or None, overwrite=overwrite)
+            if run.trainer.dataset.source is not None:
+                report_loading(run.trainer.dataset)
             click.echo(f"Resuming {resume} {run.resumed_at}, to {run.config.epochs} epochs")
             if run.replanned:
                 click.echo(f"Note: {run.replanned}")
         else:
-            dataset = load_dataset(data, skip_bad)
+            dataset = data.load(quiet)
             folder = out or new_run_folder()
             try:
                 run = Run.start(dataset, config, folder, overwrite=overwrite)
@@ -273,7 +327,10 @@ def evaluate(model, data, split, as_json, plot_path, gallery_path, top, tta):
     from .mistakes import confident_mistakes
 
     clf = Classifier.load(model)
-    images = clf.split(split, load_dataset(data) if data else None)
+    dataset = clf.training_data(data)  # with the options it was read with then (a test share, say)
+    if dataset.source is not None:
+        report_loading(dataset)
+    images = clf.split(split, dataset)
     evaluation = clf.evaluate(images, tta=tta)
     mistakes = confident_mistakes(evaluation, images, top)
     report = {"model": model, "split": split, "tta": tta, **evaluation.report(),

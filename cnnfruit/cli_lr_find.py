@@ -4,15 +4,14 @@ import json
 import click
 from click.core import ParameterSource
 
-from .cli import DATA_HELP, TRAIN_SETTINGS, computing, load_dataset, setting_options, write_figure
+from .cli import TRAIN_SETTINGS, computing, data_options, setting_options, write_figure
 from .config import TrainConfig
 from .lr_finder import DEFAULT_END, DEFAULT_PROBE, DEFAULT_START, DEFAULT_STEPS
 
 
 @click.command(name="lr-find")
 @setting_options(*TRAIN_SETTINGS)
-@click.option("--data", type=click.Path(file_okay=False), default=None, help=DATA_HELP)
-@click.option("--skip-bad", is_flag=True, help="Skip unreadable images in --data instead of stopping.")
+@data_options
 @click.option("--start", type=float, default=DEFAULT_START, show_default=True, help="First learning rate of the sweep.")
 @click.option("--end", type=float, default=DEFAULT_END, show_default=True, help="Last learning rate of the sweep.")
 @click.option("--steps", type=int, default=DEFAULT_STEPS, show_default=True,
@@ -23,7 +22,7 @@ from .lr_finder import DEFAULT_END, DEFAULT_PROBE, DEFAULT_START, DEFAULT_STEPS
               help="PNG file for the loss-against-learning-rate curve.")
 @click.option("--json", "as_json", is_flag=True, help="Print the sweep and the suggestion as JSON.")
 @click.pass_context
-def lr_find(ctx, data, skip_bad, start, end, steps, probe, output, as_json, **settings):
+def lr_find(ctx, data, start, end, steps, probe, output, as_json, **settings):
     """Find a learning rate: train from the run's initial weights while the rate grows exponentially.
 
     Takes the train command's flags; the run it would start (its initial weights, data order,
@@ -41,7 +40,7 @@ def lr_find(ctx, data, skip_bad, start, end, steps, probe, output, as_json, **se
         raise click.BadParameter("must be zero or positive", param_hint="--probe")
     config = TrainConfig(**settings)
     computing()
-    sweep = find_lr(load_dataset(data, skip_bad), config, start=start, end=end, steps=steps, probe=probe)
+    sweep = find_lr(data.load(), config, start=start, end=end, steps=steps, probe=probe)
     write_figure(lr_sweep_figure(sweep), output)
     if as_json:
         click.echo(json.dumps(sweep.to_dict(), indent=2))

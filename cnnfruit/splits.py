@@ -118,11 +118,19 @@ def validation_cut(train, val_fraction, val_split, rng):
     return train_val_split(len(train), val_fraction, rng)
 
 
-def training_split(dataset, seed, val_fraction, val_split="random"):
-    """(train, validation) Splits of dataset.train, as a run with this seed and share cut them."""
-    _, split_rng, _ = generators(seed)
-    train_index, val_index = validation_cut(dataset.train, val_fraction, val_split, split_rng)
+def split_training_images(dataset, val_fraction, val_split, rng):
+    """(train, validation) Splits of a run: the data's own val/ folder when it has one, else a cut
+    of dataset.train the way val_split says, drawn from rng (the run's split generator)."""
+    if dataset.val is not None:
+        return dataset.train, dataset.val
+    train_index, val_index = validation_cut(dataset.train, val_fraction, val_split, rng)
     return dataset.train.subset(train_index), dataset.train.subset(val_index)
+
+
+def training_split(dataset, seed, val_fraction, val_split="random"):
+    """(train, validation) Splits of dataset, as a run with this seed and share had them."""
+    _, split_rng, _ = generators(seed)
+    return split_training_images(dataset, val_fraction, val_split, split_rng)
 
 
 def named_split(dataset, name, config):

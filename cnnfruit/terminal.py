@@ -66,8 +66,9 @@ def describe_run(run, echo=click.echo):
     trainer = run.trainer
     dataset, data, arch = trainer.dataset, trainer.data, trainer.network.arch
     echo(
-        f"Training on {dataset.name}: {len(data.y_train)} train / {len(data.y_val)} validation / "
-        f"{len(data.y_test)} test images, classes {', '.join(dataset.class_names)}"
+        f"Training on {dataset.name}: {len(data.y_train)} train / {len(data.y_val)} "
+        f"{'validation (its val folder)' if dataset.val is not None else 'validation'} / {len(data.y_test)} test "
+        f"images, {describe_classes(dataset.class_names)}"
     )
     echo(
         f"Network: {arch.in_channels}x{arch.image_size}x{arch.image_size} -> conv {arch.kernels}x{arch.kernel_size}x"
@@ -76,6 +77,13 @@ def describe_run(run, echo=click.echo):
     if trainer.class_weights is not None:
         weights = ", ".join(f"{name} {w:.4g}" for name, w in zip(dataset.class_names, trainer.class_weights))
         echo(f"Class weights ({trainer.config.class_weights}): {weights}")
+
+
+def describe_classes(names, shown=8):
+    """"classes A, B, C", or for many of them the first few and how many more."""
+    if len(names) <= shown:
+        return f"classes {', '.join(names)}"
+    return f"{len(names)} classes: {', '.join(names[:shown])} and {len(names) - shown} more"
 
 
 def epoch_line(record, config):
@@ -243,3 +251,38 @@ def print_sweep_report(report):
                       highlight=False)
     if report.seconds is not None:
         console.print(f"Wall time: {report.seconds:.1f} s", highlight=False)
+
+
+class LoadProgress:
+    """A progress bar while an image folder loads, on stderr when it is a terminal; else nothing.
+
+    As a context manager it gives the progress(done, total) callback read_image_folder takes, or
+    None when quiet (the loader then reports nothing).
+    """
+
+    def __init__(self, quiet=False):
+        self.quiet = quiet
+        self.progress = None
+        self.task = None
+
+    def __enter__(self):
+        from rich.console import Console
+
+        console = Console(stderr=True)
+        if self.quiet or not console.is_terminal:
+            return None
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.progress = Progress(TextColumn("loading images"), BarColumn(), MofNCompleteColumn(),
+                                 TimeRemainingColumn(), console=console, transient=True)
+        self.progress.start()
+        return self.update
+
+    def update(self, done, total):
+        if self.task is None:
+            self.task = self.progress.add_task("load", total=total)
+        self.progress.update(self.task, completed=done, total=total)
+
+    def __exit__(self, *exc):
+        if self.progress is not None:
+            self.progress.stop()

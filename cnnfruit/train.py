@@ -32,7 +32,7 @@ from .model import Network
 from .optim import make_optimizer
 from .preprocess import to_inputs
 from .schedules import make_schedule
-from .splits import dropout_generator, generators, validation_cut
+from .splits import dropout_generator, generators, split_training_images
 
 
 @dataclass
@@ -59,12 +59,9 @@ class Prepared:
 
 
 def prepare(dataset, config, split_rng):
-    train_index, val_index = validation_cut(dataset.train, config.val_fraction, config.val_split, split_rng)
-    images, labels = dataset.train.images, dataset.train.labels
-    return Prepared(
-        images[train_index], labels[train_index], images[val_index], labels[val_index],
-        dataset.test.images, dataset.test.labels, config.color, config.normalize,
-    )
+    train, val = split_training_images(dataset, config.val_fraction, config.val_split, split_rng)
+    return Prepared(train.images, train.labels, val.images, val.labels, dataset.test.images, dataset.test.labels,
+                    config.color, config.normalize)
 
 
 def class_weights_for(config, labels, class_names):
