@@ -32,6 +32,8 @@ def flag(name):
 # Commands that live in modules of their own (cnnfruit/cli_<name>.py), imported only when named,
 # so that each stays small and `cnnfruit --help` still imports nothing heavy.
 COMMAND_MODULES = {
+    "plot": "cli_plot",
+    "predict": "cli_predict",
     "export": "cli_export",
     "gradcheck": "cli_gradcheck",
     "summary": "cli_summary",
@@ -282,7 +284,7 @@ def _remove_if_empty(folder):
         pass
 
 
-# ---- eval, plot, predict
+# ---- eval, and what the commands that draw share
 
 
 def check_figure_path(path):
@@ -353,135 +355,6 @@ def evaluate(model, data, split, as_json, plot_path, gallery_path, top, tta):
         fig = confusion_figure(report["confusion_matrix"], clf.class_names,
                                title=f"{os.path.basename(model)} on the {split} split")
         click.echo(f"Wrote {write_figure(fig, plot_path)}", err=as_json)
-
-
-def is_checkpoint_file(path):
-    """A .npz checkpoint is a zip archive; a history is JSON text. Decided by the first bytes."""
-    try:
-        with open(path, "rb") as f:
-            return f.read(4) == b"PK\x03\x04"
-    except OSError as err:
-        raise CnnfruitError(f"cannot read {path}: {err.strerror}") from None
-
-
-def is_sweep_file(path):
-    """A sweep.json says so in its "kind"; anything else that is JSON is read as a history."""
-    from .sweep_report import is_sweep_record
-
-    try:
-        with open(path, encoding="utf-8") as f:
-            return is_sweep_record(json.load(f))
-    except (OSError, ValueError, RecursionError):
-        return False
-
-
-@main.command()
-@click.argument("file", metavar="HISTORY_OR_MODEL", type=click.Path(exists=True, dir_okay=False))
-@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
-              help="File to write, in the format its suffix names (.png, .jpg, .svg or .pdf). Default: FILE with a "
-                   ".png suffix (-kernels.png / -features.png for a model).")
-@click.option("--kernels", "show_kernels", is_flag=True, help="MODEL.npz: draw the learned conv kernels as a grid.")
-@click.option("--feature-maps", "feature_image", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="MODEL.npz: draw this image and the ReLU maps the conv layer makes of it.")
-def plot(file, output, show_kernels, feature_image):
-    """Plot a history.json (loss and accuracy per epoch), a sweep.json (accuracy against each swept
-    setting) or what a model.npz learned.
-
-    \b
-      cnnfruit plot runs/x/history.json
-      cnnfruit plot sweeps/x/sweep.json
-      cnnfruit plot runs/x/model.npz --kernels -o kernels.png
-      cnnfruit plot runs/x/model.npz --feature-maps photo.jpg -o features.png
-    """
-    check_figure_path(output)
-    from . import plots
-
-    stem = os.path.splitext(file)[0]
-    if not is_checkpoint_file(file) and is_sweep_file(file):
-        from .sweep_report import SweepReport
-
-        report = SweepReport.load(file)
-        if not any(run["outcome"] == "finished" for run in report.runs):
-            raise CnnfruitError(f"{file} holds no finished run to plot")
-        fig, output = plots.sweep_figure(report), output or stem + ".png"
-    elif not is_checkpoint_file(file):
-        if show_kernels or feature_image:
-            raise CnnfruitError(f"--kernels and --feature-maps need a model .npz file; {file} is not one")
-        from .history import History
-
-        history = History.load(file)
-        if not history.epochs:
-            raise CnnfruitError(f"{file} holds no finished epoch to plot")
-        fig, output = plots.history_figure(history), output or stem + ".png"
-    elif show_kernels == bool(feature_image):
-        raise CnnfruitError(f"{file} is a model: choose one of --kernels or --feature-maps IMAGE")
-    else:
-        computing()  # first: it is where Numba is imported
-        from .classifier import Classifier
-
-        clf = Classifier.load(file)
-        if show_kernels:
-            arch = clf.arch
-            fig = plots.kernels_figure(clf.params["conv_w"], title=f"{arch.kernels} learned {arch.kernel_size}x"
-                                       f"{arch.kernel_size} kernels ({clf.color}, {os.path.basename(file)})")
-            output = output or stem + "-kernels.png"
-        else:
-            pixels = clf.images(feature_image)
-            probs = clf.predict_proba(pixels)[0]
-            shown = clf.inputs(pixels)[0, 0] if clf.color == "grey" else pixels[0]
-            fig = plots.feature_maps_figure(shown, clf.feature_maps(pixels[0]), title=(
-                f"{os.path.basename(feature_image)}: predicted {clf.class_names[int(probs.argmax())]} "
-                f"({100 * probs.max():.1f}%)"))
-            output = output or stem + "-features.png"
-    click.echo(f"Wrote {write_figure(fig, output)}")
-
-
-@main.command()
-@click.argument("model", type=click.Path(dir_okay=False))
-@click.argument("images", nargs=-1, required=True, type=click.Path(dir_okay=False))
-@click.option("--json", "as_json", is_flag=True, help="Print the predictions as JSON.")
-@click.option("--min-confidence", type=click.FloatRange(0, 1), default=0.0, show_default=True,
-              help="Answer `unsure` (JSON: \"class\": null) when the top probability is below this.")
-@click.option("--tta", type=click.Choice(TTA_MODES), default="none", show_default=True, help=TTA_HELP)
-@click.option("--skip-bad", is_flag=True, help="Exit 0 when some images cannot be read (they are still reported).")
-def predict(model, images, as_json, min_confidence, tta, skip_bad):
-    """Classify each IMAGE with MODEL: predicted class and class probabilities.
-
-    An image that cannot be read is reported (on stderr, or as an "error" entry with --json) and
-    the others are still predicted; the exit status is then 1, unless --skip-bad.
-    """
-    computing()
-    from .classifier import Classifier
-
-    clf = Classifier.load(model)
-    results = clf.predict_files(list(images), tta=tta)
-    failed = [r for r in results if r.error is not None]
-    readable = [r for r in results if r.error is None]
-    answers = dict(zip(map(id, readable), clf.decide([r.probabilities for r in readable], min_confidence)
-                       if readable else []))
-    if as_json:
-        click.echo(json.dumps([
-            {"file": r.path, "error": r.error} if r.error is not None else
-            {"file": r.path, "class": answers[id(r)],
-             "probabilities": {name: float(value) for name, value in zip(clf.class_names, r.probabilities)}}
-            for r in results
-        ], indent=2))
-    else:
-        width = max(len(path) for path in images)
-        answer_width = max(len("unsure"), *map(len, clf.class_names))
-        for r in results:
-            if r.error is not None:
-                click.echo(r.error, err=True)
-                continue
-            odds = "  ".join(f"{name} {value:.3f}" for name, value in zip(clf.class_names, r.probabilities))
-            click.echo(f"{r.path:<{width}}  {answers[id(r)] or 'unsure':<{answer_width}}  {odds}")
-    if len(failed) == len(results):
-        raise CnnfruitError(f"none of the {len(results)} images could be read")
-    if failed and not skip_bad:
-        raise CnnfruitError(f"{len(failed)} of {len(results)} images could not be read (--skip-bad predicts the "
-                            "others without this error)")
-    if failed:
-        click.echo(f"Skipped {len(failed)} unreadable image(s)", err=True)
 
 
 if __name__ == "__main__":

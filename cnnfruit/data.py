@@ -31,7 +31,7 @@ import numpy as np
 
 from .config import IMAGE_SIZE
 from .errors import CnnfruitError, SettingError
-from .image_cache import Folder, ImageFile, default_workers, load_folders
+from .image_cache import Folder, ImageFile, load_folders
 from .preprocess import printable
 
 EMBEDDED_NAME = "fruits360-32"

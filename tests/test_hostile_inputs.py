@@ -13,7 +13,7 @@ from PIL import Image
 import cnnfruit
 from cnnfruit import plots
 from cnnfruit.architecture import Architecture, init_parameters
-from cnnfruit.errors import CnnfruitError, SettingError
+from cnnfruit.errors import SettingError
 
 from conftest import TINY_SETTINGS
 from runs import TINY, cli

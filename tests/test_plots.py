@@ -7,11 +7,8 @@ import sys
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from matplotlib.figure import Figure
 from PIL import Image
 
-import cnnfruit
-from cnnfruit import plots
 from cnnfruit.cli import main
 
 from test_classifier import saved_model
