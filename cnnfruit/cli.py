@@ -1,10 +1,11 @@
-"""The `cnnfruit` command line: train, eval, plot, predict, gradcheck.
+"""The `cnnfruit` command line: the command group, and the train and eval commands.
 
 Each command parses its flags, calls the library, and formats what comes back; the work itself
 is in the library, where a notebook can call it too. Training flags are made from TrainConfig's
-fields (config.py), so a setting's default, choices and help are written once. This is the only
-module that imports click and rich; heavy modules are imported inside the commands, so
-`cnnfruit --help` starts at once without Numba.
+fields (config.py), so a setting's default, choices and help are written once. The other commands
+live in cli_<name>.py modules, imported only when named; heavy modules are imported inside the
+commands, so `cnnfruit --help` starts at once without Numba. Only the cli modules and terminal.py
+import click and rich.
 """
 import functools
 import json

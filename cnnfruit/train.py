@@ -32,7 +32,24 @@ from .model import Network
 from .optim import make_optimizer
 from .preprocess import to_inputs
 from .schedules import make_schedule
-from .splits import dropout_generator, generators, split_training_images
+from .splits import dropout_generator, generators, validation_cut
+
+
+class ImageRows:
+    """Some rows of a uint8 image array, read where they lie: rows[idx] gathers only what a batch
+    needs. The training and validation cut of 53,000 colour photos would otherwise be a 160 MB
+    copy of images that the dataset already holds."""
+
+    def __init__(self, source, index):
+        self.source, self.index = source, np.asarray(index, dtype=np.int64)
+        self.shape = (len(self.index), *source.shape[1:])
+        self.dtype, self.ndim = source.dtype, source.ndim
+
+    def __len__(self):
+        return len(self.index)
+
+    def __getitem__(self, rows):
+        return self.source[self.index[rows]]
 
 
 @dataclass
@@ -40,9 +57,9 @@ class Prepared:
     """A dataset split for the loop. Images stay uint8 (N, H, W, 3) until a batch is formed:
     as float32 network inputs, 70,000 colour photos would take four times the memory."""
 
-    images_train: np.ndarray
+    images_train: np.ndarray  # or ImageRows of the dataset's training images
     y_train: np.ndarray
-    images_val: np.ndarray
+    images_val: np.ndarray  # or ImageRows
     y_val: np.ndarray
     images_test: np.ndarray
     y_test: np.ndarray
@@ -59,9 +76,14 @@ class Prepared:
 
 
 def prepare(dataset, config, split_rng):
-    train, val = split_training_images(dataset, config.val_fraction, config.val_split, split_rng)
-    return Prepared(train.images, train.labels, val.images, val.labels, dataset.test.images, dataset.test.labels,
-                    config.color, config.normalize)
+    if dataset.val is not None:
+        train, val = dataset.train, dataset.val
+        cut = (train.images, train.labels, val.images, val.labels)
+    else:  # the cut split_training_images makes, as rows of dataset.train rather than copies
+        train_index, val_index = validation_cut(dataset.train, config.val_fraction, config.val_split, split_rng)
+        images, labels = dataset.train.images, dataset.train.labels
+        cut = (ImageRows(images, train_index), labels[train_index], ImageRows(images, val_index), labels[val_index])
+    return Prepared(*cut, dataset.test.images, dataset.test.labels, config.color, config.normalize)
 
 
 def class_weights_for(config, labels, class_names):

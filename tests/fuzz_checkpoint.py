@@ -175,7 +175,11 @@ def exercise(path, data, pixels):
 
 
 def main(examples):
-    folder = tempfile.mkdtemp(prefix="cnnfruit-fuzz-")
+    with tempfile.TemporaryDirectory(prefix="cnnfruit-fuzz-") as folder:  # gone afterwards, pass or fail
+        fuzz(folder, examples)
+
+
+def fuzz(folder, examples):
     blob, data = base_checkpoint(folder)
     blob = Mutation(blob, "unchanged")  # so that hypothesis prints the strategy briefly
     pixels = data.test.images

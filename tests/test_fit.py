@@ -179,3 +179,35 @@ def test_a_save_is_a_snapshot_written_in_the_background(tmp_path, synthetic_data
     assert same_weights(cnnfruit.Classifier.load(run.files.model_path).params, before)
     assert run.files.saved_at == "the initial weights"
     run.close()
+
+
+def test_saves_at_one_point_of_training_share_one_copy_of_the_weights(tmp_path, synthetic_dataset):
+    """best.npz and model.npz after an epoch, and model.npz once the test score is in, hold the same
+    weights: one copy serves them all, and a step later a new copy is made."""
+    run = cnnfruit.Run.start(synthetic_dataset, tiny(epochs=2, optimizer="adam"), out=tmp_path / "run")
+    trainer = run.trainer
+    trainer.run_epoch()
+    first, best = run.files._snapshot(trainer), run.files._snapshot(trainer)
+    assert all(first.params[name] is best.params[name] for name in first.params)
+    assert all(first.optimizer_state[name] is best.optimizer_state[name] for name in first.optimizer_state)
+    assert all(value is not trainer.network.params[name] for name, value in first.params.items())
+    trainer.run_epoch()
+    later = run.files._snapshot(trainer)
+    assert all(later.params[name] is not first.params[name] for name in first.params)
+    assert not same_weights(later.params, first.params)
+    assert same_weights(later.params, trainer.network.params)
+    run.close()
+
+
+def test_the_validation_cut_reads_the_dataset_s_images_without_copying_them(synthetic_dataset):
+    """Training and validation batches gather rows of the dataset's own array, and hold exactly the
+    images and labels that training_split gives."""
+    from cnnfruit.splits import training_split
+
+    config = tiny(val_fraction=0.3)
+    data = cnnfruit.Run.start(synthetic_dataset, config).trainer.data
+    train, val = training_split(synthetic_dataset, config.seed, config.val_fraction)
+    for rows, split, labels in ((data.images_train, train, data.y_train), (data.images_val, val, data.y_val)):
+        assert rows.source is synthetic_dataset.train.images
+        assert np.array_equal(rows[:], split.images) and np.array_equal(labels, split.labels)
+        assert np.array_equal(rows[np.array([2, 0])], split.images[[2, 0]])
