@@ -283,6 +283,25 @@ def dense_backward_sgd(dx, w, b, scratch, cols, live, x, dout, lr):
 
 
 @njit_serial
+def softmax_row(probs, logits):
+    """probs (M,) = the softmax of logits (M,), probabilities below PROBABILITY_FLOOR set to 0;
+    returns (peak, total): the row's largest logit and sum_m exp(logits[m] - peak), for the loss."""
+    zero = np.zeros(1, probs.dtype)[0]
+    peak = logits[0]
+    for m in range(1, logits.shape[0]):
+        peak = max(peak, logits[m])
+    total = zero
+    for m in range(logits.shape[0]):
+        probs[m] = np.exp(logits[m] - peak)
+        total += probs[m]
+    for m in range(logits.shape[0]):
+        probs[m] /= total
+        if probs[m] < PROBABILITY_FLOOR:
+            probs[m] = zero
+    return peak, total
+
+
+@njit_serial
 def softmax_cross_entropy(probs, dlogits, losses, logits, labels):
     """Per-image loss, softmax probabilities and the gradient softmax - onehot; all (N, M) / (N,).
 
@@ -291,19 +310,9 @@ def softmax_cross_entropy(probs, dlogits, losses, logits, labels):
     PROBABILITY_FLOOR are set to exactly 0 (see there).
     """
     N, M = logits.shape
-    zero = np.zeros(1, probs.dtype)[0]
     for n in range(N):
-        peak = logits[n, 0]
-        for m in range(1, M):
-            peak = max(peak, logits[n, m])
-        total = zero
+        peak, total = softmax_row(probs[n], logits[n])
         for m in range(M):
-            probs[n, m] = np.exp(logits[n, m] - peak)
-            total += probs[n, m]
-        for m in range(M):
-            probs[n, m] /= total
-            if probs[n, m] < PROBABILITY_FLOOR:
-                probs[n, m] = zero
             dlogits[n, m] = probs[n, m]
         dlogits[n, labels[n]] -= 1
         losses[n] = np.log(total) - (logits[n, labels[n]] - peak)
@@ -681,20 +690,11 @@ def weighted_softmax_cross_entropy(probs, dlogits, losses, logits, labels, weigh
     N, M = logits.shape
     zero = np.zeros(1, probs.dtype)[0]
     for n in range(N):
-        peak = logits[n, 0]
-        for m in range(1, M):
-            peak = max(peak, logits[n, m])
-        total = zero
-        for m in range(M):
-            probs[n, m] = np.exp(logits[n, m] - peak)
-            total += probs[n, m]
+        peak, total = softmax_row(probs[n], logits[n])
         label = labels[n]
         weight = weights[label]
         expected = zero  # sum_m q[m] * (logits[n, m] - peak)
         for m in range(M):
-            probs[n, m] /= total
-            if probs[n, m] < PROBABILITY_FLOOR:
-                probs[n, m] = zero
             target = on_target if m == label else off_target
             dlogits[n, m] = weight * (probs[n, m] - target)
             expected += target * (logits[n, m] - peak)
