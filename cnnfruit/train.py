@@ -42,7 +42,6 @@ class ImageRows:
 
     def __init__(self, source, index):
         self.source, self.index = source, np.asarray(index, dtype=np.int64)
-        self.shape = (len(self.index), *source.shape[1:])
         self.dtype, self.ndim = source.dtype, source.ndim
 
     def __len__(self):

@@ -12,8 +12,9 @@ import naive
 LIMIT = 1e-6
 
 
-def test_conv_kernel_and_bias_gradient(rng):
-    N, C, H, K, S = 2, 2, 7, 3, 3
+def conv_case(rng, N, C, H, K, S):
+    """Random float64 conv inputs x, w, b, an upstream gradient, and f() = relu(conv(x)) computed
+    into out by the kernel (run once here), for numerical_gradient to perturb x, w or b under."""
     P = H - S + 1
     x = rng.standard_normal((N, C, H, H))
     w, b = rng.standard_normal((K, C, S, S)), rng.standard_normal(K)
@@ -25,6 +26,11 @@ def test_conv_kernel_and_bias_gradient(rng):
         return out.copy()
 
     f()
+    return x, w, b, upstream, out, f
+
+
+def test_conv_kernel_and_bias_gradient(rng):
+    x, w, b, upstream, out, f = conv_case(rng, N=2, C=2, H=7, K=3, S=3)
     dpre = upstream * (out > 0)  # the ReLU mask, fused into the forward kernel
     dw, db = np.empty_like(w), np.empty_like(b)
     kernels.conv_backward(dw, db, x, dpre)
@@ -102,18 +108,7 @@ def test_whole_network_gradient(rng, arch, scheme):
 
 def test_conv_input_gradient(rng):
     """The saliency path's kernel: d(sum(upstream * relu(conv(x)))) / dx by finite differences."""
-    N, C, H, K, S = 2, 3, 7, 4, 3
-    P = H - S + 1
-    x = rng.standard_normal((N, C, H, H))
-    w, b = rng.standard_normal((K, C, S, S)), rng.standard_normal(K)
-    upstream = rng.standard_normal((N, K, P, P))
-    out = np.empty((N, K, P, P))
-
-    def f():
-        kernels.conv_relu_forward(out, x, w, b)
-        return out.copy()
-
-    f()
+    x, w, b, upstream, out, f = conv_case(rng, N=2, C=3, H=7, K=4, S=3)
     dx = np.empty_like(x)
     kernels.conv_backward_input(dx, upstream * (out > 0), w)
     assert naive.relative_error(dx, naive.numerical_gradient(f, x, upstream)) < LIMIT
