@@ -57,9 +57,9 @@ INFER_PASSES = 8  # passes over the test split per timed inference run
 def load_data():
     """(x_train (N, C, H, W) in the first epoch's order, y_train, x_test, y_test) as cnnfruit's trainer makes them."""
     from cnnfruit.config import TrainConfig
-    from cnnfruit.data import load_embedded
-    from cnnfruit.splits import generators
-    from cnnfruit.train import prepare
+    from cnnfruit.data.datasets import load_embedded
+    from cnnfruit.data.splits import generators
+    from cnnfruit.training.loop import prepare
 
     _, split_rng, shuffle_rng = generators(SEED)
     data = prepare(load_embedded(), TrainConfig(seed=SEED), split_rng)
@@ -68,8 +68,8 @@ def load_data():
 
 
 def initial_params():
-    from cnnfruit.architecture import Architecture, init_parameters
-    from cnnfruit.splits import generators
+    from cnnfruit.nn.architecture import Architecture, init_parameters
+    from cnnfruit.data.splits import generators
 
     init_rng, _, _ = generators(SEED)
     return init_parameters(Architecture(), init_rng, scheme="he")  # He-normal everywhere, whatever the default
@@ -100,9 +100,9 @@ class Cnnfruit:
     name = "cnnfruit"
 
     def __init__(self, params, optimizer="sgd"):
-        from cnnfruit.architecture import Architecture
-        from cnnfruit.model import Network
-        from cnnfruit.optim import make_optimizer
+        from cnnfruit.nn.architecture import Architecture
+        from cnnfruit.nn.network import Network
+        from cnnfruit.nn.optimizers import make_optimizer
         from cnnfruit.threads import configure_threads
 
         configure_threads()  # as the command line does: Numba's workqueue layer, BLAS on one thread
@@ -143,7 +143,7 @@ class Torch:
         nn = torch.nn
         from torch_train import build_model  # the network of cnnfruit's Architecture, its weights copied in
 
-        from cnnfruit.architecture import Architecture
+        from cnnfruit.nn.architecture import Architecture
 
         self.model = build_model(torch, Architecture(), params)
         self.loss = nn.CrossEntropyLoss(reduction="sum")
@@ -432,7 +432,7 @@ def main():
     if args.worker:
         return worker(args.worker)
 
-    from cnnfruit.architecture import Architecture
+    from cnnfruit.nn.architecture import Architecture
 
     rows_wanted = [("sgd", int(b)) for b in args.batches.split(",") if b]
     rows_wanted += [(o, int(b)) for o, b in (r.split(":") for r in args.optimizer_rows.split(",") if r)]

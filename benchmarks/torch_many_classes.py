@@ -58,10 +58,10 @@ def accuracy(torch, model, x, y, batch=256):
 
 
 def train_one(torch, dataset, args, seed):
-    from cnnfruit.architecture import Architecture, init_parameters
+    from cnnfruit.nn.architecture import Architecture, init_parameters
     from cnnfruit.config import TrainConfig
-    from cnnfruit.splits import generators
-    from cnnfruit.train import prepare
+    from cnnfruit.data.splits import generators
+    from cnnfruit.training.loop import prepare
 
     config = TrainConfig(seed=seed, color=args.color, normalize=args.normalize, hidden=args.hidden,
                          kernels=args.kernels, kernel_size=args.kernel_size, batch_size=args.batch_size)
@@ -112,7 +112,7 @@ def main():
     args = parser.parse_args()
 
     import torch
-    from cnnfruit.data import read_image_folder
+    from cnnfruit.data.datasets import read_image_folder
 
     torch.set_num_threads(args.threads)
     dataset = read_image_folder(args.data)

@@ -21,11 +21,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import jsontext, memory
-from .architecture import Architecture
-from .config import COLOR_MODES, IMAGE_SIZE, NORMALIZE_MODES, OPTIMIZERS, TrainConfig
-from .errors import CnnfruitError
-from .files import write_atomically
+from cnnfruit import jsontext
+from cnnfruit.nn import memory
+from cnnfruit.nn.architecture import Architecture
+from cnnfruit.config import COLOR_MODES, IMAGE_SIZE, NORMALIZE_MODES, OPTIMIZERS, TrainConfig
+from cnnfruit.errors import CnnfruitError
+from cnnfruit.files import write_atomically
 
 FORMAT_VERSION = 1
 
@@ -373,7 +374,7 @@ def _parameters(arrays, arch):
 
 
 def _optimizer_state(arrays, optimizer, params, training):
-    from .optim import state_shapes
+    from cnnfruit.nn.optimizers import state_shapes
 
     given = {name[len("optstate_"):]: value for name, value in arrays.items() if name.startswith("optstate_")}
     expected = state_shapes(optimizer, {name: p.shape for name, p in params.items()}) if training else {}
@@ -396,7 +397,7 @@ def _optimizer_state(arrays, optimizer, params, training):
 
 
 def _max_epochs():
-    from .history import MAX_EPOCHS
+    from cnnfruit.history import MAX_EPOCHS
 
     return MAX_EPOCHS
 
@@ -438,7 +439,7 @@ def _check_training_state(rng_state, config, optimizer, epoch, partial):
 
 def _check_schedule(state, config):
     """The learning-rate schedule's saved state, as the run's schedule would take it back."""
-    from .schedules import make_schedule
+    from cnnfruit.nn.schedules import make_schedule
 
     try:
         make_schedule(TrainConfig.from_dict(config), 1).load_state(state)
@@ -462,7 +463,7 @@ def _check_partial(partial, batch_size):
 
 
 def _check_history(record, class_names, epoch):
-    from .history import History
+    from cnnfruit.history import History
 
     history = History.from_dict(record, source="train_history")
     if history.class_names and history.class_names != class_names:
@@ -473,7 +474,7 @@ def _check_history(record, class_names, epoch):
 
 def _check_data(record):
     """What a resumed run or an eval passes to read_image_folder(source, **options)."""
-    from .data import read_image_folder
+    from cnnfruit.data.datasets import read_image_folder
 
     source, digest = record.get("source"), record.get("digest")
     if source is not None and not (isinstance(source, str) and source and "\0" not in source):

@@ -9,7 +9,7 @@ import math
 import numbers
 from dataclasses import MISSING, asdict, dataclass, field, fields
 
-from .errors import SettingError
+from cnnfruit.errors import SettingError
 
 IMAGE_SIZE = 32  # the side every image is resized to, and the network's input side
 

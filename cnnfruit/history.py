@@ -8,9 +8,9 @@ import math
 import numbers
 from dataclasses import asdict, dataclass, field, fields
 
-from . import jsontext
-from .errors import CnnfruitError
-from .files import write_text_atomically
+from cnnfruit import jsontext
+from cnnfruit.errors import CnnfruitError
+from cnnfruit.files import write_text_atomically
 
 # Bounds far beyond any real run that keep a crafted file from breaking a plot (matplotlib fails
 # on an axis from -1e308 to 1e308) or from printing nonsense.

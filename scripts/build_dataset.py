@@ -12,7 +12,7 @@ import shutil
 
 import numpy as np
 
-from cnnfruit.data import read_image_folder
+from cnnfruit.data.datasets import read_image_folder
 from cnnfruit.files import write_atomically
 
 

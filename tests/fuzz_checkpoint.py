@@ -23,7 +23,7 @@ import cnnfruit
 from cnnfruit import checkpoint
 from cnnfruit.config import TrainConfig
 from cnnfruit.errors import CnnfruitError
-from cnnfruit.train import Trainer
+from cnnfruit.training.loop import Trainer
 
 TINY = {"kernels": 2, "kernel_size": 5, "hidden": (6,)}
 

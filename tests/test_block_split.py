@@ -4,8 +4,8 @@ import warnings
 import numpy as np
 import pytest
 
-from cnnfruit import splits
-from cnnfruit.data import Split, load_embedded
+from cnnfruit.data import splits
+from cnnfruit.data.datasets import Split, load_embedded
 from cnnfruit.errors import SettingError
 
 
@@ -59,7 +59,7 @@ def test_the_random_split_is_unchanged_and_the_embedded_set_has_its_file_names()
 
 def test_train_and_eval_cut_the_same_block_validation_images():
     from cnnfruit import TrainConfig
-    from cnnfruit.train import Trainer
+    from cnnfruit.training.loop import Trainer
 
     dataset = load_embedded()
     config = TrainConfig(val_split="block", kernels=2, kernel_size=5, hidden=(6,), seed=3)

@@ -20,11 +20,12 @@ import pytest
 from PIL import Image
 
 import cnnfruit
-from cnnfruit import checkpoint, optim
-from cnnfruit.architecture import Architecture, init_parameters
+from cnnfruit import checkpoint
+from cnnfruit.nn import optimizers as optim
+from cnnfruit.nn.architecture import Architecture, init_parameters
 from cnnfruit.config import OPTIMIZERS
 from cnnfruit.errors import CnnfruitError
-from cnnfruit.model import Network
+from cnnfruit.nn.network import Network
 
 from conftest import TINY_SETTINGS
 from runs import cli, saved_arrays
@@ -315,7 +316,7 @@ def test_an_array_that_declares_more_than_it_holds_is_refused_before_allocation(
 
 
 def test_an_archive_larger_than_memory_is_refused(model, tmp_path, monkeypatch):
-    from cnnfruit import memory
+    from cnnfruit.nn import memory
 
     monkeypatch.setattr(memory, "available_bytes", lambda: 1000)
     with pytest.raises(CnnfruitError, match=r"its arrays take .* more than the 1000 B of memory available"):

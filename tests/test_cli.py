@@ -147,7 +147,7 @@ def test_train_reports_an_early_stop(tmp_path):
 
 
 def test_an_early_stop_without_a_finite_validation_loss_says_so():
-    from cnnfruit.terminal import describe_best
+    from cnnfruit.cli.terminal import describe_best
     from cnnfruit.history import History
 
     assert describe_best(History()) == "it was never a finite number"

@@ -4,10 +4,10 @@ import json
 import numpy as np
 import pytest
 
-from cnnfruit.architecture import Architecture, init_parameters
-from cnnfruit.classifier import Classifier
-from cnnfruit.explain import explain, input_gradient, occlusion_map, preprocess_backward
-from cnnfruit.preprocess import to_inputs
+from cnnfruit.nn.architecture import Architecture, init_parameters
+from cnnfruit.inference.classifier import Classifier
+from cnnfruit.inference.explain import explain, input_gradient, occlusion_map, preprocess_backward
+from cnnfruit.data.preprocess import to_inputs
 
 import naive
 from runs import cli

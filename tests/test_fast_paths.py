@@ -6,10 +6,10 @@ import sys
 import numpy as np
 import pytest
 
-from cnnfruit import kernels
-from cnnfruit.architecture import Architecture, init_parameters
-from cnnfruit.model import Network
-from cnnfruit.optim import SGD
+from cnnfruit.nn import kernels
+from cnnfruit.nn.architecture import Architecture, init_parameters
+from cnnfruit.nn.network import Network
+from cnnfruit.nn.optimizers import SGD
 
 import naive
 
@@ -130,7 +130,7 @@ def test_training_is_bit_identical_with_one_or_two_threads(tmp_path, batch):
 
 
 def test_blas_and_kernel_dense_paths_agree(rng, monkeypatch):
-    from cnnfruit import dispatch
+    from cnnfruit.nn import dispatch
 
     arch = Architecture(in_channels=1, image_size=9, kernels=3, kernel_size=3, hidden=(20, 6), classes=3)
     params = init_parameters(arch, rng)
@@ -190,21 +190,21 @@ def test_serial_twins_match_their_parallel_kernels_bit_for_bit(rng):
 
 
 def test_sized_picks_the_serial_twin_for_small_work():
-    from cnnfruit.dispatch import PARALLEL_MIN_WORK, sized
+    from cnnfruit.nn.dispatch import PARALLEL_MIN_WORK, sized
 
     assert sized(kernels.dense_forward, PARALLEL_MIN_WORK) is kernels.dense_forward
     assert sized(kernels.dense_forward, PARALLEL_MIN_WORK - 1) is kernels.dense_forward_serial
 
 
 def test_a_kernel_without_a_twin_is_an_error_not_a_fall_back():
-    from cnnfruit.dispatch import sized
+    from cnnfruit.nn.dispatch import sized
 
     with pytest.raises(KeyError):
         sized(kernels.adam_update, 10)
 
 
 def test_every_twin_the_dispatcher_knows_is_tested_against_its_kernel(rng):
-    from cnnfruit.dispatch import SERIAL_TWINS
+    from cnnfruit.nn.dispatch import SERIAL_TWINS
 
     tested = {parallel: serial for parallel, serial, _, _ in _twin_cases(rng)}
     assert tested == SERIAL_TWINS

@@ -6,7 +6,7 @@ import pytest
 from click.testing import CliRunner
 
 from cnnfruit import checkpoint
-from cnnfruit.architecture import Architecture, init_parameters
+from cnnfruit.nn.architecture import Architecture, init_parameters
 from cnnfruit.cli import main
 from cnnfruit.files import TEMPORARY_PREFIX, write_atomically, write_text_atomically
 

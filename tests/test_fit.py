@@ -7,7 +7,7 @@ import pytest
 
 import cnnfruit
 from cnnfruit import checkpoint
-from cnnfruit.data import Dataset, Split
+from cnnfruit.data.datasets import Dataset, Split
 
 from conftest import TINY_SETTINGS
 
@@ -146,7 +146,7 @@ def test_a_diverging_run_names_the_learning_rate(synthetic_dataset):
 
 def test_patience_counts_epochs_since_the_lowest_validation_loss(synthetic_dataset):
     from cnnfruit.history import EpochRecord
-    from cnnfruit.train import Trainer
+    from cnnfruit.training.loop import Trainer
 
     trainer = Trainer.start(synthetic_dataset, cnnfruit.TrainConfig(patience=2, **TINY_SETTINGS))
     stops = []
@@ -202,7 +202,7 @@ def test_saves_at_one_point_of_training_share_one_copy_of_the_weights(tmp_path, 
 def test_the_validation_cut_reads_the_dataset_s_images_without_copying_them(synthetic_dataset):
     """Training and validation batches gather rows of the dataset's own array, and hold exactly the
     images and labels that training_split gives."""
-    from cnnfruit.splits import training_split
+    from cnnfruit.data.splits import training_split
 
     config = tiny(val_fraction=0.3)
     data = cnnfruit.Run.start(synthetic_dataset, config).trainer.data

@@ -2,10 +2,10 @@
 import numpy as np
 import pytest
 
-from cnnfruit import kernels
-from cnnfruit.architecture import Architecture, init_parameters
+from cnnfruit.nn import kernels
+from cnnfruit.nn.architecture import Architecture, init_parameters
 from cnnfruit.config import INIT_SCHEMES
-from cnnfruit.model import Network
+from cnnfruit.nn.network import Network
 
 import naive
 

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
-from cnnfruit import preprocess
+from cnnfruit.data import preprocess
 from cnnfruit.errors import CnnfruitError
-from cnnfruit.preprocess import load_image
+from cnnfruit.data.preprocess import load_image
 
 from image_trees import class_folders
 
@@ -258,7 +258,7 @@ def test_images_above_cnnfruits_own_limit_are_refused_before_decoding(tmp_path):
 
 
 def test_skip_bad_skips_a_decompression_bomb(tmp_path):
-    from cnnfruit.data import read_image_folder
+    from cnnfruit.data.datasets import read_image_folder
 
     root = class_folders(tmp_path / "fruits")
     bomb = png_of_zeros(root / "kiwi" / "bomb.png", 20000, 20000)
@@ -322,7 +322,7 @@ def test_eight_bit_pixels_are_pinned(tmp_path, name):
 
 @pytest.mark.skipif(not os.path.isdir(RAW_PHOTOS), reason="the raw photos are not beside this checkout")
 def test_every_raw_photo_gives_its_embedded_pixels():
-    from cnnfruit import data
+    from cnnfruit.data import datasets as data
 
     with np.load(data.embedded_path(), allow_pickle=False) as z:
         for part in ("train", "test"):

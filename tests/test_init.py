@@ -2,14 +2,15 @@
 import numpy as np
 import pytest
 
-from cnnfruit import architecture, checkpoint
-from cnnfruit.architecture import Architecture, init_parameters
-from cnnfruit.cli import train as train_command
+from cnnfruit.nn import architecture
+from cnnfruit import checkpoint
+from cnnfruit.nn.architecture import Architecture, init_parameters
+from cnnfruit.cli.train import train as train_command
 from cnnfruit.config import INIT_SCHEMES, TrainConfig
-from cnnfruit.data import read_image_folder
+from cnnfruit.data.datasets import read_image_folder
 from cnnfruit.errors import CnnfruitError, SettingError
-from cnnfruit.splits import generators
-from cnnfruit.train import Trainer
+from cnnfruit.data.splits import generators
+from cnnfruit.training.loop import Trainer
 
 from runs import TINY, assert_same_model, cli, saved_arrays
 

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from cnnfruit import kernels
+from cnnfruit.nn import kernels
 
 import naive
 

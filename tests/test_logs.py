@@ -9,7 +9,7 @@ import pytest
 
 from cnnfruit import TrainConfig, fit
 from cnnfruit.history import EpochRecord, History
-from cnnfruit.logs import history_csv
+from cnnfruit.training.logs import history_csv
 
 from conftest import TINY_SETTINGS
 from runs import TINY, cli
@@ -71,7 +71,7 @@ def scalars(folder):
 
 def test_tensorboard_log_holds_every_epoch(tmp_path, synthetic_dataset):
     pytest.importorskip("tensorboardX")
-    from cnnfruit.logs import TensorBoardLog
+    from cnnfruit.training.logs import TensorBoardLog
 
     with TensorBoardLog(str(tmp_path / "tb")) as log:
         result = fit(synthetic_dataset, TrainConfig(epochs=3, lr=1e-5, **TINY_SETTINGS), on_epoch=log)

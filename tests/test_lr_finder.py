@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from cnnfruit import TrainConfig
-from cnnfruit.lr_finder import LrSweep, find_lr, lr_schedule, smooth, suggest
-from cnnfruit.train import Trainer
+from cnnfruit.training.lr_finder import LrSweep, find_lr, lr_schedule, smooth, suggest
+from cnnfruit.training.loop import Trainer
 
 from conftest import TINY_SETTINGS
 from runs import TINY, cli

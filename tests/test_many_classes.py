@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import cnnfruit
-from cnnfruit.data import Dataset, Split
+from cnnfruit.data.datasets import Dataset, Split
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MANY_CLASSES = os.path.join(REPO, "..", "shared", "fruits-360-103")

@@ -4,10 +4,10 @@ import json
 import numpy as np
 import pytest
 
-from cnnfruit.architecture import Architecture, init_parameters
-from cnnfruit.classifier import Classifier, Evaluation
-from cnnfruit.data import Split, load_embedded
-from cnnfruit.mistakes import confident_mistakes
+from cnnfruit.nn.architecture import Architecture, init_parameters
+from cnnfruit.inference.classifier import Classifier, Evaluation
+from cnnfruit.data.datasets import Split, load_embedded
+from cnnfruit.inference.mistakes import confident_mistakes
 
 from runs import cli
 

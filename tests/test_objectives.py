@@ -7,10 +7,11 @@ in float64, and the whole network's gradients with all of them at once.
 import numpy as np
 import pytest
 
-from cnnfruit import dispatch, kernels
-from cnnfruit.architecture import Architecture, init_parameters
-from cnnfruit.model import Network
-from cnnfruit.optim import make_optimizer
+from cnnfruit.nn import dispatch
+from cnnfruit.nn import kernels
+from cnnfruit.nn.architecture import Architecture, init_parameters
+from cnnfruit.nn.network import Network
+from cnnfruit.nn.optimizers import make_optimizer
 
 import naive
 

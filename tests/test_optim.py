@@ -2,12 +2,12 @@
 import numpy as np
 import pytest
 
-from cnnfruit import kernels
+from cnnfruit.nn import kernels
 from cnnfruit import checkpoint
 from cnnfruit.config import OPTIMIZERS, TrainConfig
 from cnnfruit.errors import CnnfruitError, SettingError
-from cnnfruit.optim import UPDATE_RULES, make_optimizer
-from cnnfruit.train import Trainer
+from cnnfruit.nn.optimizers import UPDATE_RULES, make_optimizer
+from cnnfruit.training.loop import Trainer
 
 from conftest import TINY_SETTINGS
 

@@ -37,7 +37,7 @@ def test_the_onnx_section_s_script_classifies_photos_as_cnnfruit_does(tmp_path):
     from PIL import Image
 
     import cnnfruit
-    from cnnfruit.architecture import init_parameters
+    from cnnfruit.nn.architecture import init_parameters
 
     (script,) = python_blocks("Export to ONNX")
     (tmp_path / "classify.py").write_text(script)

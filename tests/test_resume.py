@@ -11,10 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cnnfruit import checkpoint, cli as cli_module
-from cnnfruit.data import read_image_folder
+from cnnfruit import checkpoint
+from cnnfruit.cli import train as cli_module
+from cnnfruit.data.datasets import read_image_folder
 from cnnfruit.config import TrainConfig
-from cnnfruit.train import Trainer
+from cnnfruit.training.loop import Trainer
 
 from runs import TINY, assert_same_model, cli, saved_arrays
 
@@ -218,7 +219,7 @@ def test_non_finite_weights_at_the_end_of_an_epoch_stop_training(image_folder):
 
 
 def test_a_second_signal_stops_at_once_and_handlers_are_restored():
-    from cnnfruit.interrupt import StopOnSignal
+    from cnnfruit.cli.interrupt import StopOnSignal
 
     requests = []
     with pytest.raises(KeyboardInterrupt):
@@ -282,7 +283,9 @@ def test_ctrl_c_while_loading_exits_130_and_saves_nothing(tmp_path, image_folder
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cli_module.DataRequest, "load", interrupted)
+    from cnnfruit.cli import options
+
+    monkeypatch.setattr(options.DataRequest, "load", interrupted)
     result = cli("train", "--data", image_folder, *TINY, "--out", tmp_path / "run")
     assert result.exit_code == 130
     assert result.output == "Interrupted before training started; nothing was saved\n"

@@ -13,7 +13,7 @@ import pytest
 
 import cnnfruit
 from cnnfruit.errors import CnnfruitError
-from cnnfruit.runs import RunFolder
+from cnnfruit.training.run_folder import RunFolder
 
 from conftest import TINY_SETTINGS
 from runs import TINY, cli
@@ -91,7 +91,7 @@ def test_resuming_into_another_folder_holding_a_run_needs_overwrite(tmp_path):
 
 def test_resuming_into_a_new_folder_brings_the_best_checkpoint_along(tmp_path, monkeypatch, saved_arrays_of):
     """history.json names a best epoch; its best.npz must be in the folder the history is in."""
-    from cnnfruit.train import Trainer
+    from cnnfruit.training.loop import Trainer
 
     cnnfruit.fit(data(), cnnfruit.TrainConfig(**CONFIG), out=tmp_path / "a")
     monkeypatch.setattr(Trainer, "_track_best", lambda self, record: setattr(self, "improved", False))
@@ -110,7 +110,7 @@ def saved_arrays_of():
 
 HOLDER = """
 import sys
-from cnnfruit.runs import RunFolder
+from cnnfruit.training.run_folder import RunFolder
 folder = RunFolder.create(sys.argv[1], resuming=True)
 print("holding", flush=True)
 sys.stdin.read()
@@ -149,7 +149,7 @@ def test_the_lock_is_released_when_the_run_ends(tmp_path):
 
 
 def test_a_failed_run_releases_the_lock_too(tmp_path, monkeypatch):
-    from cnnfruit.train import Trainer
+    from cnnfruit.training.loop import Trainer
 
     def broken(*args, **kwargs):
         raise CnnfruitError("broken on purpose")
@@ -183,7 +183,7 @@ def test_stale_temporaries_are_removed_and_live_ones_kept(tmp_path):
 
 
 def test_two_runs_without_out_in_the_same_second_get_two_folders(tmp_path, monkeypatch):
-    from cnnfruit.runs import new_run_folder
+    from cnnfruit.training.run_folder import new_run_folder
 
     monkeypatch.chdir(tmp_path)
     first, second = new_run_folder(), new_run_folder()

@@ -4,9 +4,9 @@ import json
 import numpy as np
 import pytest
 
-from cnnfruit.architecture import Architecture, init_parameters
-from cnnfruit.classifier import Classifier
-from cnnfruit.summary import summarize
+from cnnfruit.nn.architecture import Architecture, init_parameters
+from cnnfruit.inference.classifier import Classifier
+from cnnfruit.inference.summary import summarize
 
 from runs import cli
 

@@ -10,14 +10,14 @@ import time
 import numpy as np
 import pytest
 
-from cnnfruit.space import SearchSpace
+from cnnfruit.sweep.space import SearchSpace
 from runs import assert_same_model, cli
 
 optuna = pytest.importorskip("optuna", reason="the sweep extra is not installed")
 pytest.importorskip("distributed", reason="the sweep extra is not installed")
 pytest.importorskip("optuna_integration", reason="the sweep extra is not installed")
 
-from cnnfruit.sweep import Sweep, local_cluster  # noqa: E402
+from cnnfruit.sweep.study import Sweep, local_cluster  # noqa: E402
 
 TINY = {"kernels": 2, "kernel_size": 5, "hidden": (6,), "epochs": 1, "normalize": "scale", "optimizer": "adam"}
 
@@ -205,7 +205,7 @@ def test_the_same_folder_with_another_search_is_refused(tmp_path, data):
 
 
 def test_a_worker_killed_mid_run_does_not_lose_it(tmp_path, client):
-    from cnnfruit.data import Dataset, load_embedded
+    from cnnfruit.data.datasets import Dataset, load_embedded
 
     full = load_embedded()
     small = Dataset("small", full.class_names, full.train.subset(np.arange(0, 1472, 4)), full.test.subset(np.arange(40)))

@@ -11,8 +11,9 @@ import sys
 import numpy as np
 import pytest
 
-from cnnfruit import kernels, tiled
-from cnnfruit.optim import make_optimizer
+from cnnfruit.nn import kernels
+from cnnfruit.nn import tiled
+from cnnfruit.nn.optimizers import make_optimizer
 
 import naive
 
@@ -309,10 +310,11 @@ def test_buffers_too_small_are_refused(rng):
 TRAIN_STEPS = """
 import sys
 import numpy as np
-from cnnfruit import dispatch, tiled
-from cnnfruit.architecture import Architecture, init_parameters
-from cnnfruit.model import Network
-from cnnfruit.optim import make_optimizer
+from cnnfruit.nn import dispatch
+from cnnfruit.nn import tiled
+from cnnfruit.nn.architecture import Architecture, init_parameters
+from cnnfruit.nn.network import Network
+from cnnfruit.nn.optimizers import make_optimizer
 tiled.COLUMN_TILE, tiled.TILE_ROWS, tiled.GATHER_BELOW = 16, 8, float(sys.argv[3])  # many small tiles
 dispatch.TILED_MIN_WORK, dispatch.TILED_SGD_MIN_BATCH, dispatch.BLAS_MIN_BATCH = 1, 1, 8  # all tiled
 rng = np.random.default_rng(5)
@@ -348,7 +350,7 @@ def test_training_steps_are_bit_identical_with_one_or_two_threads(tmp_path, opti
 def test_resume_through_the_tiled_path_equals_a_straight_run(tmp_path, image_folder, optimizer):
     """17 images in batches of 8: two steps an epoch go through tiled.DenseBackward (96 hidden
     units: 1568 x 96 x 8 multiply-adds, above dispatch.TILED_MIN_WORK), with the optimizer state."""
-    from cnnfruit import dispatch
+    from cnnfruit.nn import dispatch
     from runs import assert_same_model, cli
 
     assert dispatch.dense_backward_path(8, 2 * 28 * 28, 96, make_optimizer(optimizer, {}, lr=1e-4)) == "tiled"

@@ -7,8 +7,8 @@ import pytest
 
 import cnnfruit
 from cnnfruit.config import TrainConfig
-from cnnfruit.metrics import balanced_accuracy, classification_report, confusion_matrix
-from cnnfruit.train import Trainer, class_weights_for
+from cnnfruit.inference.metrics import balanced_accuracy, classification_report, confusion_matrix
+from cnnfruit.training.loop import Trainer, class_weights_for
 
 from runs import TINY, assert_same_model, cli
 from test_determinism import train_in_process

@@ -4,11 +4,11 @@ import json
 import numpy as np
 import pytest
 
-from cnnfruit.architecture import Architecture, init_parameters
-from cnnfruit.classifier import Classifier
-from cnnfruit.data import Split
+from cnnfruit.nn.architecture import Architecture, init_parameters
+from cnnfruit.inference.classifier import Classifier
+from cnnfruit.data.datasets import Split
 from cnnfruit.errors import SettingError
-from cnnfruit.tta import view_count, views
+from cnnfruit.inference.tta import view_count, views
 
 from runs import cli
 
