@@ -283,6 +283,10 @@ def worker(name):
             for _ in range(command["passes"]):
                 impl.infer(x_test)
             answer = {"seconds": time.perf_counter() - started, "images": command["passes"] * len(x_test)}
+        elif command["do"] == "describe":
+            from cnnfruit.nn.gemm import products
+
+            answer = {"products": products().describe()}
         elif command["do"] == "check":
             impl, row = IMPLEMENTATIONS[name](params, command["optimizer"]), None
             for s in range(command["steps"]):
@@ -451,6 +455,7 @@ def main():
         return worker(args.worker)
 
     from cnnfruit.nn.architecture import Architecture
+    from cnnfruit.nn.gemm import products
 
     rows_wanted = [("sgd", int(b)) for b in args.batches.split(",") if b]
     rows_wanted += [(o, int(b)) for o, b in (r.split(":") for r in args.optimizer_rows.split(",") if r)]
@@ -470,6 +475,7 @@ def main():
           f"{arch.kernel_size} -> {'-'.join(str(w) for w in (arch.features, *arch.hidden, arch.classes))}, "
           f"{flops / 1e6:.1f} MFLOP per image and step; {args.images} images per timed run, median of "
           f"{args.repeats}, scaled to a {epoch_images}-image epoch")
+    print(f"cnnfruit's {products().describe()}")
 
     workers = {name: Worker(name) for name in names}
     with tempfile.TemporaryDirectory() as tmp:
@@ -521,6 +527,7 @@ def main():
             rate = statistics.median(rates[name])
             ratio = f"  {rate / statistics.median(rates['torch']):5.2f}x torch" if "torch" in rates else ""
             print(f"  {name:>9}: {rate:10.0f} images/s{ratio}")
+        print(f"  cnnfruit's {workers['cnnfruit'].ask(do='describe')['products']}")
         for w in workers.values():
             w.close()
 

@@ -112,13 +112,14 @@ def test_sgd_gathered_tile(rng, dtype):
     np.testing.assert_allclose(w, expected, **tolerance(dtype))
 
 
-def test_live_rows_by_tile():
+def test_live_rows_of_a_tile():
     x = np.zeros((3, 10), np.float32)
     x[0, [1, 7]] = 1.0
     x[2, [2, 7, 9]] = 2.0  # image 2 is not live: only the first 2 count
-    rows, starts = np.full(10, -1), np.full(4, -1)
-    total = kernels.live_rows_by_tile(rows, starts, x, 2, np.array([0, 4, 8, 10]))
-    assert total == 2 and rows[:2].tolist() == [1, 7] and starts.tolist() == [0, 1, 2, 2]
+    rows = np.full(10, -1)
+    assert kernels.live_rows(rows[4:8], x[:, 4:8], 2, 4) == 1 and rows.tolist() == [-1] * 4 + [7] + [-1] * 5
+    assert kernels.live_rows(rows, x, 2, 0) == 2 and rows[:2].tolist() == [1, 7]
+    assert kernels.live_rows(rows, x, 0, 0) == 0
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -39,7 +39,11 @@ def summary(ctx, model, kernels, kernel_size, hidden, color, classes, as_json):
         if classes < 2:
             raise CnnfruitError(f"--classes must be at least 2, got {classes}")
         result = summarize(Architecture.from_config(config, classes, IMAGE_SIZE))
+    from cnnfruit.nn.gemm import products
+
     if as_json:
-        click.echo(json.dumps(result.to_dict(), indent=2))
+        click.echo(json.dumps({**result.to_dict(), "matrix_products": products().describe()}, indent=2))
     else:
         print_summary(result)
+        line = products().describe()
+        click.echo(line[0].upper() + line[1:])

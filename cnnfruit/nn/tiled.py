@@ -1,15 +1,16 @@
 """Deterministic tiled products: wide dense-layer products cut into tiles, run on a few threads.
 
 Every product here is cut into tiles whose edges depend on the shapes alone, never on how many
-threads run them. A tile is one single-threaded BLAS call (numpy's matmul) or a serial Numba
-kernel compiled without the GIL (kernels/tiles.py); no two tiles write the same element
-and no sum crosses a tile edge. A pool of Python threads hands the tiles out as they come (numpy
-and those kernels release the GIL), so both cores work and the result is the same bits with one
-worker or many.
+threads run them. A tile is one single-threaded sgemm call (gemm.py: numpy's OpenBLAS, or MKL
+where it is installed and measured faster) or a serial Numba kernel compiled without the GIL
+(kernels/tiles.py); no two tiles write the same element and no sum crosses a tile edge. A pool
+of Python threads hands the tiles out as they come (sgemm calls and those kernels release the
+GIL), so every core works and the result is the same bits with one worker or many.
 
-OpenBLAS must run on one thread: its sums change with its own thread count (tests/
-test_determinism.py), and two workers each calling a threaded OpenBLAS would also fight over the
-cores. threads.py holds it there (configure_threads, one_blas_thread).
+BLAS runs on one thread per call: OpenBLAS's sums change with its own thread count in some
+products (tests/test_determinism.py), and two workers each calling a threaded BLAS would also
+fight over the cores. threads.py holds OpenBLAS there (configure_threads, one_blas_thread);
+gemm.py loads MKL in its sequential mode.
 
     forward:   out (N, O) = relu(x (N, I) @ w (I, O) + b)      tiles: column slices of w and out
     backward:  for each row tile [r0, r1) of w (I, O), on its live block: the images whose dout
@@ -19,21 +20,33 @@ cores. threads.py holds it there (configure_threads, one_blas_thread).
                  g            = x[:, r0:r1].T @ dout                        one sgemm, in scratch
                  w[r0:r1]     updated from g by the optimizer's tile kernel, while g is in cache
                dx uses each row of w before its update; db = dout summed over the images.
+
+How many tiles (plan() gives them for any layer; `python benchmarks/bench.py --tiles` prints
+them for the report's network): the backward's row tiles grow with the layer's fan-in, TILE_ROWS
+rows each, 26 for the report's 6728-input layer. The forward's column tiles are fewer, at least
+COLUMN_TILE columns wide (4 for the 841-unit layer), because every extra column tile costs a
+fresh pass over x inside the sgemm call (BLAS packs its operands per call): measured on one
+thread at batch 32 to 128, each extra tile costs about as much as computing 20 more columns
+(0.14 ms at batch 32, 0.33 ms at batch 128), so 16 tiles of 53 columns take 1.36x the time of
+one call, 4 tiles 1.10x (docs/performance.md, "Tiles"). Layers under TILED_MIN_WORK
+multiply-adds per product (dispatch.py) are not cut at all: a tile hand-off costs tens of
+microseconds, as much as such a whole product.
 """
 import itertools
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from cnnfruit.nn import gemm
 from cnnfruit.nn import kernels
 
-# Forward tiles are equal column slices of w, about this wide at most: the 841-unit layer gets 4,
-# which share out evenly over two workers; wider tiles re-read x fewer times (one thread, batch
-# 256: 2 tiles 32.0 ms, 4 tiles 34.6, 7 tiles 35.8, one sgemm 31.0).
+# Forward tiles are equal column slices of w, at least this wide: the 841-unit layer gets 4,
+# which share out evenly over two and four workers (see the module's docstring for the cost of
+# narrower tiles).
 COLUMN_TILE = 256
 # Backward tiles are row slices of w of about this many rows: a tile's live block (below) of the
 # 841-unit layer stays within a core's 1 MiB L2 from its gather to its update, and the 26 tiles
-# of the 6728-row layer keep both workers busy to the end.
+# of the 6728-row layer keep up to 26 workers busy.
 TILE_ROWS = 256
 # A tile whose live block (live rows x live columns) is at least this share of the whole tile
 # runs its products on the whole tile. Not measured at the crossover: the gather copies the block
@@ -52,6 +65,14 @@ def row_edges(rows):
     """Edges of the backward's row tiles: equal slices of about TILE_ROWS rows."""
     tiles = max(1, round(rows / TILE_ROWS))
     return [rows * t // tiles for t in range(tiles + 1)]
+
+
+def plan(batch, fan_in, fan_out):
+    """Tiles of one dense layer's products at this batch: {"forward": n, "backward": n}.
+
+    The backward's two products (input and weight gradient) share its row tiles.
+    """
+    return {"forward": len(column_edges(fan_out)) - 1, "backward": len(row_edges(fan_in)) - 1}
 
 
 class TilePool:
@@ -112,10 +133,11 @@ def default_pool():
 def dense_forward(pool, out, x, w, b, relu):
     """out (N, O) = x (N, I) @ w (I, O) + b (O,), then ReLU if relu; by column tiles of w."""
     edges = column_edges(w.shape[1])
+    product = gemm.products().function("forward", x.shape[0], x.shape[1], edges[1], x.dtype)
 
     def tile(t, worker):
         lo, hi = edges[t], edges[t + 1]
-        np.matmul(x, w[:, lo:hi], out=out[:, lo:hi])
+        product(x, w[:, lo:hi], out[:, lo:hi])
         kernels.bias_relu(out[:, lo:hi], b[lo:hi], relu)
 
     pool.run(tile, len(edges) - 1)
@@ -146,17 +168,16 @@ class DenseBackward:
     Only the live block of each row tile enters the products: the images whose output gradient
     is not all zero, the columns (units) where some live image has a non-zero output gradient,
     and the rows (inputs) that some live image uses (a zero input adds nothing to w's gradient,
-    and its input gradient is masked to 0 by the ReLU that made it).
+    and its input gradient is masked to 0 by the ReLU that made it). Each tile finds its own
+    live rows and gathers its own columns of x, so the work outside the tiles is O(N * O).
     """
 
     def __init__(self, fan_in, fan_out, capacity, dtype, workers):
         self.edges = row_edges(fan_in)
-        self._edges = np.array(self.edges, np.int64)
         rows = max(hi - lo for lo, hi in zip(self.edges[:-1], self.edges[1:]))
         self.live = np.zeros(capacity, np.int64)
         self.cols = np.zeros(fan_out, np.int64)
-        self.rows = np.zeros(fan_in, np.int64)
-        self.starts = np.zeros(len(self.edges), np.int64)
+        self.rows = np.zeros(fan_in, np.int64)  # tile [r0, r1) lists its live rows from rows[r0] on
         self.x_live = np.zeros((capacity, fan_in), dtype)
         self.dout_live = np.zeros((capacity, fan_out), dtype)
         self.dout_cols = np.zeros((capacity, fan_out), dtype)
@@ -168,6 +189,7 @@ class DenseBackward:
         self.g = [np.zeros((rows, fan_out), dtype) for _ in range(workers)]
         self.gd = [np.zeros((rows, fan_out), dtype) for _ in range(workers)]
         self.capacity = capacity
+        self.tile_rows = rows
 
     def run(self, pool, dx, db, x, dout, w, update):
         """dx (N, I) = ReLU-masked dout @ w.T; db (O,) = dout summed over N; w updated in place.
@@ -179,11 +201,11 @@ class DenseBackward:
         if N > self.capacity or len(self.g) < pool.workers:
             raise ValueError("DenseBackward buffers are smaller than this batch or this pool")
         count = kernels.nonzero_columns(self.live, dout.T)
-        if count == N:
+        every_image = count == N
+        if every_image:
             x_live, dout_live = x, dout
         else:
             x_live, dout_live = self.x_live[:count], self.dout_live[:count]
-            kernels.gather_rows(x_live, x, self.live, count)
             kernels.gather_rows(dout_live, dout, self.live, count)
         kernels.live_column_sums(db, dout_live, count)
         ncols = kernels.nonzero_columns(self.cols, dout_live) if count else 0
@@ -192,14 +214,19 @@ class DenseBackward:
         else:
             dout_c = self.dout_cols[:count, :ncols]
             kernels.gather_columns(dout_c, dout_live, self.cols, ncols)
-        kernels.live_rows_by_tile(self.rows, self.starts, x_live, count, self._edges)
-        live, rows, starts, cols, dx_live = self.live, self.rows, self.starts, self.cols, self.dx_live[:count]
+        live, rows, cols, dx_live = self.live, self.rows, self.cols, self.dx_live[:count]
         edges, sparse = self.edges, update.sparse
+        products = gemm.products()
+        input_gradient = products.function("input_gradient", N, O, self.tile_rows, w.dtype)
+        weight_gradient = products.function("weight_gradient", self.tile_rows, N, O, w.dtype)
 
         def tile(t, worker):
             r0, r1 = edges[t], edges[t + 1]
-            tile_rows = rows[starts[t]:starts[t + 1]]
-            R = len(tile_rows)
+            x_tile = x_live[:, r0:r1]
+            if not every_image:
+                kernels.gather_rows(x_tile, x[:, r0:r1], live, count)
+            R = kernels.live_rows(rows[r0:r1], x_tile, count, r0)
+            tile_rows = rows[r0:r0 + R]
             if R == 0 or ncols == 0:  # no live image, unit or input here: no gradient at all
                 dx[:, r0:r1] = 0
                 if not sparse:
@@ -208,19 +235,19 @@ class DenseBackward:
                     update.rows(r0, r1, g)
                 return
             if R * ncols >= GATHER_BELOW * (r1 - r0) * O:
-                np.matmul(dout_live, w[r0:r1].T, out=dx_live[:, r0:r1])
-                kernels.relu_mask_scatter(dx[:, r0:r1], dx_live[:, r0:r1], x_live[:, r0:r1], live, count)
+                input_gradient(dout_live, w[r0:r1].T, dx_live[:, r0:r1])
+                kernels.relu_mask_scatter(dx[:, r0:r1], dx_live[:, r0:r1], x_tile, live, count)
                 g = self.g[worker][:r1 - r0]
-                np.matmul(x_live[:, r0:r1].T, dout_live, out=g)
+                weight_gradient(x_tile.T, dout_live, g)
                 update.rows(r0, r1, g)
                 return
             wg, xg = self.wg[worker][:R, :ncols], self.xg[worker][:count, :R]
             kernels.gather_tile(wg, xg, w, x_live, tile_rows, cols, ncols, count)
             dxg = self.dxg[worker][:count, :R]
-            np.matmul(dout_c, wg.T, out=dxg)
+            input_gradient(dout_c, wg.T, dxg)
             kernels.scatter_dx_tile(dx[:, r0:r1], dxg, xg, live, count, tile_rows, r0)
             g = self.g[worker][:R, :ncols]
-            np.matmul(xg.T, dout_c, out=g)
+            weight_gradient(xg.T, dout_c, g)
             if sparse:
                 update.gathered(tile_rows, cols, ncols, g)
             else:

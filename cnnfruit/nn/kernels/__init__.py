@@ -27,6 +27,6 @@ from cnnfruit.nn.kernels.jit import FASTMATH, FASTMATH_ORDERED, FASTMATH_TILE, s
 from cnnfruit.nn.kernels.loss import (PROBABILITY_FLOOR, softmax_cross_entropy, softmax_row,
                                       weighted_softmax_cross_entropy)
 from cnnfruit.nn.kernels.tiles import (bias_relu, gather_columns, gather_rows, gather_tile, live_column_sums,
-                                       live_rows_by_tile, relu_mask_scatter, scatter_dx_tile, scatter_gradient_tile)
+                                       live_rows, relu_mask_scatter, scatter_dx_tile, scatter_gradient_tile)
 from cnnfruit.nn.kernels.updates import (adam_tile, adam_update, momentum_tile, momentum_update, sgd_decay_update,
                                          sgd_gathered_tile, sgd_tile, sgd_update, sgd_update_serial)

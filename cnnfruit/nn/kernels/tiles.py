@@ -44,22 +44,19 @@ def live_column_sums(db, dout_live, count):
 
 
 @njit_tile
-def live_rows_by_tile(rows, starts, x_live, count, edges):
-    """The inputs i of a dense layer that some live image uses, grouped by row tile of w.
+def live_rows(rows, x_tile, count, r0):
+    """The inputs of one row tile that some live image uses: returns how many, R.
 
-    rows receives, in order, the i with x_live[:count, i] not all zero; starts (tiles + 1,) the
-    position in rows where each row tile [edges[t], edges[t + 1]) begins. Returns how many rows.
+    x_tile (>= count, width) holds the tile's columns r0, r0 + 1, ... of the live images' inputs;
+    rows[:R] receives, in order, r0 + i for each column i not all zero in the first count rows.
     """
     total = 0
-    for t in range(edges.shape[0] - 1):
-        starts[t] = total
-        for i in range(edges[t], edges[t + 1]):
-            for m in range(count):
-                if x_live[m, i] != 0:
-                    rows[total] = i
-                    total += 1
-                    break
-    starts[edges.shape[0] - 1] = total
+    for i in range(x_tile.shape[1]):
+        for m in range(count):
+            if x_tile[m, i] != 0:
+                rows[total] = r0 + i
+                total += 1
+                break
     return total
 
 
