@@ -417,6 +417,35 @@ def help_start_up():
             f"is {(help_s - bare) / max(numba_s - bare, 1e-9):.2f} of `import numba`'s")
 
 
+# The dense layers of issue 19's VGG-style stack (its conv layers are that issue's own products):
+# (name, fan_in, fan_out).
+VGG_DENSE = (("vgg dense0", 64 * 8 * 8, 256), ("vgg dense1", 256, 10))
+
+
+def tile_table(batches=(1, 8, 32, 128, 256)):
+    """Units of work per product for the threads, from the shapes (dispatch.dense_plan, conv_plan)."""
+    from cnnfruit.nn import dispatch
+    from cnnfruit.nn.architecture import Architecture
+
+    arch = Architecture()
+    layers = [("conv", None), *((f"dense{i}", widths) for i, widths in enumerate(arch.dense_widths)),
+              *((name, (fan_in, fan_out)) for name, fan_in, fan_out in VGG_DENSE)]
+    lines = [f"{'layer':>11} {'shape':>10} {'batch':>5} {'multiply-adds':>13}  {'forward':>18}  {'backward (SGD)':>20}  "
+             f"{'backward (Adam)':>20}"]
+    for name, widths in layers:
+        for batch in batches:
+            if widths is None:
+                shape = f"{arch.in_channels}>{arch.kernels}x{arch.kernel_size}"
+                sgd = adam = dispatch.conv_plan(batch, arch.in_channels, arch.image_size, arch.kernels, arch.kernel_size)
+            else:
+                shape = f"{widths[0]}x{widths[1]}"
+                sgd, adam = (dispatch.dense_plan(batch, *widths, fusable) for fusable in (True, False))
+            cell = lambda how_units: f"{how_units[1]:>3} {how_units[0]}"  # noqa: E731
+            lines.append(f"{name:>11} {shape:>10} {batch:>5} {sgd['multiply_adds']:>13,}  {cell(sgd['forward']):>18}  "
+                         f"{cell(sgd['backward']):>20}  {cell(adam['backward']):>20}")
+    return "\n".join(lines)
+
+
 def check_agreement(workers, tmp, optimizer="sgd"):
     """Each implementation's weights after 3 steps at batch 4, against cnnfruit's."""
     results = {}
@@ -449,10 +478,15 @@ def main():
     parser.add_argument("--eval-runs", type=int, default=3, help="runs of `cnnfruit eval` per cache state")
     parser.add_argument("--process-runs", type=int, default=3, help="pairs of whole-process runs per row")
     parser.add_argument("--check", action="store_true", help="first check that the implementations agree")
+    parser.add_argument("--tiles", action="store_true", help="print the units of work per product, and stop")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         return worker(args.worker)
+    if args.tiles:
+        print("Units of work each product offers the threads (tiles, prange iterations or calls), from the shapes;")
+        print("the same at any thread count. backward: the input and weight gradients with the update fused in.")
+        return print(tile_table())
 
     from cnnfruit.nn.architecture import Architecture
     from cnnfruit.nn.gemm import products

@@ -176,6 +176,7 @@ def test_adam_tile(rng, dtype, weight_decay):
 def test_edges_cover_the_shape_and_depend_on_it_alone():
     assert tiled.column_edges(841) == [0, 210, 420, 630, 841]
     assert tiled.column_edges(29) == [0, 29]
+    assert tiled.column_edges(256) == [0, 128, 256] and len(tiled.column_edges(4096)) == 17
     edges = tiled.row_edges(6728)
     assert edges[0] == 0 and edges[-1] == 6728 and len(edges) == 26 + 1
     assert max(np.diff(edges)) - min(np.diff(edges)) <= 1
@@ -356,3 +357,16 @@ def test_resume_through_the_tiled_path_equals_a_straight_run(tmp_path, image_fol
     result = cli("train", "--resume", split / "model.npz", "--epochs", 2)
     assert result.exit_code == 0, result.output
     assert_same_model(straight / "model.npz", split / "model.npz")
+
+
+def test_big_products_offer_at_least_16_units_of_work_except_the_forwards_documented_tiles():
+    from cnnfruit.nn import dispatch
+
+    for batch in (32, 128, 256):
+        conv = dispatch.conv_plan(batch, 1, 32, 8, 4)
+        assert conv["forward"][1] >= 16 and conv["backward"][1] >= 16
+        for fusable in (True, False):
+            dense0 = dispatch.dense_plan(batch, 6728, 841, fusable)
+            assert dense0["backward"] == ("sgemm tiles", 26)
+            assert dense0["forward"] == ("sgemm tiles", 4)  # each column tile re-packs x: see tiled.py
+    assert dispatch.dense_plan(8, 6728, 841, True)["forward"] == ("kernel", 16)

@@ -5,6 +5,8 @@ takes the same preallocated arrays as the kernel it stands for. The choices depe
 alone, never on the thread count, so a run's numbers do not depend on how many cores it gets.
 The measurements behind each threshold are in docs/performance.md ("Dispatch thresholds").
 """
+from types import SimpleNamespace
+
 import numpy as np
 
 from cnnfruit.nn import kernels
@@ -207,3 +209,38 @@ def weighted_softmax_cross_entropy(probs, dlogits, losses, logits, labels, weigh
 def dropout_forward(act, draws, rate):
     """Inverted dropout of act (N, D) at `rate` with uniform draws (N, D); see kernels.dropout_forward."""
     kernels.dropout_forward(act, draws, rate, act.dtype.type(1 / (1 - rate)))
+
+
+# ---- how many pieces of work each product offers the threads, from the shapes alone
+
+
+def dense_plan(batch, fan_in, fan_out, fusable):
+    """Per product of one dense layer at this batch: (how it runs, units of work for the threads).
+
+    fusable: plain SGD (optimizer.fusable). A unit is a tile, a prange iteration or one call; work
+    under PARALLEL_MIN_WORK runs on one thread, as one unit. The numbers follow the choices of
+    dense_forward and dense_backward_step above and the tile edges of tiled.py.
+    """
+    work = batch * fan_in * fan_out
+    if batch >= BLAS_MIN_BATCH:
+        forward = ("sgemm tiles", tiled.plan(batch, fan_in, fan_out)["forward"])
+    else:
+        forward = ("kernel", kernels.ROW_CHUNKS if work >= PARALLEL_MIN_WORK else 1)
+    path = dense_backward_path(batch, fan_in, fan_out, SimpleNamespace(fusable=fusable))
+    if path == "tiled":
+        backward = ("sgemm tiles", tiled.plan(batch, fan_in, fan_out)["backward"])
+    elif path == "fused_sgd":
+        backward = ("fused kernel", -(-fan_in // kernels.ROW_BLOCK) if work >= PARALLEL_MIN_WORK else 1)
+    elif batch >= BLAS_MIN_BATCH:
+        backward = ("sgemm calls", 1)
+    else:
+        backward = ("kernel", fan_in if work >= PARALLEL_MIN_WORK else 1)
+    return {"forward": forward, "backward": backward, "multiply_adds": work}
+
+
+def conv_plan(batch, channels, side, kernels_, kernel_size):
+    """The conv layer's (how, units) per product at this batch, as dense_plan's."""
+    work = batch * kernels_ * (side - kernel_size + 1) ** 2 * channels * kernel_size**2
+    parallel = work >= PARALLEL_MIN_WORK
+    return {"forward": ("kernel", batch * kernels_ if parallel else 1),
+            "backward": ("kernel", kernels_ * channels * kernel_size if parallel else 1), "multiply_adds": work}

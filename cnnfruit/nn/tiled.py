@@ -23,8 +23,8 @@ gemm.py loads MKL in its sequential mode.
 
 How many tiles (plan() gives them for any layer; `python benchmarks/bench.py --tiles` prints
 them for the report's network): the backward's row tiles grow with the layer's fan-in, TILE_ROWS
-rows each, 26 for the report's 6728-input layer. The forward's column tiles are fewer, at least
-COLUMN_TILE columns wide (4 for the 841-unit layer), because every extra column tile costs a
+rows each, 26 for the report's 6728-input layer. The forward's column tiles are fewer and wider
+(COLUMN_TILE, NARROWEST_COLUMN_TILE; 4 for the 841-unit layer), because every extra column tile costs a
 fresh pass over x inside the sgemm call (BLAS packs its operands per call): measured on one
 thread at batch 32 to 128, each extra tile costs about as much as computing 20 more columns
 (0.14 ms at batch 32, 0.33 ms at batch 128), so 16 tiles of 53 columns take 1.36x the time of
@@ -40,10 +40,12 @@ import numpy as np
 from cnnfruit.nn import gemm
 from cnnfruit.nn import kernels
 
-# Forward tiles are equal column slices of w, at least this wide: the 841-unit layer gets 4,
-# which share out evenly over two and four workers (see the module's docstring for the cost of
-# narrower tiles).
+# Forward tiles are equal column slices of w, at most COLUMN_TILE wide, and as many as 4 where
+# that leaves them at least NARROWEST_COLUMN_TILE wide: the 841-unit layer gets 4, a 256-unit
+# layer 2, which share out evenly over two and four workers (the module's docstring has the cost
+# of narrower tiles).
 COLUMN_TILE = 256
+NARROWEST_COLUMN_TILE = 128
 # Backward tiles are row slices of w of about this many rows: a tile's live block (below) of the
 # 841-unit layer stays within a core's 1 MiB L2 from its gather to its update, and the 26 tiles
 # of the 6728-row layer keep up to 26 workers busy.
@@ -56,8 +58,9 @@ GATHER_BELOW = 0.85
 
 
 def column_edges(columns):
-    """Edges of the forward's column tiles: equal slices, none wider than COLUMN_TILE."""
-    tiles = -(-columns // COLUMN_TILE)
+    """Edges of the forward's column tiles: equal slices, none wider than COLUMN_TILE, and at
+    least min(4, columns // NARROWEST_COLUMN_TILE) of them."""
+    tiles = max(-(-columns // COLUMN_TILE), min(4, columns // NARROWEST_COLUMN_TILE))
     return [columns * t // tiles for t in range(tiles + 1)]
 
 
