@@ -57,9 +57,9 @@ class Checkpoint:
     config: dict = field(default_factory=dict)  # the training flags
     history: dict = field(default_factory=dict)
     # Where the training images came from: {"source": absolute folder or None for the embedded
-    # set, "digest": data.fingerprint of the images, and the options it was read with, such as
+    # set, "digest": datasets.fingerprint of the images, and the options it was read with, such as
     # "skip_bad"}, so that a resumed run trains on the same data.
-    data: dict = field(default_factory=dict)
+    trained_on: dict = field(default_factory=dict)
     # An epoch stopped part-way (Ctrl-C): {"step", "loss_sum", "correct", "seconds"} so far; then
     # rng_state is the shuffling generator's state at the START of that epoch. None otherwise.
     partial: dict = None
@@ -95,7 +95,7 @@ def save(path, ckpt):
         "train_rng_state": _text(ckpt.rng_state),
         "train_config": _text(ckpt.config),
         "train_history": _text(ckpt.history),
-        "train_data": _text(ckpt.data),
+        "train_data": _text(ckpt.trained_on),
         "train_partial": _text(ckpt.partial),
         "train_schedule": _text(ckpt.schedule),
     }
@@ -225,7 +225,7 @@ def _from_arrays(arrays):
     epoch = _integer(arrays, "train_epoch", 0, _max_epochs())
     config = _json(arrays, "train_config", {})
     history = _json(arrays, "train_history", {})
-    data = _json(arrays, "train_data", {}, optional=True)
+    trained_on = _json(arrays, "train_data", {}, optional=True)
     partial = _json(arrays, "train_partial", None, optional=True)
     schedule = _json(arrays, "train_schedule", None, optional=True)
     if config:
@@ -240,10 +240,10 @@ def _from_arrays(arrays):
         _check_schedule(schedule, config)
     if history:
         _check_history(history, class_names, epoch if training else None)
-    _check_data(data)
+    _check_trained_on(trained_on)
     return Checkpoint(arch=arch, class_names=class_names, params=params, color=color, normalize=normalize,
                       epoch=epoch, optimizer=optimizer, optimizer_state=optimizer_state, rng_state=training,
-                      config=config, history=history, data=data, partial=partial, schedule=schedule)
+                      config=config, history=history, trained_on=trained_on, partial=partial, schedule=schedule)
 
 
 def _kind(value):
@@ -472,7 +472,7 @@ def _check_history(record, class_names, epoch):
         raise CnnfruitError(f"train_history must hold epochs 1 to {epoch}, as train_epoch says")
 
 
-def _check_data(record):
+def _check_trained_on(record):
     """What a resumed run or an eval passes to read_image_folder(source, **options)."""
     from cnnfruit.data.datasets import read_image_folder
 

@@ -7,7 +7,7 @@ import pytest
 
 from cnnfruit.checkpoint import FORMAT_VERSION
 
-from runs import TINY, cli, saved_arrays
+from helpers import TINY, cli, saved_arrays
 
 
 @pytest.fixture(scope="session")

@@ -28,7 +28,7 @@ from cnnfruit.errors import CnnfruitError
 from cnnfruit.nn.network import Network
 
 from conftest import TINY_SETTINGS
-from runs import cli, saved_arrays
+from helpers import cli, saved_arrays
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -10,7 +10,7 @@ from cnnfruit.inference.explain import explain, input_gradient, occlusion_map, p
 from cnnfruit.data.preprocess import to_inputs
 
 import naive
-from runs import cli
+from helpers import cli
 
 MODES = [(color, normalize) for color in ("grey", "rgb") for normalize in ("none", "scale", "standardize")]
 

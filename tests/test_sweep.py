@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from cnnfruit.sweep.space import SearchSpace
-from runs import assert_same_model, cli
+from helpers import assert_same_model, cli
 
 optuna = pytest.importorskip("optuna", reason="the sweep extra is not installed")
 pytest.importorskip("distributed", reason="the sweep extra is not installed")

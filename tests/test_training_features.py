@@ -8,9 +8,9 @@ import pytest
 import cnnfruit
 from cnnfruit.config import TrainConfig
 from cnnfruit.inference.metrics import balanced_accuracy, classification_report, confusion_matrix
-from cnnfruit.training.loop import Trainer, class_weights_for
+from cnnfruit.training.loop import TrainingLoop, class_weights_for
 
-from runs import TINY, assert_same_model, cli
+from helpers import TINY, assert_same_model, cli
 from test_determinism import train_in_process
 
 
@@ -30,7 +30,7 @@ def test_auto_class_weights_are_inverse_frequency_averaging_one_per_image():
 
 def test_class_weights_must_fit_the_classes(synthetic_dataset):
     with pytest.raises(cnnfruit.SettingError, match=r"^class_weights gives 2 weights for 3 classes \(a, b, c\)$"):
-        Trainer.start(synthetic_dataset, TrainConfig(class_weights="1,2"))
+        TrainingLoop.start(synthetic_dataset, TrainConfig(class_weights="1,2"))
     labels = np.array([0, 0, 2])
     with pytest.raises(cnnfruit.SettingError, match="^class_weights auto needs training images of every class; the "
                                                     "training split has none of b$"):

@@ -10,7 +10,7 @@ from cnnfruit.data.datasets import Split
 from cnnfruit.errors import SettingError
 from cnnfruit.inference.tta import view_count, views
 
-from runs import cli
+from helpers import cli
 
 
 @pytest.fixture

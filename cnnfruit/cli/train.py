@@ -52,8 +52,8 @@ def train(ctx, data, out, resume, overwrite, tensorboard_dir, quiet, **settings)
         if resume:
             run = Run.resume(resume, data=data.folder, epochs=given.pop("epochs", None), out=out, expect=given,
                              skip_bad=data.skip_bad or None, overwrite=overwrite)
-            if run.trainer.dataset.source is not None:
-                report_loading(run.trainer.dataset)
+            if run.loop.dataset.source is not None:
+                report_loading(run.loop.dataset)
             click.echo(f"Resuming {resume} {run.resumed_at}, to {run.config.epochs} epochs")
             if run.replanned:
                 click.echo(f"Note: {run.replanned}")
@@ -79,7 +79,7 @@ def train(ctx, data, out, resume, overwrite, tensorboard_dir, quiet, **settings)
 
         try:
             result = run.fit(on_epoch=on_epoch, stop=stop,
-                             on_step=lambda done, total: progress.step(run.trainer.epoch + 1, done, total))
+                             on_step=lambda done, total: progress.step(run.loop.epoch + 1, done, total))
         except StoppedAtOnce as err:  # a second Ctrl-C: no waiting for the step to end
             click.echo(f"Stopped at once without saving; {err.kept}", err=True)
             ctx.exit(EXIT_CODE)
@@ -91,7 +91,7 @@ def train(ctx, data, out, resume, overwrite, tensorboard_dir, quiet, **settings)
     if result.stopped == "early":
         click.echo(f"Early stop: validation loss has not improved for {run.config.patience} epochs "
                    f"({describe_best(result.history)})")
-    tested = len(run.trainer.data.y_test)
+    tested = len(run.loop.splits.y_test)
     click.echo(f"Test Accuracy: {100 * result.test_accuracy:.1f}% ({round(result.test_accuracy * tested)}/{tested})")
     click.echo(f"Total Time: {result.history.total_seconds:.1f} s")
     click.echo(f"Saved {result.model_path}, {result.history_path} and {result.history_csv_path}")
