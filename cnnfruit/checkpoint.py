@@ -11,7 +11,6 @@ types and finiteness of the weights, the text fields against their choices, the 
 optimizer state against the optimizer, and the JSON fields (nesting bounded) against each other.
 docs/reliability.md lists the checks and the tests that hold them.
 """
-import inspect
 import math
 import os
 import unicodedata
@@ -473,8 +472,8 @@ def _check_history(record, class_names, epoch):
 
 
 def _check_trained_on(record):
-    """What a resumed run or an eval passes to read_image_folder(source, **options)."""
-    from cnnfruit.data.datasets import read_image_folder
+    """What a resumed run or an eval reads its images by: DataSource(source, **options)."""
+    from cnnfruit.data.sources import accepted_options
 
     source, digest = record.get("source"), record.get("digest")
     if source is not None and not (isinstance(source, str) and source and "\0" not in source):
@@ -483,8 +482,7 @@ def _check_trained_on(record):
                                    all(c in "0123456789abcdef" for c in digest)):
         raise CnnfruitError("train_data's digest must be 64 hexadecimal digits (SHA-256) or null")
     options = {key: value for key, value in record.items() if key not in ("source", "digest")}
-    accepted = inspect.signature(read_image_folder).parameters
-    unknown = sorted(key for key in options if key not in accepted or key == "root")
+    unknown = sorted(key for key in options if key not in accepted_options())
     if unknown:
         raise CnnfruitError(f"train_data has an option that image folders do not take: {', '.join(unknown)}")
     for key, value in options.items():

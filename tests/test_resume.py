@@ -283,9 +283,9 @@ def test_ctrl_c_while_loading_exits_130_and_saves_nothing(tmp_path, image_folder
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    from cnnfruit.cli import options
+    from cnnfruit.data.sources import DataSource
 
-    monkeypatch.setattr(options.DataRequest, "load", interrupted)
+    monkeypatch.setattr(DataSource, "load", interrupted)
     result = cli("train", "--data", image_folder, *TINY, "--out", tmp_path / "run")
     assert result.exit_code == 130
     assert result.output == "Interrupted before training started; nothing was saved\n"

@@ -193,16 +193,9 @@ class Classifier:
         """The Dataset this classifier was trained on, read again as it was read then (the embedded
         set if it records none); a SettingError naming {data} when its folder is gone. folder: read
         that folder instead, the same way (say, the training images moved elsewhere)."""
-        from cnnfruit.data.datasets import load_embedded, read_image_folder
+        from cnnfruit.data.sources import DataSource
 
-        source = folder or self.trained_on.get("source")
-        if source is None:
-            return load_embedded()
-        if folder is None and not os.path.isdir(source):
-            raise SettingError("the data folder {source} that {model} was trained on is gone; pass {data}",
-                               source=source, model=self.name)
-        options = {key: value for key, value in self.trained_on.items() if key not in ("source", "digest")}
-        return read_image_folder(source, **options)
+        return DataSource.recorded(self.trained_on, self.name, folder=folder).load()
 
     def split(self, name, dataset=None):
         """The labelled Split `name` ("test", "train" or "val") of dataset, by default the training data.
@@ -210,14 +203,12 @@ class Classifier:
         train and val are cut again with the run's seed and validation share, so they need the very
         images the run had: a dataset whose digest differs from the recorded one is refused.
         """
-        from cnnfruit.data.datasets import fingerprint
+        from cnnfruit.data.sources import check_classes, same_images
         from cnnfruit.data.splits import named_split
 
         dataset = dataset if dataset is not None else self.training_data()
-        if list(dataset.class_names) != self.class_names:
-            raise CnnfruitError(f"the data's classes ({', '.join(dataset.class_names)}) differ from the model's "
-                                f"({', '.join(self.class_names)})")
-        if name in ("train", "val") and self.trained_on.get("digest") not in (None, fingerprint(dataset)):
+        check_classes(dataset, self.class_names, self.name)
+        if name in ("train", "val") and not same_images(dataset, self.trained_on):
             raise SettingError("the images in {folder} differ from those {model} was trained on, so its {value} split "
                                "cannot be cut again; use {split} test", folder=dataset.source or "the embedded set",
                                model=self.name, value=name)

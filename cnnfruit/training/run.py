@@ -18,7 +18,7 @@ from cnnfruit.nn import memory
 from cnnfruit.nn.architecture import Architecture
 from cnnfruit.inference.classifier import Classifier
 from cnnfruit.config import TrainConfig
-from cnnfruit.data.datasets import fingerprint, load_embedded, read_image_folder
+from cnnfruit.data.sources import DataSource, check_classes, same_images
 from cnnfruit.errors import CnnfruitError, SettingError
 from cnnfruit.history import History
 from cnnfruit.files import write_atomically
@@ -109,10 +109,13 @@ class Run:
         return cls(loop, run_folder)
 
     @classmethod
-    def resume(cls, path, *, data=None, epochs=None, out=None, expect=None, skip_bad=None, overwrite=False):
+    def resume(cls, path, *, data=None, source=None, epochs=None, out=None, expect=None, skip_bad=None,
+               overwrite=False):
         """The run saved in the checkpoint at path, set to continue to `epochs` in all.
 
-        data: the Dataset, or a folder to read, when not the one the checkpoint records. expect:
+        The images are those the checkpoint records, read the same way, unless `data` (a Dataset)
+        or `source` (a DataSource, or a folder to read the recorded way) gives them; either way
+        they must be the very images the run had. skip_bad: override the recorded choice. expect:
         settings the caller asks for (name: value); one that differs from the checkpoint's is an
         error, since a resumed run keeps its own. out: the folder to save to (default: path's); another
         folder that holds a run is refused unless overwrite.
@@ -134,7 +137,7 @@ class Run:
         elif config.epochs <= ckpt.epoch:
             raise SettingError("{path} has already completed its {done} epochs; pass {epochs} N with N > {done} "
                                "to train on", path=path, done=ckpt.epoch)
-        dataset = _training_data(path, ckpt, data, skip_bad)
+        dataset = _training_data(path, ckpt, *_data_and_source(data, source), skip_bad)
         memory.check_training(ckpt.arch, config, len(dataset.train) + len(dataset.test))
         source = os.path.dirname(path) or "."
         folder = out or source
@@ -250,9 +253,10 @@ def fit(data, config, out=None, *, overwrite=False, on_epoch=None, on_step=None,
     return Run.start(data, config, out, overwrite).fit(on_epoch=on_epoch, on_step=on_step, stop=stop)
 
 
-def resume(path, *, epochs=None, data=None, out=None, overwrite=False, on_epoch=None, on_step=None, stop=None):
+def resume(path, *, epochs=None, data=None, source=None, out=None, overwrite=False, on_epoch=None, on_step=None,
+           stop=None):
     """Continue the run saved at path (model.npz) to `epochs` in all; see Run.resume and Run.fit."""
-    return Run.resume(path, data=data, epochs=epochs, out=out, overwrite=overwrite).fit(
+    return Run.resume(path, data=data, source=source, epochs=epochs, out=out, overwrite=overwrite).fit(
         on_epoch=on_epoch, on_step=on_step, stop=stop)
 
 
@@ -298,24 +302,23 @@ def _shown(value):
     return ",".join(str(v) for v in value) if isinstance(value, (tuple, list)) else str(value)
 
 
-def _training_data(path, ckpt, data, skip_bad):
+def _training_data(path, ckpt, data, source, skip_bad):
     """The Dataset a resumed run trains on, checked against the one the checkpoint recorded."""
-    options = {key: value for key, value in ckpt.trained_on.items() if key not in ("source", "digest")}
-    if skip_bad is not None:
-        options["skip_bad"] = skip_bad
-    if data is None or isinstance(data, (str, os.PathLike)):
-        source = data or ckpt.trained_on.get("source")
-        if source is not None and not data and not os.path.isdir(source):
-            raise SettingError("the data folder {source} that {path} was trained on is gone; pass {data}",
-                               source=source, path=path)
-        data = read_image_folder(source, **options) if source else load_embedded()
-    if list(data.class_names) != ckpt.class_names:
-        raise CnnfruitError(
-            f"the data's classes ({', '.join(data.class_names)}) differ from those of {path} ({', '.join(ckpt.class_names)})"
-        )
-    if ckpt.trained_on.get("digest") not in (None, fingerprint(data)):
+    if data is None:
+        if not isinstance(source, DataSource):
+            source = DataSource.recorded(ckpt.trained_on, path, folder=source, skip_bad=skip_bad)
+        data = source.load()
+    check_classes(data, ckpt.class_names, path)
+    if not same_images(data, ckpt.trained_on):
         raise CnnfruitError(
             f"the images in {data.source or 'the embedded set'} differ from those {path} was trained on; "
             "resuming needs the same data"
         )
     return data
+
+
+def _data_and_source(data, source):
+    """(data, source) with a folder given as `data` taken as the source it names: data is a Dataset."""
+    if isinstance(data, (str, os.PathLike)):
+        return None, data
+    return data, source
