@@ -13,7 +13,6 @@ docs/reliability.md lists the checks and the tests that hold them.
 """
 import math
 import os
-import unicodedata
 import zipfile
 import zlib
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ from cnnfruit import jsontext
 from cnnfruit.nn import memory
 from cnnfruit.nn.architecture import Architecture
 from cnnfruit.config import COLOR_MODES, IMAGE_SIZE, NORMALIZE_MODES, OPTIMIZERS, TrainConfig
+from cnnfruit.data.datasets import check_class_names
 from cnnfruit.errors import CnnfruitError
 from cnnfruit.files import write_atomically
 
@@ -35,10 +35,6 @@ FIELDS = ("format_version", "arch_in_channels", "arch_image_size", "arch_kernels
           "class_names", "preprocess_color", "preprocess_normalize", "train_epoch", "optimizer_name",
           "train_rng_state", "train_config", "train_history", "train_data", "train_partial", "train_schedule")
 MAX_SIDE = 2**31 - 1  # any single size (kernels, a layer's width, a class count): keeps index arithmetic sane
-MAX_NAME_LENGTH = 255  # a class name is a folder name
-# Control and format characters (newlines, escapes, bidi overrides, zero-width marks) would break
-# or disguise the lines that print class names; lone surrogates cannot be printed at all.
-UNPRINTABLE_CATEGORIES = {"Cc", "Cf", "Cs", "Zl", "Zp"}
 PARTIAL_FIELDS = {"step": int, "loss_sum": float, "correct": int, "seconds": float}
 
 
@@ -284,40 +280,12 @@ def _json(arrays, name, default, optional=False):
     return value
 
 
-def class_name_problem(name, number):
-    """Why `name`, the number-th class name, cannot be one (None if it can). Checkpoints and new
-    training runs check alike, so that a run never saves a model it could not load."""
-    if not isinstance(name, str):
-        return f"class name {number} is not text"
-    if len(name) > MAX_NAME_LENGTH:
-        return f"class name {number} is longer than {MAX_NAME_LENGTH} characters"
-    if not name.strip():
-        return f"class name {number} is empty"
-    if any(unicodedata.category(c) in UNPRINTABLE_CATEGORIES for c in name):
-        return f"class name {name!r} has a control character"
-    return None
-
-
-def check_class_names(names):
-    """Two or more names, unique, each printable on one line; CnnfruitError naming the first bad one."""
-    if len(names) < 2:
-        raise CnnfruitError(f"class_names holds {len(names)} name; a classifier needs at least 2")
-    if len(names) > MAX_SIDE:
-        raise CnnfruitError(f"class_names holds {len(names)} names, more than {MAX_SIDE}")
-    seen = set()
-    for number, name in enumerate(names, 1):
-        problem = class_name_problem(name, number)
-        if problem is not None:
-            raise CnnfruitError(problem)
-        if name in seen:
-            raise CnnfruitError(f"class name {name!r} appears twice")
-        seen.add(name)
-
-
 def _class_names(value):
     if value.ndim != 1 or value.dtype.kind != "U":
         raise CnnfruitError(f"class_names must be a list of text, got {_kind(value)}")
     names = [str(name) for name in value]
+    if len(names) > MAX_SIDE:
+        raise CnnfruitError(f"class_names holds {len(names)} names, more than {MAX_SIDE}")
     check_class_names(names)
     return names
 

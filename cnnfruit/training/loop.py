@@ -196,8 +196,9 @@ class TrainingLoop:
         history.hyperparameters = config.to_dict()
         loop = cls(dataset, config, network, optimizer, shuffle_rng, split_images(dataset, config, split_rng), history,
                    ckpt.partial)
-        if ckpt.partial is not None:
-            _check_partial(ckpt.partial, loop.steps_per_epoch)
+        if ckpt.partial is not None and ckpt.partial["step"] >= loop.steps_per_epoch:
+            # checkpoint.load checked the record itself; how many steps an epoch has depends on the data
+            raise CnnfruitError("the checkpoint's interrupted epoch does not fit its data and batch size")
         if ckpt.schedule is not None:
             try:
                 loop.schedule.load_state(ckpt.schedule)
@@ -313,11 +314,3 @@ class TrainingLoop:
             partial=self.partial,
             schedule=self.schedule.state,
         )
-
-
-def _check_partial(partial, steps_per_epoch):
-    kinds = {"step": int, "correct": int, "loss_sum": float, "seconds": (int, float)}
-    if not isinstance(partial, dict) or any(not isinstance(partial.get(k), kind) for k, kind in kinds.items()):
-        raise CnnfruitError(f"the checkpoint's interrupted epoch needs {', '.join(kinds)}")
-    if not 0 < partial["step"] < steps_per_epoch:
-        raise CnnfruitError("the checkpoint's interrupted epoch does not fit its data and batch size")

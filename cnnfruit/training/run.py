@@ -18,6 +18,7 @@ from cnnfruit.nn import memory
 from cnnfruit.nn.architecture import Architecture
 from cnnfruit.inference.classifier import Classifier
 from cnnfruit.config import TrainConfig
+from cnnfruit.data.datasets import check_class_names
 from cnnfruit.data.sources import DataSource, check_classes, same_images
 from cnnfruit.errors import CnnfruitError, SettingError
 from cnnfruit.history import History
@@ -96,7 +97,7 @@ class Run:
         if isinstance(config, dict):
             config = TrainConfig(**config)
         config.check()
-        checkpoint.check_class_names(list(data.class_names))  # what its checkpoints could not hold
+        check_class_names(list(data.class_names))  # what its checkpoints could not hold
         arch = Architecture.from_config(config, len(data.class_names))
         memory.check_training(arch, config, len(data.train) + len(data.test))
         run_folder = RunFolder.create(out, overwrite=overwrite) if out is not None else None
