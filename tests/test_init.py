@@ -136,7 +136,7 @@ def test_each_scheme_trains_the_same_twice_and_resumes_bit_for_bit(tmp_path, ima
             loop.run_epoch()
     stopped = TrainingLoop.start(dataset, config)
     stopped.run_epoch()
-    stopped.stop_requested = True
+    stopped.stop.set()
     assert stopped.run_epoch() is None  # stops after the first step of epoch 2
     path = str(tmp_path / "model.npz")
     checkpoint.save(path, stopped.checkpoint())

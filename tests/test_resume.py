@@ -45,7 +45,7 @@ def test_a_stopped_epoch_resumes_from_its_next_step_bit_for_bit(tmp_path, image_
 
     def stop_after_three(done, total):  # what the Ctrl-C handler does, at a step of our choosing
         if done == 3:
-            stopped.stop_requested = True
+            stopped.stop.set()
 
     assert stopped.run_epoch(stop_after_three) is None
     assert stopped.partial["step"] == 3 and stopped.epoch == 1
@@ -57,7 +57,7 @@ def test_a_stopped_epoch_resumes_from_its_next_step_bit_for_bit(tmp_path, image_
     resumed = TrainingLoop.resume(dataset, TrainConfig.from_dict(saved.config), saved)
     record = resumed.run_epoch()
     assert record.epoch == 2
-    stopped.stop_requested = False
+    stopped.stop.clear()
     assert stopped.run_epoch().epoch == 2  # or carry on in the same process
     for loop in (resumed, stopped):
         for name, value in straight.network.params.items():

@@ -153,14 +153,6 @@ class TrainingLoop:
         self._loss_weights = None if self.class_weights is None else self.class_weights.astype(network.dtype)
         network.dropout = config.dropout
 
-    @property
-    def stop_requested(self):
-        return self.stop.is_set()
-
-    @stop_requested.setter
-    def stop_requested(self, value):
-        self.stop.set() if value else self.stop.clear()
-
     @classmethod
     def start(cls, dataset, config):
         config.check()
