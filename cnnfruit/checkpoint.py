@@ -29,8 +29,9 @@ from cnnfruit.files import write_atomically
 
 FORMAT_VERSION = 1
 
-# The arrays of format 1 besides param_<name> and optstate_<name>. The last three came later, so
-# older checkpoints may lack them.
+# The arrays of format 1 besides param_<name> and optstate_<name>. The last three are optional: a
+# checkpoint without them is read with their defaults (no data record, no interrupted epoch, no
+# schedule state).
 FIELDS = ("format_version", "arch_in_channels", "arch_image_size", "arch_kernels", "arch_kernel_size", "arch_hidden",
           "class_names", "preprocess_color", "preprocess_normalize", "train_epoch", "optimizer_name",
           "train_rng_state", "train_config", "train_history", "train_data", "train_partial", "train_schedule")

@@ -76,7 +76,7 @@ def test_class_weights_scale_each_image_and_smoothing_bounds_the_loss_below(rng)
     np.testing.assert_allclose(losses, unit * [2.0, 0.5])
     np.testing.assert_allclose(dlogits, unit_d * [[2.0], [0.5]])
     _, smoothed, smoothed_d = weighted_loss(logits, labels, (1.0, 1.0, 1.0), 0.3)
-    assert (smoothed > 0.3).all()  # a confident right answer now costs something,
+    assert (smoothed > 0.3).all()  # smoothed, a confident right answer costs something,
     assert (smoothed_d[[0, 1], [0, 1]] > 0).all()  # and descent lowers the label's logit
     assert (smoothed_d[:, 2] < 0).all()  # and raises the others'
 

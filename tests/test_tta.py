@@ -38,7 +38,7 @@ def test_tta_averages_the_probabilities_of_the_views(clf):
     images = photos(5)
     expected = np.mean([clf.predict_proba(np.ascontiguousarray(v)) for v in views(images, "rotate")], axis=0)
     np.testing.assert_allclose(clf.predict_proba(images, tta="rotate"), expected, rtol=1e-6, atol=1e-7)
-    # the 8 views of a turned photo are the same 8 views: the answer no longer depends on the turn
+    # the 8 views of a turned photo are the same 8 views: the answer does not depend on the turn
     turned = np.ascontiguousarray(np.rot90(images, 1, axes=(1, 2)))
     np.testing.assert_allclose(clf.predict_proba(turned, tta="rotate"), clf.predict_proba(images, tta="rotate"),
                                rtol=1e-5, atol=1e-6)

@@ -1,6 +1,6 @@
 """What the command line shows in a terminal: the training progress bar and the evaluation tables.
 
-Kept apart from cli.py, which parses flags and calls the library; this module only draws, with rich.
+Kept apart from the commands, which parse flags and call the library; this module only draws, with rich.
 """
 import click
 

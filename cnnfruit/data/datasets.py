@@ -74,7 +74,7 @@ class Dataset:
     options: dict = field(default_factory=dict)  # read_image_folder's settings that shape the data
     skipped: int = 0  # unreadable images left out (skip_bad)
     layout_note: str = ""  # what read_image_folder did that its caller may want to say; "" if nothing
-    loading: object = None  # image_cache.LoadStats of the folder's load: skipped files, cache hits, time
+    loading: object = None  # cache.LoadStats of the folder's load: skipped files, cache hits, time
 
 
 
@@ -356,7 +356,7 @@ def read_image_folder(root, *, skip_bad=False, test_fraction=TEST_FRACTION, seed
     skip_bad leaves out images that cannot be decoded (counted in `skipped`, listed with their
     reasons in `loading.failures`); otherwise the first one is an error. test_fraction and seed
     cut the test split when the folder has no split folders. cache_dir: where decoded images are
-    kept between loads, False for nowhere (see cnnfruit/image_cache.py for the default).
+    kept between loads, False for nowhere (see cnnfruit/data/cache.py for the default).
     workers: processes decoding images (default: one per processor; 1 decodes in this process,
     as do platforms other than Linux). progress(done, total) is
     called now and then, from this thread. `layout_note` says what was done with the folder when

@@ -57,8 +57,8 @@ class Classifier:
         self.normalize = normalize
         self.config = config or {}  # the training settings, when known
         self.history = history  # the training History, when known
-        # Where the training images came from (Checkpoint.trained_on), when known; `data` is another
-        # name for it, which calls written against earlier releases pass.
+        # Where the training images came from (Checkpoint.trained_on), when known; the keyword `data`
+        # is taken as another name for it, so that code that passes it by that name keeps working.
         self.trained_on = trained_on or data or {}
         self.path = None  # the checkpoint it was loaded from, if any
         memory.check_prediction(arch, params["conv_w"].dtype.itemsize)

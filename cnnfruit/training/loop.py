@@ -196,7 +196,7 @@ class TrainingLoop:
                 loop.schedule.load_state(ckpt.schedule)
             except ValueError as err:
                 raise CnnfruitError(str(err)) from None
-        elif config.lr_schedule != "constant":  # checkpoints from before schedules ran at a constant rate
+        elif config.lr_schedule != "constant":  # a checkpoint without a schedule's state ran at a constant rate
             raise CnnfruitError("the checkpoint lacks the state of its learning-rate schedule")
         return loop
 
