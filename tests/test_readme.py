@@ -127,3 +127,23 @@ def test_ci_runs_the_readme_s_test_command():
 
 def test_the_site_s_home_page_shows_the_readme_s_set_up_commands():
     assert setup_commands(ROOT / "docs" / "index.md") == setup_commands(README)
+
+
+def test_the_readme_s_links_into_the_repository_resolve():
+    """The README is not part of the site's strict build, so its own links are checked here."""
+    text = README.read_text(encoding="utf-8")
+    targets = [link for link in re.findall(r"\]\(([^)\s]+)\)", text) if not link.startswith(("http://", "https://"))]
+    assert targets
+    for target in targets:
+        path, _, anchor = target.partition("#")
+        assert (ROOT / path).exists(), target
+        if anchor:
+            assert anchor in {heading_id(line) for line in (ROOT / path).read_text(encoding="utf-8").splitlines()
+                              if line.startswith("#")}, target
+
+
+def heading_id(line):
+    """The anchor MkDocs gives a Markdown heading line (its toc extension's slugify)."""
+    title = line.lstrip("#").strip().lower()
+    title = re.sub(r"[^\w\s-]", "", title)
+    return re.sub(r"[-\s]+", "-", title).strip("-")
