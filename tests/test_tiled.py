@@ -1,4 +1,4 @@
-"""The tiled products (cnnfruit/tiled.py) and their tile kernels against tests/naive.py, and their bits.
+"""The tiled products (cnnfruit/nn/tiled.py) and their tile kernels against tests/naive.py, and their bits.
 
 A tiled result must not depend on how many workers ran the tiles: the pool is run with 1 and 2
 workers in this process, and whole training steps in fresh processes with NUMBA_NUM_THREADS=1
