@@ -61,12 +61,12 @@ def train_one(torch, dataset, args, seed):
     from cnnfruit.nn.architecture import Architecture, init_parameters
     from cnnfruit.config import TrainConfig
     from cnnfruit.data.splits import generators
-    from cnnfruit.training.loop import prepare
+    from cnnfruit.training.loop import split_images
 
     config = TrainConfig(seed=seed, color=args.color, normalize=args.normalize, hidden=args.hidden,
                          kernels=args.kernels, kernel_size=args.kernel_size, batch_size=args.batch_size)
     init_rng, split_rng, shuffle_rng = generators(seed)
-    data = prepare(dataset, config, split_rng)
+    data = split_images(dataset, config, split_rng)
     x_train, x_test = data.inputs(data.images_train), data.inputs(data.images_test)
     arch = Architecture.from_config(config, len(dataset.class_names))
     torch.manual_seed(seed)
