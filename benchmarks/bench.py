@@ -269,20 +269,22 @@ def worker(name):
                 row, impl = (command["batch"], command["optimizer"]), IMPLEMENTATIONS[name](params, command["optimizer"])
                 batch = command["batch"]
             steps = max(1, command["images"] // batch)
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), time.process_time()
             for s in range(steps):
                 start = (s * batch) % (len(y) - batch + 1)
                 impl.step(x[start:start + batch], y[start:start + batch])
             seconds = time.perf_counter() - started
-            answer = {"seconds": seconds, "images": steps * batch, "peak_mib": peak_mib()}
+            answer = {"seconds": seconds, "cpu_seconds": time.process_time() - cpu, "images": steps * batch,
+                      "peak_mib": peak_mib()}
         elif command["do"] == "infer":
             if row != "infer":  # one model for every inference command, warmed up once
                 impl, row = IMPLEMENTATIONS[name](params), "infer"
                 impl.infer(x_test)
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), time.process_time()
             for _ in range(command["passes"]):
                 impl.infer(x_test)
-            answer = {"seconds": time.perf_counter() - started, "images": command["passes"] * len(x_test)}
+            answer = {"seconds": time.perf_counter() - started, "cpu_seconds": time.process_time() - cpu,
+                      "images": command["passes"] * len(x_test)}
         elif command["do"] == "describe":
             from cnnfruit.nn.gemm import products
 
