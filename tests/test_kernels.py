@@ -115,3 +115,13 @@ def test_saturated_softmax_gives_exact_zeros_not_subnormals(dtype):
     assert probs[1, 1] == pytest.approx(np.exp(-30.0), rel=1e-5)  # above the floor: kept
     assert not ((np.abs(probs) > 0) & (np.abs(probs) < tiny)).any()
     np.testing.assert_allclose(losses, naive.softmax_cross_entropy(logits.astype(np.float64), labels)[1], atol=1e-6)
+
+
+def test_conv_forward_keeps_a_nan_for_the_divergence_check():
+    x = np.ones((1, 1, 6, 6), np.float32)
+    x[0, 0, 2, 3] = np.nan
+    w, b = np.ones((2, 1, 3, 3), np.float32), np.array([-100.0, 1.0], np.float32)  # kernel 0 all negative
+    out = np.empty((1, 2, 4, 4), np.float32)
+    for kernel in (kernels.conv_relu_forward, kernels.conv_relu_forward_serial):
+        kernel(out, x, w, b)
+        assert np.isnan(out[0, :, 0:3, 1:4]).all() and not np.isnan(out[0, :, 3]).any() and (out[0, 0, 3] == 0).all()

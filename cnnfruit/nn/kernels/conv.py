@@ -47,7 +47,7 @@ def conv_relu_forward(out, x, w, b):
         for i in range(P):
             for j in range(P):
                 value = wide[i * H + j]
-                out[n, k, i, j] = value if value > 0 else 0
+                out[n, k, i, j] = 0 if value < 0 else value  # a NaN stays NaN, for the divergence check
 
 
 conv_relu_forward_serial = serial_twin(conv_relu_forward)
