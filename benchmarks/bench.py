@@ -301,11 +301,13 @@ def worker(name):
 
 
 class Worker:
-    def __init__(self, name):
+    def __init__(self, name, threads=None):
         self.name = name
         env = dict(os.environ)
         if name == "cnnfruit":  # BLAS on one thread, as cnnfruit/threads.py holds it
             env.setdefault("OPENBLAS_NUM_THREADS", "1")
+        if threads is not None:
+            env["NUMBA_NUM_THREADS"] = str(threads)
         self.process = subprocess.Popen(
             [sys.executable, os.path.abspath(__file__), "--worker", name],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
@@ -393,6 +395,24 @@ def compare_processes(epochs, batch, runs, tmp, with_torch):
         line += (f", PyTorch script {statistics.median(s for s, _ in theirs):.1f} s ({max(m for _, m in theirs):.0f} "
                  f"MiB): {ratio:.2f}x (median of the pairs' ratios; runs {', '.join(f'{c:.1f}/{t:.1f}' for (c, _), (t, _) in zip(ours, theirs))})")
     print(line, flush=True)
+
+
+def thread_scaling(batch, repeats, images):
+    """cnnfruit at `batch` on 1 thread and on numba_threads(), alternating: (medians, median of pair ratios)."""
+    counts = sorted({1, numba_threads()})
+    workers = {threads: Worker("cnnfruit", threads) for threads in counts}
+    times = {threads: [] for threads in counts}
+    for w in workers.values():
+        w.ask(do="train", batch=batch, optimizer="sgd", images=2 * batch)
+    for _ in range(repeats):
+        for threads, w in workers.items():
+            answer = w.ask(do="train", batch=batch, optimizer="sgd", images=images)
+            times[threads].append(answer["seconds"] / answer["images"])
+    for w in workers.values():
+        w.close()
+    medians = {threads: statistics.median(t) for threads, t in times.items()}
+    ratio = statistics.median(a / b for a, b in zip(times[1], times[counts[-1]]))
+    return medians, ratio
 
 
 def python_seconds(code, runs=5):
@@ -566,6 +586,13 @@ def main():
         print(f"  cnnfruit's {workers['cnnfruit'].ask(do='describe')['products']}")
         for w in workers.values():
             w.close()
+
+        batch = max((b for o, b in rows_wanted if o == "sgd"), default=128)
+        medians, ratio = thread_scaling(batch, max(3, args.repeats), args.images)
+        print(f"\nthreads: cnnfruit, SGD at batch {batch}, {max(3, args.repeats)} alternating runs of "
+              f"{args.images} images: " + ", ".join(f"{t} thread{'s' * (t > 1)} {1e6 * m:.0f} us/image"
+                                                   for t, m in medians.items())
+              + f"; {ratio:.2f}x (median of the pairs' ratios)")
 
         print(f"\nwhole processes, `cnnfruit train` against benchmarks/torch_train.py (the same data, network, "
               f"starting weights and per-epoch work: train, validate, save), alternating, {args.process_runs} pairs:")
