@@ -41,6 +41,7 @@ COMMAND_MODULES = {
     "lr-find": "cli_lr_find",
     "explain": "cli_explain",
     "sweep": "cli_sweep",
+    "serve": "cli_serve",
 }
 
 
