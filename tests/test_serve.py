@@ -166,7 +166,7 @@ BAD_REQUESTS = [
     ("a large file", dict(files=[("image", ("big.jpg", b"\xff\xd8\xff" + bytes(300 * 1024), "image/jpeg"))]), 413,
      "image big.jpg is larger than 0.25 MB"),
     ("a large raw body", dict(content=bytes(300 * 1024), headers={"content-type": "image/png"}), 413,
-     "image image 1 is larger than 0.25 MB"),
+     "image #1 is larger than 0.25 MB"),
     ("not an image", dict(files=[("image", ("notes.txt", b"just text", "text/plain"))]), 422,
      "cannot read image notes.txt: not an image format the server reads"),
     ("postscript", dict(files=[("image", ("x.eps", b"%!PS-Adobe-3.0 EPSF-3.0\n", "image/jpeg"))]), 422,
@@ -174,7 +174,7 @@ BAD_REQUESTS = [
     ("a path for a name", dict(files=[("image", ("../../etc/passwd", b"root:x:0:0", "image/png"))]), 422,
      "cannot read image passwd: not an image format"),
     ("empty upload", dict(content=b"", headers={"content-type": "image/jpeg"}), 422,
-     "cannot read image image 1: the upload is empty"),
+     "cannot read image #1: the upload is empty"),
     ("decompression bomb", "bomb", 422, "cannot read image bomb.png: 9000 x 9000 is more than the 64,000,000 pixels"),
     ("a cut-off jpeg", "cut", 422, "cannot read image cut.jpg: "),
     ("bad threshold", dict(params={"min_confidence": "lots"}), 400, "min_confidence must be a number from 0 to 1, "
@@ -224,7 +224,7 @@ def test_explain_takes_one_readable_image(client, photos):
     two = client.post("/api/explain", files=files(photos[0], photos[1]))
     assert two.status_code == 400 and two.json()["error"] == "explain takes one image per request, got 2"
     bad = client.post("/api/explain", content=b"GIF89a nonsense", headers={"content-type": "image/gif"})
-    assert bad.status_code == 422 and bad.json()["error"].startswith("cannot read image image 1: ")
+    assert bad.status_code == 422 and bad.json()["error"].startswith("cannot read image #1: ")
 
 
 # ---- a real server: threads, slow and cut-off uploads

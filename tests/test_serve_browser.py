@@ -2,7 +2,8 @@
 
 The test uploads a photo as a person would, reads the class the page shows, and checks it
 against the library's answer. It takes a screenshot either way; when it fails, the screenshot is
-kept in test-artifacts/ beside the tests. CNNFRUIT_SCREENSHOT=path.png keeps the passing one too.
+kept in test-artifacts/ beside the tests; CNNFRUIT_SCREENSHOTS=folder keeps every test's, as
+<test name>.png.
 Without Chromium it skips, except under CI (CI=true), where a missing browser is a failure.
 """
 import os
@@ -75,8 +76,8 @@ def page(browser, request, tmp_path):
         kept = ARTIFACTS / f"{request.node.name}.png"
         shutil.copyfile(shot, kept)
         print(f"screenshot of the failed page: {kept}")
-    elif os.environ.get("CNNFRUIT_SCREENSHOT"):
-        shutil.copyfile(shot, os.environ["CNNFRUIT_SCREENSHOT"])
+    elif os.environ.get("CNNFRUIT_SCREENSHOTS"):
+        shutil.copyfile(shot, os.path.join(os.environ["CNNFRUIT_SCREENSHOTS"], f"{request.node.name}.png"))
     page.close()
 
 
@@ -87,24 +88,25 @@ def expected_answer(service, path, threshold):
     return service.classifier.decide(probs, threshold)[0] or "unsure"
 
 
-def test_a_photo_dropped_on_the_page_is_classified_and_explained(site, page, tmp_path):
+def test_photos_chosen_on_the_page_are_classified_and_explained(site, page, tmp_path):
     url, service = site
-    photos = write_photos(tmp_path, size=160)
+    photos = [write_photos(tmp_path, size=160)[k] for k in (2, 0, 1)]
     page.goto(url)
     page.wait_for_selector("body[data-ready]")
     assert page.inner_text("#classes-line") == "Classes: Carambula, Lychee, Pear"
     # Selectors only: the page's Content-Security-Policy refuses the scripts that wait_for_function evaluates.
-    page.set_input_files("#choose", [str(photos[2])])
-    page.wait_for_selector(".card[data-class]")
-    assert page.inner_text(".card .answer .label") == expected_answer(service, photos[2], 0.5)
-    bars = page.locator(".card .bars li")
-    assert bars.count() == 3
-    view = page.locator(".card .network-view")
+    page.set_input_files("#choose", [str(p) for p in photos])
+    page.wait_for_selector(".card:nth-child(3)[data-class]")
+    labels = page.locator(".card .answer .label").all_inner_texts()
+    assert labels == [expected_answer(service, p, 0.5) for p in photos]
+    assert page.locator(".card").first.locator(".bars li").count() == 3
+    view = page.locator(".card .network-view").first
     assert view.get_attribute("src").startswith("data:image/png;base64,")
-    page.wait_for_selector(".card[data-map=occlusion]", timeout=20_000)
-    assert page.locator(".card .shown").get_attribute("src").startswith("blob:")
+    page.wait_for_selector(".card:nth-child(3)[data-map=occlusion]", timeout=20_000)
+    assert page.locator(".card .shown").first.get_attribute("src").startswith("blob:")
     page.locator("#model summary").click()
-    assert page.locator("#model-body table").first.locator("tbody tr").count() == len(
+    layers = page.locator("#model-body section").filter(has=page.get_by_role("heading", name="Layers"))
+    assert layers.locator("tbody tr").count() == len(
         cnnfruit.summarize(service.classifier.arch).layers) + 1
     assert page.problems == []
 
@@ -135,7 +137,10 @@ def test_the_page_fits_a_phone(site, browser, tmp_path):
         phone.wait_for_selector("body[data-ready]")
         phone.set_input_files("#choose", [str(write_photos(tmp_path)[0])])
         phone.wait_for_selector(".card[data-class]")
+        phone.locator("#model summary").click()
         width = phone.evaluate("() => document.documentElement.scrollWidth")
+        if os.environ.get("CNNFRUIT_SCREENSHOTS"):
+            phone.screenshot(path=os.path.join(os.environ["CNNFRUIT_SCREENSHOTS"], "phone.png"), full_page=True)
         assert width <= 360
     finally:
         phone.close()

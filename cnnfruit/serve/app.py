@@ -114,7 +114,7 @@ def _confidence(request, default):
 
 
 def _name_of(name, index):
-    return model.display_name(name, f"image {index + 1}")
+    return model.display_name(name, f"#{index + 1}")
 
 
 def _json(body, status=200):

@@ -40,37 +40,51 @@ function table(head, rows, numeric = []) {
   return wrap;
 }
 
+function facts(pairs) {
+  const list = make("dl", undefined, "facts");
+  pairs.forEach(([key, value]) => {
+    const row = list.appendChild(make("div"));
+    row.appendChild(make("dt", key));
+    row.appendChild(make("dd", String(value)));
+  });
+  return list;
+}
+
+function section(title, className, ...children) {
+  const part = make("section", undefined, className);
+  part.appendChild(make("h2", title));
+  children.forEach((child) => part.appendChild(child));
+  return part;
+}
+
 function showModel(m) {
   el("model-name").textContent = m.file ? `· ${m.file}` : "";
   el("classes-line").textContent = `Classes: ${m.class_names.join(", ")}`;
-  const body = el("model-body");
-  body.replaceChildren();
   const number = (n) => n.toLocaleString("en");
-  body.appendChild(make("h2", "Classes"));
-  body.appendChild(make("p", m.class_names.join(", ")));
-  body.appendChild(make("h2", "Layers"));
-  body.appendChild(make("p", `Input ${m.color === "grey" ? 1 : 3} x ${m.image_size} x ${m.image_size} ` +
-    `(${m.color}, normalize ${m.normalize}); FLOPs per image, 2 per multiply-add.`));
   const layers = m.layers.map((l) => [l.name, l.output_shape.join(" x "), number(l.parameters), number(l.forward_flops)]);
   layers.push(["total", "", number(m.total_parameters), number(m.forward_flops)]);
-  body.appendChild(table(["layer", "output shape", "parameters", "forward FLOPs"], layers, [2, 3]));
-  body.appendChild(make("h2", "Training"));
   const t = m.training;
-  const facts = [["data", t.data]];
-  if (t.epochs !== null) facts.push(["epochs trained", t.epochs]);
-  if (t.best_epoch !== null) facts.push(["best epoch (validation loss)", t.best_epoch]);
-  if (t.test_accuracy !== null) facts.push(["test accuracy", percent(t.test_accuracy)]);
+  const trained = [["data", t.data]];
+  if (t.epochs !== null) trained.push(["epochs trained", t.epochs]);
+  if (t.best_epoch !== null) trained.push(["best epoch (validation loss)", t.best_epoch]);
+  if (t.test_accuracy !== null) trained.push(["test accuracy", percent(t.test_accuracy)]);
   Object.entries(t.settings).forEach(([key, value]) =>
-    facts.push([key, Array.isArray(value) ? value.join(",") : value === null ? "none" : value]));
-  body.appendChild(table(["setting", "value"], facts));
-  body.appendChild(make("h2", "Server"));
+    trained.push([key, Array.isArray(value) ? value.join(",") : value === null ? "none" : value]));
   const limits = m.limits;
-  body.appendChild(table(["", ""], [
-    ["cnnfruit version", m.cnnfruit_version],
-    ["largest image", `${(limits.max_upload_bytes / 2 ** 20).toFixed(1)} MB`],
-    ["images per request", limits.max_images],
-    ["upload timeout", `${limits.upload_timeout_seconds} s`],
-  ]));
+  el("model-body").replaceChildren(
+    section("Classes", "about", make("p", m.class_names.join(", ")),
+      make("h2", "Server"),
+      facts([
+        ["cnnfruit version", m.cnnfruit_version],
+        ["largest image", `${(limits.max_upload_bytes / 2 ** 20).toFixed(1)} MB`],
+        ["images per request", limits.max_images],
+        ["upload timeout", `${limits.upload_timeout_seconds} s`],
+      ])),
+    section("Layers", "layers",
+      make("p", `Input ${m.color === "grey" ? 1 : 3} x ${m.image_size} x ${m.image_size} ` +
+        `(${m.color}, normalize ${m.normalize}); FLOPs per image, 2 per multiply-add.`),
+      table(["layer", "output shape", "parameters", "forward FLOPs"], layers, [2, 3])),
+    section("Training", "training", facts(trained)));
 }
 
 // ---- photos
