@@ -315,6 +315,16 @@ def test_a_damaged_checkpoint_stops_serve_with_eval_s_error(tmp_path, model_path
     assert served.output == evaluated.output and served.output.startswith("Error: ") and served.output.count("\n") == 1
 
 
+def test_a_missing_extra_is_named(monkeypatch, model_path):
+    import cnnfruit.cli_serve
+
+    monkeypatch.setattr(cnnfruit.cli_serve, "SERVE_PACKAGES", (("no_such_module_here", "uvicorn"),))
+    result = CliRunner().invoke(main, ["serve", model_path])
+    assert result.exit_code == 1
+    assert result.output == ("Error: cnnfruit serve needs the [serve] extra (uvicorn missing): "
+                             "pip install 'cnnfruit[serve]'\n")
+
+
 def test_a_port_in_use_is_one_line(model_path):
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
