@@ -15,10 +15,13 @@ TRAINING = dict(TINY_SETTINGS, epochs=2, normalize="standardize", optimizer="ada
 PHOTO_ROWS = (0, 200, 400, 401, 10, 250)
 
 
-def train_model(folder):
-    """best.npz of two epochs of a tiny network on the embedded fruit photos (a few seconds)."""
-    result = cnnfruit.fit(cnnfruit.load_embedded(), cnnfruit.TrainConfig(**TRAINING), out=str(folder))
-    return result.best_path
+def train_model(tmp_path_factory):
+    """best.npz of two epochs of a tiny network on the embedded fruit photos (a few seconds),
+    trained once per test session and shared by the test modules of the server."""
+    folder = tmp_path_factory.getbasetemp() / "serve-model"
+    if not (folder / "best.npz").exists():
+        cnnfruit.fit(cnnfruit.load_embedded(), cnnfruit.TrainConfig(**TRAINING), out=str(folder))
+    return str(folder / "best.npz")
 
 
 def write_photos(folder, size=96):

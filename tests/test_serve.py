@@ -33,7 +33,7 @@ LIMITS = Limits(max_upload_bytes=256 * 1024, max_images=8, upload_timeout=1.0)
 
 @pytest.fixture(scope="module")
 def model_path(tmp_path_factory):
-    return train_model(tmp_path_factory.mktemp("serve-model"))
+    return train_model(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
@@ -230,12 +230,14 @@ def test_explain_takes_one_readable_image(client, photos):
 # ---- a real server: threads, slow and cut-off uploads
 
 
-def test_concurrent_clients_get_the_answers_of_serial_calls(service, photos):
+def test_concurrent_clients_get_the_answers_of_serial_calls(model_path, photos):
     """8 client threads at once, through uvicorn, each image answered as the library answers it alone."""
-    clf = service.classifier
+    clf = cnnfruit.Classifier.load(model_path)
     serial = {p.name: clf.predict_proba(cnnfruit.load_image(p)[None])[0] for p in photos}
     explained = {p.name: float(serial[p.name].max()) for p in photos}
-    before = service.batcher.stats.batches, service.batcher.stats.requests
+    # A server of its own (the module's is idle meanwhile), waiting long enough that batches form
+    # however the threads are scheduled.
+    service = Service(clf, LIMITS, wait=0.02)
     failures = []
 
     def client_thread(k, url):
@@ -251,17 +253,18 @@ def test_concurrent_clients_get_the_answers_of_serial_calls(service, photos):
                     if not np.array_equal(as_float32(answer["probabilities"]), serial[answer["file"]]):
                         failures.append(("predict", answer["file"]))
 
-    app = create_app(service)
-    with serving(app) as url:
-        threads = [threading.Thread(target=client_thread, args=(k, url)) for k in range(8)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+    try:
+        with serving(create_app(service)) as url:
+            threads = [threading.Thread(target=client_thread, args=(k, url)) for k in range(8)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+    finally:
+        service.close()
     assert failures == []
-    batches = service.batcher.stats.batches - before[0]
-    requests = service.batcher.stats.requests - before[1]
-    assert requests == 8 * 10 and batches < requests  # some requests shared a batch
+    stats = service.batcher.stats
+    assert stats.requests == 8 * 10 and stats.batches < stats.requests  # some requests shared a batch
 
 
 def host_port(url):

@@ -51,7 +51,7 @@ def browser():
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
     cnnfruit.configure_threads()
-    model = train_model(tmp_path_factory.mktemp("browser-model"))
+    model = train_model(tmp_path_factory)
     service = Service(cnnfruit.Classifier.load(model), min_confidence=0.5)
     service.warm_up()
     with serving(create_app(service)) as url:

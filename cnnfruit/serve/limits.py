@@ -175,26 +175,25 @@ async def read_uploads(request, limits, name_of, raw_name=None):
             async for chunk in _body(request, limits.max_body_bytes, limits.upload_timeout, too_large):
                 parser.write(chunk)
             parser.finalize()
+            if not parts.ended:
+                raise RequestError(400, "the multipart body ends before its closing boundary (a cut-off upload?)")
         except FormParserError as err:
             _close(parts.uploads)
             raise RequestError(400, f"the multipart body cannot be read: {err}") from None
-        except RequestError:
+        except BaseException:  # a refusal, or the request cancelled: the spooled files go either way
             _close(parts.uploads)
             raise
-        if not parts.ended:
-            _close(parts.uploads)
-            raise RequestError(400, "the multipart body ends before its closing boundary (a cut-off upload?)")
         if not parts.uploads:
             raise RequestError(400, "the request holds no image: send files as multipart/form-data parts")
         return parts.uploads
     if content_type.startswith(b"image/") or content_type in RAW_TYPES:
         upload = Upload(name_of(raw_name, 0))
         too_large = upload.too_large(limits)
-        _declared_length(request, limits.max_upload_bytes, too_large)
         try:
+            _declared_length(request, limits.max_upload_bytes, too_large)
             async for chunk in _body(request, limits.max_upload_bytes, limits.upload_timeout, too_large):
                 upload.write(chunk, limits)
-        except RequestError:
+        except BaseException:
             upload.close()
             raise
         return [upload]
