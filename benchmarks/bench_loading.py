@@ -51,7 +51,7 @@ def child(mode, root, cache_dir, workers):
     cache_dir = False if cache_dir == "off" else cache_dir
     started = time.perf_counter()
     if mode == "listing":
-        from cnnfruit.data import find_layout
+        from cnnfruit.data.datasets import find_layout
 
         layout = find_layout(root)
         files = sum(len(files) for part in layout.parts.values() for _, files in part)
@@ -60,7 +60,7 @@ def child(mode, root, cache_dir, workers):
         files = decode_on_threads(root, workers)
         report = {"files": files, "decoded": files, "cached": 0}
     else:
-        from cnnfruit.data import read_image_folder
+        from cnnfruit.data.datasets import read_image_folder
 
         if "cache_dir" in inspect.signature(read_image_folder).parameters:
             dataset = read_image_folder(root, cache_dir=cache_dir, workers=workers)
@@ -80,8 +80,8 @@ def decode_on_threads(root, workers):
 
     import numpy as np
 
-    from cnnfruit.data import find_layout
-    from cnnfruit.preprocess import IMAGE_SIZE, load_image
+    from cnnfruit.data.datasets import find_layout
+    from cnnfruit.data.preprocess import IMAGE_SIZE, load_image
 
     layout = find_layout(root)
     paths = [os.path.join(folder, f.name) for part in layout.parts.values() for folder, files in part for f in files]

@@ -4,9 +4,9 @@
                                             [--seeds 0,1,2] [--data ../shared/fruits-360-103]
 
 Everything but the framework is cnnfruit's own: the images are read and turned into tensors by
-cnnfruit.data and cnnfruit.preprocess.to_inputs (so the preprocessing is identical), split into
+cnnfruit.data.datasets and cnnfruit.data.preprocess.to_inputs (so the preprocessing is identical), split into
 train and validation by cnnfruit's seeded split (splits.generators + splits.train_val_split, through
-train.prepare), and shuffled each epoch by the same seeded generator in the same order. The
+training.loop.prepare), and shuffled each epoch by the same seeded generator in the same order. The
 network is conv K x S x S + ReLU -> dense ... + ReLU -> logits, the loss cross-entropy over the
 batch (summed like cnnfruit's default, or PyTorch's usual mean), the optimizer torch.optim.Adam.
 
@@ -58,10 +58,10 @@ def accuracy(torch, model, x, y, batch=256):
 
 
 def train_one(torch, dataset, args, seed):
-    from cnnfruit.architecture import Architecture, init_parameters
+    from cnnfruit.nn.architecture import Architecture, init_parameters
     from cnnfruit.config import TrainConfig
-    from cnnfruit.splits import generators
-    from cnnfruit.train import prepare
+    from cnnfruit.data.splits import generators
+    from cnnfruit.training.loop import prepare
 
     config = TrainConfig(seed=seed, color=args.color, normalize=args.normalize, hidden=args.hidden,
                          kernels=args.kernels, kernel_size=args.kernel_size, batch_size=args.batch_size)
@@ -112,7 +112,7 @@ def main():
     args = parser.parse_args()
 
     import torch
-    from cnnfruit.data import read_image_folder
+    from cnnfruit.data.datasets import read_image_folder
 
     torch.set_num_threads(args.threads)
     dataset = read_image_folder(args.data)

@@ -62,9 +62,9 @@ def main():
     import torch
 
     import cnnfruit
-    from cnnfruit.architecture import Architecture, init_parameters
-    from cnnfruit.splits import generators
-    from cnnfruit.train import prepare
+    from cnnfruit.nn.architecture import Architecture, init_parameters
+    from cnnfruit.data.splits import generators
+    from cnnfruit.training.loop import prepare
 
     config = cnnfruit.TrainConfig(lr=args.lr, epochs=args.epochs, batch_size=args.batch_size, seed=args.seed)
     dataset = cnnfruit.load_embedded()

@@ -1,3 +1,3 @@
-from .cli import main
+from cnnfruit.cli.group import main
 
 main()

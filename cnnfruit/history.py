@@ -8,9 +8,9 @@ import math
 import numbers
 from dataclasses import asdict, dataclass, field, fields
 
-from . import jsontext
-from .errors import CnnfruitError
-from .files import write_text_atomically
+from cnnfruit import jsontext
+from cnnfruit.errors import CnnfruitError
+from cnnfruit.files import write_text_atomically
 
 # Bounds far beyond any real run that keep a crafted file from breaking a plot (matplotlib fails
 # on an axis from -1e308 to 1e308) or from printing nonsense.
@@ -37,7 +37,7 @@ class EpochRecord:
     val_loss: float = None  # None when the run holds out no validation images
     val_accuracy: float = None
     seconds: float = 0.0
-    lr: float = None  # the learning rate of the epoch's first step (None in histories from before schedules)
+    lr: float = None  # the learning rate of the epoch's first step (None in a history that does not record it)
 
     def __str__(self):
         """The report's log line: `Epoch: N | Training Loss: ... | Validation Loss: ... | ...`."""

@@ -9,7 +9,7 @@ import re
 
 import numpy as np
 
-from .errors import CnnfruitError
+from cnnfruit.errors import CnnfruitError
 
 MAX_DEPTH = 20
 _STRINGS = re.compile(r'"(?:[^"\\]|\\.)*"', re.S)

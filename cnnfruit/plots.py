@@ -8,8 +8,8 @@ import os
 import numpy as np
 from matplotlib.figure import Figure
 
-from .errors import CnnfruitError
-from .files import write_atomically
+from cnnfruit.errors import CnnfruitError
+from cnnfruit.files import write_atomically
 
 # What a figure file may be, by its suffix: matplotlib writes each of these itself.
 FORMATS = ("png", "jpg", "jpeg", "svg", "pdf")

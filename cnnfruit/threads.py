@@ -17,7 +17,7 @@ a notebook may. Measurements behind both choices: docs/performance.md.
 import os
 from contextlib import contextmanager
 
-from .errors import CnnfruitError, SettingError
+from cnnfruit.errors import CnnfruitError, SettingError
 
 
 def configure_threads(threads=None):

@@ -13,7 +13,7 @@ import sys
 import numpy as np
 
 import cnnfruit
-from cnnfruit.lr_finder import find_lr
+from cnnfruit.training.lr_finder import find_lr
 from cnnfruit.plots import lr_sweep_figure, save_figure
 
 RECIPES = {

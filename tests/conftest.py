@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cnnfruit.data import Dataset, Split
+from cnnfruit.data.datasets import Dataset, Split
 
 # A network small enough for a step to take well under a millisecond.
 TINY_SETTINGS = {"kernels": 2, "kernel_size": 5, "hidden": (6,)}

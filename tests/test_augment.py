@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 import cnnfruit
-from cnnfruit.augment import MAX_SHIFT, augment
+from cnnfruit.data.augment import MAX_SHIFT, augment
 
 from conftest import TINY_SETTINGS
 
@@ -47,8 +47,8 @@ def test_augmented_training_is_repeatable(synthetic_dataset):
 
 @pytest.mark.parametrize("mode", ["none", "flip", "flip-vh", "rotate", "shift"])
 def test_a_plan_applied_batch_by_batch_equals_the_whole_epoch_at_once(rng, mode):
-    """The trainer augments each batch when its step comes, from choices drawn for the epoch."""
-    from cnnfruit.augment import draw_plan
+    """The loop augments each batch when its step comes, from choices drawn for the epoch."""
+    from cnnfruit.data.augment import draw_plan
 
     x = rng.standard_normal((23, 3, 9, 9))
     whole = augment(x.copy(), mode, np.random.default_rng(4))

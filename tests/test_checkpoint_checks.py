@@ -3,8 +3,8 @@
 A checkpoint is data from anywhere. Each case below takes a real one (a tiny Adam run, stopped
 mid-epoch so every field is filled) and changes one thing; loading must refuse it with a message
 that names the field, or, where the change is harmless (float16 or big-endian weights), work.
-The cases that used to reach the Numba kernels with the wrong shapes run in a subprocess, so
-that memory corruption fails the test instead of killing pytest.
+The cases that, unchecked, would reach the Numba kernels with the wrong shapes run in a
+subprocess, so that memory corruption fails the test instead of killing pytest.
 """
 import io
 import json
@@ -20,14 +20,15 @@ import pytest
 from PIL import Image
 
 import cnnfruit
-from cnnfruit import checkpoint, optim
-from cnnfruit.architecture import Architecture, init_parameters
+from cnnfruit import checkpoint
+from cnnfruit.nn import optimizers as optim
+from cnnfruit.nn.architecture import Architecture, init_parameters
 from cnnfruit.config import OPTIMIZERS
 from cnnfruit.errors import CnnfruitError
-from cnnfruit.model import Network
+from cnnfruit.nn.network import Network
 
 from conftest import TINY_SETTINGS
-from runs import cli, saved_arrays
+from helpers import cli, saved_arrays
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -315,7 +316,7 @@ def test_an_array_that_declares_more_than_it_holds_is_refused_before_allocation(
 
 
 def test_an_archive_larger_than_memory_is_refused(model, tmp_path, monkeypatch):
-    from cnnfruit import memory
+    from cnnfruit.nn import memory
 
     monkeypatch.setattr(memory, "available_bytes", lambda: 1000)
     with pytest.raises(CnnfruitError, match=r"its arrays take .* more than the 1000 B of memory available"):

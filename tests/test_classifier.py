@@ -7,10 +7,10 @@ from click.testing import CliRunner
 from PIL import Image
 
 import cnnfruit
-from cnnfruit.architecture import init_parameters
+from cnnfruit.nn.architecture import init_parameters
 from cnnfruit.cli import main
-from cnnfruit.model import Network
-from cnnfruit.preprocess import to_inputs
+from cnnfruit.nn.network import Network
+from cnnfruit.data.preprocess import to_inputs
 
 NAMES = ["Carambula", "Lychee", "Pear"]
 

@@ -2,7 +2,8 @@
 import numpy as np
 import pytest
 
-from cnnfruit import dispatch, kernels
+from cnnfruit.nn import dispatch
+from cnnfruit.nn import kernels
 
 import naive
 

@@ -7,8 +7,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cnnfruit import data, preprocess, splits
-from cnnfruit.data import load_embedded, read_image_folder
+from cnnfruit.data import datasets as data
+from cnnfruit.data import preprocess
+from cnnfruit.data import splits
+from cnnfruit.data.datasets import load_embedded, read_image_folder
 
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

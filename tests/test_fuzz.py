@@ -18,7 +18,7 @@ from PIL import Image
 from cnnfruit import plots
 from cnnfruit.errors import CnnfruitError
 from cnnfruit.history import History
-from cnnfruit.preprocess import load_image
+from cnnfruit.data.preprocess import load_image
 
 from fuzz_checkpoint import json_values, paths_in, replaced
 

@@ -2,10 +2,10 @@
 import pytest
 from click.testing import CliRunner
 
-from cnnfruit import dispatch
-from cnnfruit.architecture import Architecture
+from cnnfruit.nn import dispatch
+from cnnfruit.nn.architecture import Architecture
 from cnnfruit.cli import main
-from cnnfruit.gradcheck import check_gradients, relative_error
+from cnnfruit.nn.gradcheck import check_gradients, relative_error
 
 SMALL = ["--kernels", "2", "--kernel-size", "3", "--hidden", "6,4", "--image-size", "6", "--max-entries", "40"]
 
@@ -55,7 +55,7 @@ def test_gradcheck_passes_with_dropout_class_weights_and_label_smoothing():
 
 
 def test_gradcheck_with_dropout_fails_when_dropout_is_left_out_of_the_backward_pass(monkeypatch):
-    from cnnfruit.model import Network
+    from cnnfruit.nn.network import Network
 
     monkeypatch.setattr(Network, "_dropout_backward", lambda self, layer: None)
     result = CliRunner().invoke(main, ["gradcheck", *SMALL, "--dropout", "0.4"])

@@ -12,11 +12,11 @@ from PIL import Image
 
 import cnnfruit
 from cnnfruit import plots
-from cnnfruit.architecture import Architecture, init_parameters
+from cnnfruit.nn.architecture import Architecture, init_parameters
 from cnnfruit.errors import SettingError
 
 from conftest import TINY_SETTINGS
-from runs import TINY, cli
+from helpers import TINY, cli
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SIZE = r"[\d.]+ (B|KiB|MiB|GiB|TiB|PiB|EiB)"
@@ -50,7 +50,7 @@ def test_the_library_names_the_setting_without_flags(synthetic_dataset):
 
 
 def test_the_estimate_counts_what_training_allocates():
-    from cnnfruit.memory import training_needs
+    from cnnfruit.nn.memory import training_needs
 
     config = cnnfruit.TrainConfig(optimizer="adam", batch_size=4, **TINY_SETTINGS)
     arch = Architecture.from_config(config, 3)
@@ -172,7 +172,7 @@ def test_the_confusion_figure_stays_readable_and_bounded_for_many_classes(tmp_pa
 
 def test_the_terminal_report_leaves_out_a_confusion_table_too_wide_to_read(capsys):
     """1000 classes made a 1000-column table: 12 s and 600 MB to print a million unreadable numbers."""
-    from cnnfruit.terminal import print_report
+    from cnnfruit.cli.terminal import print_report
 
     M = 300
     report = {"accuracy": 0.5, "images": M, "split": "test", "class_names": [f"c{k}" for k in range(M)],

@@ -5,8 +5,8 @@ import threading
 import numpy as np
 import pytest
 
-from cnnfruit import image_cache
-from cnnfruit.data import fingerprint, read_image_folder
+from cnnfruit.data import cache as image_cache
+from cnnfruit.data.datasets import fingerprint, read_image_folder
 from cnnfruit.errors import CnnfruitError
 
 from image_trees import backdate, class_folders, split_folders, write_images

@@ -1,5 +1,5 @@
 """load_image on odd images: every Pillow mode, 16-bit and float, EXIF orientation, huge images,
-and the promise that ordinary 8-bit files decode exactly as before."""
+and the promise that ordinary 8-bit files decode to pinned pixels."""
 import hashlib
 import os
 import struct
@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
-from cnnfruit import preprocess
+from cnnfruit.data import preprocess
 from cnnfruit.errors import CnnfruitError
-from cnnfruit.preprocess import load_image
+from cnnfruit.data.preprocess import load_image
 
 from image_trees import class_folders
 
@@ -258,7 +258,7 @@ def test_images_above_cnnfruits_own_limit_are_refused_before_decoding(tmp_path):
 
 
 def test_skip_bad_skips_a_decompression_bomb(tmp_path):
-    from cnnfruit.data import read_image_folder
+    from cnnfruit.data.datasets import read_image_folder
 
     root = class_folders(tmp_path / "fruits")
     bomb = png_of_zeros(root / "kiwi" / "bomb.png", 20000, 20000)
@@ -306,8 +306,8 @@ def arithmetic_images():
     return {"rgb": Image.fromarray(rgb), "grey": Image.fromarray(rgb[..., 1])}
 
 
-# sha256 of load_image's pixels for arithmetic_images() saved as PNG. If a new Pillow changes these,
-# the embedded dataset no longer equals what load_image gives for its own photos.
+# sha256 of load_image's pixels for arithmetic_images() saved as PNG. Should another Pillow change
+# these, the embedded dataset would differ from what load_image gives for its own photos.
 PINNED = {
     "rgb": "eb56eec9f15d00679641ed5376c9bdde783170567e7b67c903507c7bd0e428d2",
     "grey": "54fe801128ff4b23766522018e6ca99b64e156cb267175ae133b5c9388ad03a1",
@@ -322,7 +322,7 @@ def test_eight_bit_pixels_are_pinned(tmp_path, name):
 
 @pytest.mark.skipif(not os.path.isdir(RAW_PHOTOS), reason="the raw photos are not beside this checkout")
 def test_every_raw_photo_gives_its_embedded_pixels():
-    from cnnfruit import data
+    from cnnfruit.data import datasets as data
 
     with np.load(data.embedded_path(), allow_pickle=False) as z:
         for part in ("train", "test"):

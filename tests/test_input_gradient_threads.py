@@ -9,7 +9,8 @@ ROOT = Path(__file__).resolve().parents[1]
 # Big enough for dispatch.sized to pick the parallel kernel; the bytes' digest is printed.
 SCRIPT = """
 import hashlib, numpy as np
-from cnnfruit import dispatch, kernels
+from cnnfruit.nn import dispatch
+from cnnfruit.nn import kernels
 rng = np.random.default_rng(5)
 N, C, H, K, S = 6, 3, 32, 8, 4
 P = H - S + 1

@@ -4,8 +4,8 @@ import os
 import numpy as np
 import pytest
 
-from cnnfruit import data
-from cnnfruit.data import fingerprint, hold_out, read_image_folder
+from cnnfruit.data import datasets as data
+from cnnfruit.data.datasets import fingerprint, hold_out, read_image_folder
 from cnnfruit.errors import CnnfruitError
 
 from image_trees import class_folders, split_folders, write_images

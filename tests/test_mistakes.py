@@ -4,12 +4,12 @@ import json
 import numpy as np
 import pytest
 
-from cnnfruit.architecture import Architecture, init_parameters
-from cnnfruit.classifier import Classifier, Evaluation
-from cnnfruit.data import Split, load_embedded
-from cnnfruit.mistakes import confident_mistakes
+from cnnfruit.nn.architecture import Architecture, init_parameters
+from cnnfruit.inference.classifier import Classifier, Evaluation
+from cnnfruit.data.datasets import Split, load_embedded
+from cnnfruit.inference.mistakes import confident_mistakes
 
-from runs import cli
+from helpers import cli
 
 
 def test_mistakes_come_most_confident_first_with_their_files():

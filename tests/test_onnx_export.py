@@ -1,4 +1,4 @@
-"""The ONNX export predicts what cnnfruit predicts, from the raw uint8 images (issue 10).
+"""The ONNX export predicts what cnnfruit predicts, from the raw uint8 images.
 
 Every case runs the exported file in ONNX Runtime and compares it with cnnfruit's own forward pass
 on the same images: the embedded test split, image files made here and read through load_image,
@@ -20,14 +20,15 @@ ort = pytest.importorskip("onnxruntime")
 
 import cnnfruit  # noqa: E402
 from cnnfruit import Architecture, Classifier, CnnfruitError, TrainConfig, __version__, load_embedded  # noqa: E402
-from cnnfruit import checkpoint, onnx_export  # noqa: E402
-from cnnfruit.architecture import init_parameters  # noqa: E402
-from cnnfruit.model import Network  # noqa: E402
-from cnnfruit.onnx_export import (  # noqa: E402
+from cnnfruit import checkpoint
+from cnnfruit.inference import onnx_export  # noqa: E402
+from cnnfruit.nn.architecture import init_parameters  # noqa: E402
+from cnnfruit.nn.network import Network  # noqa: E402
+from cnnfruit.inference.onnx_export import (  # noqa: E402
     CLASS_INDEX_NAME, DEFAULT_OPSET, INPUT_NAME, MIN_OPSET, PROBABILITIES_NAME, REDUCE_AXES_AS_INPUT,
     build_onnx, export_checkpoint, export_onnx,
 )
-from cnnfruit.preprocess import load_image, to_inputs  # noqa: E402
+from cnnfruit.data.preprocess import load_image, to_inputs  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RAW_PHOTOS = os.path.join(REPO, "..", "shared", "fruits-360")

@@ -319,9 +319,9 @@ def test_a_damaged_checkpoint_stops_serve_with_eval_s_error(tmp_path, model_path
 
 
 def test_a_missing_extra_is_named(monkeypatch, model_path):
-    import cnnfruit.cli_serve
+    import cnnfruit.cli.serve
 
-    monkeypatch.setattr(cnnfruit.cli_serve, "SERVE_PACKAGES", (("no_such_module_here", "uvicorn"),))
+    monkeypatch.setattr(cnnfruit.cli.serve, "SERVE_PACKAGES", (("no_such_module_here", "uvicorn"),))
     result = CliRunner().invoke(main, ["serve", model_path])
     assert result.exit_code == 1
     assert result.output == ("Error: cnnfruit serve needs the [serve] extra (uvicorn missing): "

@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 
 from cnnfruit.errors import SettingError
-from cnnfruit.space import Choice, Range, SearchSpace
-from cnnfruit.sweep_report import ranks, spearman
+from cnnfruit.sweep.space import Choice, Range, SearchSpace
+from cnnfruit.sweep.report import ranks, spearman
 
 
 def test_text_and_values_make_the_same_space():
@@ -73,7 +73,7 @@ def test_spearman_with_ties_matches_a_hand_computed_value():
 
 def test_the_report_measures_how_validation_ranks_like_the_test():
     from cnnfruit.config import TrainConfig
-    from cnnfruit.sweep_report import SweepReport, run_record
+    from cnnfruit.sweep.report import SweepReport, run_record
 
     space = SearchSpace.from_values(lr=[1e-3, 1e-2, 1e-1], val_split=["random", "block"])
     records, number = [], 0

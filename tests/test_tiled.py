@@ -1,4 +1,4 @@
-"""The tiled products (cnnfruit/tiled.py) and their tile kernels against tests/naive.py, and their bits.
+"""The tiled products (cnnfruit/nn/tiled.py) and their tile kernels against tests/naive.py, and their bits.
 
 A tiled result must not depend on how many workers ran the tiles: the pool is run with 1 and 2
 workers in this process, and whole training steps in fresh processes with NUMBA_NUM_THREADS=1
@@ -11,8 +11,9 @@ import sys
 import numpy as np
 import pytest
 
-from cnnfruit import kernels, tiled
-from cnnfruit.optim import make_optimizer
+from cnnfruit.nn import kernels
+from cnnfruit.nn import tiled
+from cnnfruit.nn.optimizers import make_optimizer
 
 import naive
 
@@ -74,13 +75,6 @@ def test_gathers_and_live_sums(rng, dtype):
     np.testing.assert_allclose(db, src[:4].sum(axis=0), **tolerance(dtype))
     kernels.live_column_sums(db, src, 0)
     np.testing.assert_array_equal(db, np.zeros(5))
-
-
-def test_any_nonzero():
-    a = np.zeros((3, 6), np.float32)
-    assert not kernels.any_nonzero(a) and not kernels.any_nonzero(a[:, 2:4])
-    a[2, 5] = -1e-30
-    assert kernels.any_nonzero(a) and not kernels.any_nonzero(a[:, 2:4])
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -309,10 +303,11 @@ def test_buffers_too_small_are_refused(rng):
 TRAIN_STEPS = """
 import sys
 import numpy as np
-from cnnfruit import dispatch, tiled
-from cnnfruit.architecture import Architecture, init_parameters
-from cnnfruit.model import Network
-from cnnfruit.optim import make_optimizer
+from cnnfruit.nn import dispatch
+from cnnfruit.nn import tiled
+from cnnfruit.nn.architecture import Architecture, init_parameters
+from cnnfruit.nn.network import Network
+from cnnfruit.nn.optimizers import make_optimizer
 tiled.COLUMN_TILE, tiled.TILE_ROWS, tiled.GATHER_BELOW = 16, 8, float(sys.argv[3])  # many small tiles
 dispatch.TILED_MIN_WORK, dispatch.TILED_SGD_MIN_BATCH, dispatch.BLAS_MIN_BATCH = 1, 1, 8  # all tiled
 rng = np.random.default_rng(5)
@@ -348,8 +343,8 @@ def test_training_steps_are_bit_identical_with_one_or_two_threads(tmp_path, opti
 def test_resume_through_the_tiled_path_equals_a_straight_run(tmp_path, image_folder, optimizer):
     """17 images in batches of 8: two steps an epoch go through tiled.DenseBackward (96 hidden
     units: 1568 x 96 x 8 multiply-adds, above dispatch.TILED_MIN_WORK), with the optimizer state."""
-    from cnnfruit import dispatch
-    from runs import assert_same_model, cli
+    from cnnfruit.nn import dispatch
+    from helpers import assert_same_model, cli
 
     assert dispatch.dense_backward_path(8, 2 * 28 * 28, 96, make_optimizer(optimizer, {}, lr=1e-4)) == "tiled"
     flags = ["--hidden", "96", "--kernels", "2", "--kernel-size", "5", "-q", "--batch-size", "8",

@@ -18,10 +18,10 @@ from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from . import model
-from .batching import Batcher
-from .limits import Limits, RequestError, read_uploads
-from .openapi import openapi
+from cnnfruit.serve import model
+from cnnfruit.serve.batching import Batcher
+from cnnfruit.serve.limits import Limits, RequestError, read_uploads
+from cnnfruit.serve.openapi import openapi
 
 PAGE_FILES = {"/": ("index.html", "text/html; charset=utf-8"),
               "/page.js": ("page.js", "text/javascript; charset=utf-8"),

@@ -20,9 +20,9 @@ from PIL import Image, ImageOps
 import cnnfruit
 from cnnfruit import Classifier, CnnfruitError, load_image, summarize
 from cnnfruit.config import TTA_MODES
-from cnnfruit.dispatch import BLAS_MIN_BATCH
-from cnnfruit.explain import explain
-from cnnfruit.preprocess import LUMA_WEIGHTS, printable
+from cnnfruit.nn.dispatch import BLAS_MIN_BATCH
+from cnnfruit.inference.explain import explain
+from cnnfruit.data.preprocess import LUMA_WEIGHTS, printable
 
 __all__ = ["Classifier", "CnnfruitError", "TTA_MODES", "ROWS_PER_CALL", "MAPS", "Photo", "decode", "view_png",
            "explain_photo", "overlay_png", "describe", "load"]

@@ -10,7 +10,7 @@ import uvicorn
 
 from cnnfruit.interrupt import StopOnSignal
 
-from .model import CnnfruitError
+from cnnfruit.errors import CnnfruitError
 
 # Connections and requests in flight at once; beyond it uvicorn answers 503. Each holds at most
 # its images' first limits.SPOOL_BYTES in memory, the rest in temporary files.

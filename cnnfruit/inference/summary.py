@@ -1,0 +1,62 @@
+"""What a network is made of: each layer's output shape, parameters and FLOPs, with totals.
+
+    summary = summarize(Architecture())            # or summarize("runs/x/model.npz")
+    print(summary.total_parameters, summary.training_flops)
+
+Every figure comes from Architecture.layer_costs, the one place that knows the shapes.
+"""
+import os
+from dataclasses import asdict, dataclass
+
+from cnnfruit.nn.architecture import Architecture
+
+
+@dataclass
+class Summary:
+    arch: Architecture
+    layers: list  # Architecture.LayerCost per layer, input to softmax
+
+    @property
+    def total_parameters(self):
+        return sum(layer.parameters for layer in self.layers)
+
+    @property
+    def forward_flops(self):
+        """Per image: one forward pass (what predict and eval compute)."""
+        return sum(layer.forward_flops for layer in self.layers)
+
+    @property
+    def backward_flops(self):
+        """Per image: the backward pass of a training step."""
+        return sum(layer.backward_flops for layer in self.layers)
+
+    @property
+    def training_flops(self):
+        return self.forward_flops + self.backward_flops
+
+    @property
+    def input_gradient_flops(self):
+        """Per image, on top of a backward pass: the conv layer's input gradient (explain's
+        saliency map), as many multiply-adds as the conv forward."""
+        return next(layer.forward_flops for layer in self.layers if layer.name.startswith("conv"))
+
+    def to_dict(self):
+        return {
+            "architecture": {**asdict(self.arch), "hidden": list(self.arch.hidden)},
+            "layers": [{**asdict(layer), "output_shape": list(layer.output_shape)} for layer in self.layers],
+            "total_parameters": self.total_parameters,
+            "forward_flops": self.forward_flops,
+            "backward_flops": self.backward_flops,
+            "training_flops": self.training_flops,
+            "input_gradient_flops": self.input_gradient_flops,
+            "parameter_bytes_float32": 4 * self.total_parameters,
+        }
+
+
+def summarize(network):
+    """The Summary of an Architecture, or of the network in a checkpoint file (model.npz)."""
+    if isinstance(network, (str, os.PathLike)):
+        from cnnfruit import checkpoint
+
+        network = checkpoint.load(network).arch
+    return Summary(network, network.layer_costs())

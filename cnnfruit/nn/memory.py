@@ -1,0 +1,107 @@
+"""Memory: what a network will take, estimated before anything big is allocated.
+
+Without it, `--hidden 1000000000` would end in numpy's MemoryError (a traceback) after seconds of
+work, or in the kernel's out-of-memory killer. A run, a prediction or a checkpoint that cannot fit
+in the memory available is refused up front with the estimate and the setting to lower. The
+estimate counts the big arrays (weights, their gradients, the optimizer's state, the activations
+of the largest batch, the images as float tensors), not Python's own few tens of megabytes.
+"""
+from cnnfruit.errors import CnnfruitError, SettingError
+
+FLOAT_BYTES = 4  # float32, what training and init use
+EVAL_BATCH = 256  # the batch of Network.evaluate and Classifier.predict_proba
+UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB")
+
+
+def available_bytes():
+    """Memory a new allocation can get now (MemAvailable on Linux), or None if the system won't say."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        import os
+
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def describe(nbytes):
+    """1536 -> '1.5 KiB'."""
+    value, unit = float(nbytes), 0
+    while value >= 1024 and unit < len(UNITS) - 1:
+        value /= 1024
+        unit += 1
+    return f"{int(value)} B" if unit == 0 else f"{value:.1f} {UNITS[unit]}"
+
+
+def activation_floats(arch):
+    """Floats of Network's workspace per image: conv maps, their gradient and the flat input
+    gradient; each dense layer's output, gradient and pre-ReLU gradient; probabilities and the loss."""
+    return 3 * arch.features + 3 * sum(fan_out for _, fan_out in arch.dense_widths) + arch.classes + 1
+
+
+def training_needs(arch, config, images):
+    """Bytes of each big part of a training run of `config` on `images` training + test images."""
+    from cnnfruit.nn.optimizers import state_shapes
+
+    weights = sum(_count(shape) for shape in arch.parameter_shapes().values()) * FLOAT_BYTES
+    state = state_shapes(config.optimizer, arch.parameter_shapes())
+    rows = max(1, min(max(config.batch_size, EVAL_BATCH), images))
+    pixels = arch.in_channels * arch.image_size**2
+    return {
+        "weights": weights,
+        "gradients": weights,
+        "optimizer state": sum(_count(shape) * (FLOAT_BYTES if shape else 8) for shape in state.values()),
+        f"activations of {rows} images": rows * activation_floats(arch) * FLOAT_BYTES,
+        # all training images as floats, their train/validation copies, the epoch's shuffled copy
+        "images as tensors": 3 * images * pixels * FLOAT_BYTES,
+    }
+
+
+def check_training(arch, config, images):
+    """Refuse (SettingError) a run whose estimate is more than the memory available."""
+    parts = training_needs(arch, config, images)
+    available = available_bytes()
+    need = sum(parts.values())
+    if available is None or need <= available:
+        return
+    setting, value = _culprit(arch, config, parts)
+    breakdown = ", ".join(f"{name} {describe(size)}" for name, size in parts.items())
+    advice = f"; lower {{{setting}}} (now {{value}})" if setting else "; use fewer images"
+    raise SettingError("training this network needs about {need} of memory ({breakdown}), more than the "
+                       "{available} available" + advice, need=describe(need), breakdown=breakdown,
+                       available=describe(available), value=value)
+
+
+def check_prediction(arch, dtype_bytes=FLOAT_BYTES):
+    """Refuse a network whose gradients and activations for a batch cannot fit (its weights are loaded)."""
+    weights = sum(_count(shape) for shape in arch.parameter_shapes().values()) * dtype_bytes
+    need = weights + EVAL_BATCH * activation_floats(arch) * dtype_bytes
+    available = available_bytes()
+    if available is not None and need > available:
+        raise CnnfruitError(f"this network needs about {describe(need)} more memory to predict, more than the "
+                            f"{describe(available)} available")
+
+
+def _culprit(arch, config, parts):
+    """The setting whose lowering shrinks the biggest part, and its value now."""
+    biggest = max(parts, key=parts.get)
+    if biggest.startswith("activations") and config.batch_size > EVAL_BATCH:
+        return "batch_size", config.batch_size
+    if biggest == "images as tensors":
+        return None, None
+    if arch.hidden and max(arch.hidden) >= arch.features:
+        return "hidden", ",".join(map(str, arch.hidden))
+    return "kernels", arch.kernels
+
+
+def _count(shape):
+    count = 1
+    for side in shape:
+        count *= int(side)
+    return count
