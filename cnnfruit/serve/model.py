@@ -178,7 +178,7 @@ def describe(classifier):
     """The model's description for the page and GET /api/model: JSON-ready."""
     summary = summarize(classifier.arch)
     history = classifier.history
-    data = classifier.data.get("source")
+    data = classifier.trained_on.get("source")
     return {
         "file": os.path.basename(classifier.path) if classifier.path else None,
         "cnnfruit_version": cnnfruit.__version__,
