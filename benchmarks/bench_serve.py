@@ -16,7 +16,7 @@ with as many answers as images counts as an error. Latency is from sending a req
 its whole answer. The server's RSS (VmRSS from /proc) is read after start, after a warm-up round
 and after each measured round: it must stay flat. The in-process figures time predict_proba on
 the decoded pixels, and load_image + predict_proba from the JPEG bytes (what the server does per
-image, without HTTP), at the server's chunk of ROWS_PER_CALL rows and at 256 rows.
+image, without HTTP), in batches of 16 and of 256 images.
 
 The test is bounded: at most --clients x --requests x --rounds requests, each with a 60 s
 timeout, only to 127.0.0.1.
@@ -91,7 +91,7 @@ def in_process(model, photos, seconds=3.0):
     import numpy as np
 
     import cnnfruit
-    from cnnfruit.serve.model import ROWS_PER_CALL, decode
+    from cnnfruit.serve.model import decode
 
     cnnfruit.configure_threads()
     classifier = cnnfruit.Classifier.load(model)
@@ -99,7 +99,7 @@ def in_process(model, photos, seconds=3.0):
     rows = np.concatenate([pixels] * (512 // len(pixels) + 1))[:512]
     classifier.predict_proba(rows[:64])  # compiled before timing
     figures = {}
-    for batch in (ROWS_PER_CALL, 256):
+    for batch in (16, 256):
         count, started = 0, time.perf_counter()
         while time.perf_counter() - started < seconds:
             classifier.predict_proba(rows, batch_size=batch)

@@ -50,7 +50,7 @@ class Service:
         self.decoders = ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="cnnfruit-decode")
 
     def _predict(self, pixels, tta):
-        return self.classifier.predict_proba(pixels, batch_size=model.ROWS_PER_CALL, tta=tta)
+        return self.classifier.predict_proba(pixels, tta=tta)
 
     def warm_up(self):
         """Compile the network's kernels before the first request needs them (seconds, once)."""

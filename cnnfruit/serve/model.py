@@ -20,19 +20,11 @@ from PIL import Image, ImageOps
 import cnnfruit
 from cnnfruit import Classifier, CnnfruitError, load_image, summarize
 from cnnfruit.config import TTA_MODES
-from cnnfruit.nn.dispatch import BLAS_MIN_BATCH
 from cnnfruit.inference.explain import explain
 from cnnfruit.data.preprocess import LUMA_WEIGHTS, printable
 
-__all__ = ["Classifier", "CnnfruitError", "TTA_MODES", "ROWS_PER_CALL", "MAPS", "Photo", "decode", "view_png",
+__all__ = ["Classifier", "CnnfruitError", "TTA_MODES", "MAPS", "Photo", "decode", "view_png",
            "explain_photo", "overlay_png", "describe", "load"]
-
-# A row's probabilities depend, in their last bits, on how many rows share its call: below
-# BLAS_MIN_BATCH rows the dense layers run in cnnfruit's own kernel, whose rows never mix; from
-# there on in OpenBLAS, whose sgemm picks another kernel (another order of sums) as the product
-# grows. Calls of fewer rows give every image the bits it gets alone, as `cnnfruit predict` on
-# one file, whatever else shares its micro-batch.
-ROWS_PER_CALL = BLAS_MIN_BATCH - 1
 
 MAPS = ("occlusion", "saliency")
 
