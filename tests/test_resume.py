@@ -219,7 +219,7 @@ def test_non_finite_weights_at_the_end_of_an_epoch_stop_training(image_folder):
 
 
 def test_a_second_signal_stops_at_once_and_handlers_are_restored():
-    from cnnfruit.cli.interrupt import StopOnSignal
+    from cnnfruit.interrupt import StopOnSignal
 
     requests = []
     with pytest.raises(KeyboardInterrupt):
