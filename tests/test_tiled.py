@@ -1,4 +1,4 @@
-"""The tiled products (cnnfruit/tiled.py) and their tile kernels against tests/naive.py, and their bits.
+"""The tiled products (cnnfruit/nn/tiled.py) and their tile kernels against tests/naive.py, and their bits.
 
 A tiled result must not depend on how many workers ran the tiles: the pool is run with 1 and 2
 workers in this process, and whole training steps in fresh processes with NUMBA_NUM_THREADS=1
@@ -72,13 +72,6 @@ def test_gathers_and_live_sums(rng, dtype):
     np.testing.assert_allclose(db, src[:4].sum(axis=0), **tolerance(dtype))
     kernels.live_column_sums(db, src, 0)
     np.testing.assert_array_equal(db, np.zeros(5))
-
-
-def test_any_nonzero():
-    a = np.zeros((3, 6), np.float32)
-    assert not kernels.any_nonzero(a) and not kernels.any_nonzero(a[:, 2:4])
-    a[2, 5] = -1e-30
-    assert kernels.any_nonzero(a) and not kernels.any_nonzero(a[:, 2:4])
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
