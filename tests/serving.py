@@ -7,7 +7,7 @@ import numpy as np
 from PIL import Image
 
 import cnnfruit
-from conftest import TINY_SETTINGS
+from helpers import TINY_SETTINGS
 
 # Standardized inputs keep the probabilities away from 0 and 1, so their last bits are live.
 TRAINING = dict(TINY_SETTINGS, epochs=2, normalize="standardize", optimizer="adam", lr=3e-3, batch_size=32)
