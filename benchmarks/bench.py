@@ -113,7 +113,7 @@ class Cnnfruit:
         self.optimizer = make_optimizer(optimizer, self.network.params, **settings)
 
     def step(self, x, y):
-        """What Trainer.run_epoch does per step, with the same fused-or-not choice."""
+        """What TrainingLoop.run_epoch does per step, with the same fused-or-not choice."""
         net = self.network
         net.forward(x)
         net.loss(y)

@@ -6,7 +6,7 @@
 Everything but the framework is cnnfruit's own: the images are read and turned into tensors by
 cnnfruit.data.datasets and cnnfruit.data.preprocess.to_inputs (so the preprocessing is identical), split into
 train and validation by cnnfruit's seeded split (splits.generators + splits.train_val_split, through
-training.loop.prepare), and shuffled each epoch by the same seeded generator in the same order. The
+training.loop.split_images), and shuffled each epoch by the same seeded generator in the same order. The
 network is conv K x S x S + ReLU -> dense ... + ReLU -> logits, the loss cross-entropy over the
 batch (summed like cnnfruit's default, or PyTorch's usual mean), the optimizer torch.optim.Adam.
 
