@@ -1,65 +1,9 @@
-"""What the command line shows in a terminal: the training progress bar and the evaluation tables.
+"""What the command line shows in a terminal: run descriptions, the evaluation and sweep tables, the
+loading and sweep progress bars (the training bar is the library's, in progress.py).
 
-Kept apart from cli.py, which parses flags and calls the library; this module only draws, with rich.
+Kept apart from the command modules, which parse flags and call the library; this module only draws, with rich.
 """
 import click
-
-
-class EpochProgress:
-    """A rich progress bar over one epoch's steps, drawn on stderr; a no-op when quiet.
-
-    Lines printed while the bar is up go through `echo`: when stdout and stderr are the same
-    terminal, rich prints them above the bar, which it clears first; otherwise a line written to
-    stdout would land after the bar left on screen (`... 1025/1030 0:00:01Epoch: 1 | ...`).
-    """
-
-    def __init__(self, quiet):
-        self.quiet = quiet
-        self.progress = None
-        self.task = None
-
-    def __enter__(self):
-        if not self.quiet:
-            from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-            self.progress = Progress(
-                TextColumn("epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
-                TimeRemainingColumn(), console=Console(stderr=True), transient=True,
-            )
-            self.progress.start()
-        return self
-
-    def __exit__(self, *exc):
-        if self.progress is not None:
-            self.progress.stop()
-
-    def echo(self, line):
-        """Print one line of output (to stdout), whole, whatever the bar is doing."""
-        if self.progress is not None and self.progress.live.is_started and _same_terminal():
-            self.progress.console.print(line, markup=False, highlight=False, emoji=False, soft_wrap=True)
-        else:
-            click.echo(line)
-
-    def step(self, epoch, done, total):
-        if self.progress is None:
-            return
-        if done == 1 or self.task is None:
-            if self.task is not None:
-                self.progress.remove_task(self.task)
-            self.task = self.progress.add_task("train", total=total, epoch=epoch)
-        if done % max(1, total // 200) == 0 or done == total:  # redraw often enough to move, rarely enough to be free
-            self.progress.update(self.task, completed=done)
-
-
-def _same_terminal():
-    """Whether stdout and stderr are one terminal, where the bar (stderr) and the lines (stdout) meet."""
-    import os
-
-    try:
-        return os.isatty(1) and os.isatty(2) and os.path.samestat(os.fstat(1), os.fstat(2))
-    except OSError:
-        return False
 
 
 def describe_run(run, echo=click.echo):

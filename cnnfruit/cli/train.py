@@ -7,11 +7,10 @@ import click
 
 from cnnfruit.cli.interrupt import EXIT_CODE, StopOnSignal, signal_name
 from cnnfruit.cli.options import TRAIN_SETTINGS, computing, data_options, report_loading, setting_options
-from cnnfruit.cli.terminal import EpochProgress, describe_best, describe_run, epoch_line
+from cnnfruit.cli.terminal import describe_best, describe_run, epoch_line
 from cnnfruit.config import TrainConfig
 from cnnfruit.errors import CnnfruitError
-
-
+from cnnfruit.progress import EpochProgress
 
 
 @click.command()
@@ -70,7 +69,7 @@ def train(ctx, data, out, resume, overwrite, tensorboard_dir, quiet, **settings)
         click.echo("Interrupted before training started; nothing was saved", err=True)
         ctx.exit(EXIT_CODE)
     stop = threading.Event()
-    with StopOnSignal(lambda signum: stop.set()) as stopper, EpochProgress(quiet) as progress, log:
+    with StopOnSignal(lambda signum: stop.set()) as stopper, EpochProgress(quiet, write=click.echo) as progress, log:
         describe_run(run, echo=progress.echo)
 
         def on_epoch(record):
@@ -78,7 +77,7 @@ def train(ctx, data, out, resume, overwrite, tensorboard_dir, quiet, **settings)
             log(record)
 
         try:
-            result = run.fit(on_epoch=on_epoch, stop=stop,
+            result = run.fit(on_epoch=on_epoch, stop=stop, verbose=0,  # the bar above is this command's own
                              on_step=lambda done, total: progress.step(run.trainer.epoch + 1, done, total))
         except StoppedAtOnce as err:  # a second Ctrl-C: no waiting for the step to end
             click.echo(f"Stopped at once without saving; {err.kept}", err=True)

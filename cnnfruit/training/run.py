@@ -21,6 +21,7 @@ from cnnfruit.config import TrainConfig
 from cnnfruit.data.datasets import fingerprint, load_embedded, read_image_folder
 from cnnfruit.errors import CnnfruitError, SettingError
 from cnnfruit.history import History
+from cnnfruit.progress import progress_display
 from cnnfruit.files import write_atomically
 from cnnfruit.training.run_folder import BEST_FILE, RunFolder, describe_point
 from cnnfruit.threads import one_blas_thread
@@ -159,20 +160,24 @@ class Run:
     def config(self):
         return self.trainer.config
 
-    def fit(self, on_epoch=None, on_step=None, stop=None):
+    def fit(self, on_epoch=None, on_step=None, stop=None, verbose="auto"):
         """Train to config.epochs (or an early stop, or the stop event); returns a FitResult.
 
         on_epoch(record) is called with each finished epoch's EpochRecord; on_step(done, total)
-        after each step. Raises Diverged when the loss or a weight stops being finite.
+        after each step. verbose: "auto" (or 1) a progress bar in a notebook or a terminal and
+        nothing in a pipe, 2 one line per epoch, 0 nothing (see progress.py). Raises Diverged when
+        the loss or a weight stops being finite.
         """
         trainer = self.trainer
+        display = progress_display(verbose, trainer.config.epochs)
         if stop is not None:
             trainer.stop = stop
         if self.files is not None:
             self.files.lock()  # held since start or resume; again if fit runs a second time
         try:
-            with one_blas_thread():
-                stopped = self._epochs(on_epoch, on_step)
+            with one_blas_thread(), display:
+                stopped = self._epochs(_both(display.epoch_ended, on_epoch),
+                                       _both(lambda done, total: display.step(trainer.epoch + 1, done, total), on_step))
             self._flush()
         except Diverged as err:
             self._flush()
@@ -245,15 +250,27 @@ class Run:
             self._best_params = {name: value.copy() for name, value in self.trainer.network.params.items()}
 
 
-def fit(data, config, out=None, *, overwrite=False, on_epoch=None, on_step=None, stop=None):
+def fit(data, config, out=None, *, overwrite=False, on_epoch=None, on_step=None, stop=None, verbose="auto"):
     """Train a new network of `config` (a TrainConfig) on `data` (a Dataset); see Run.start and Run.fit."""
-    return Run.start(data, config, out, overwrite).fit(on_epoch=on_epoch, on_step=on_step, stop=stop)
+    return Run.start(data, config, out, overwrite).fit(on_epoch=on_epoch, on_step=on_step, stop=stop, verbose=verbose)
 
 
-def resume(path, *, epochs=None, data=None, out=None, overwrite=False, on_epoch=None, on_step=None, stop=None):
+def resume(path, *, epochs=None, data=None, out=None, overwrite=False, on_epoch=None, on_step=None, stop=None,
+           verbose="auto"):
     """Continue the run saved at path (model.npz) to `epochs` in all; see Run.resume and Run.fit."""
     return Run.resume(path, data=data, epochs=epochs, out=out, overwrite=overwrite).fit(
-        on_epoch=on_epoch, on_step=on_step, stop=stop)
+        on_epoch=on_epoch, on_step=on_step, stop=stop, verbose=verbose)
+
+
+def _both(first, then):
+    """One callback that calls first, then `then` unless it is None."""
+    if then is None:
+        return first
+
+    def call(*args):
+        first(*args)
+        then(*args)
+    return call
 
 
 def _bring_best(source, files, ckpt):
