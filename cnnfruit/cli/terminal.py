@@ -5,6 +5,18 @@ Kept apart from the command modules, which parse flags and call the library; thi
 """
 import click
 
+# Width of output that goes to a pipe, a file or a CI log: no table cell is cut ("validat…") and no
+# line is wrapped at rich's 80-column guess; a terminal keeps its own width.
+PIPE_WIDTH = 100_000
+
+
+def output_console(stderr=False):
+    """A rich Console for stdout (or stderr): as wide as the terminal, or unbounded when not one."""
+    from rich.console import Console
+
+    console = Console(stderr=stderr)
+    return console if console.is_terminal else Console(stderr=stderr, width=PIPE_WIDTH)
+
 
 def describe_run(run, echo=click.echo):
     trainer = run.trainer
@@ -52,11 +64,10 @@ MATRIX_TABLE_CLASSES = 20
 def print_report(report):
     """The evaluation report as tables; class names are shown as written (escaped: `[red]Lychee` is a name,
     not rich markup)."""
-    from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
 
-    console = Console()
+    console = output_console()
     console.print(f"Accuracy: {100 * report['accuracy']:.1f}% on {report['images']} images ({report['split']} split)")
     if "balanced_accuracy" in report:
         console.print(f"Balanced accuracy: {100 * report['balanced_accuracy']:.1f}% (the mean of the per-class "
@@ -78,7 +89,6 @@ def print_report(report):
 
 def print_summary(summary):
     """A summary.Summary as a table, then its totals and how backward FLOPs are counted."""
-    from rich.console import Console
     from rich.table import Table
 
     arch = summary.arch
@@ -90,7 +100,7 @@ def print_summary(summary):
                       f"{layer.forward_flops:,}", f"{layer.backward_flops:,}")
     table.add_row("total", "", f"{summary.total_parameters:,}", f"{summary.forward_flops:,}",
                   f"{summary.backward_flops:,}", style="bold")
-    console = Console()
+    console = output_console()
     console.print(table)
     console.print(f"Parameters: {summary.total_parameters:,} ({4 * summary.total_parameters / 2**20:.1f} MiB as float32)")
     console.print(f"Training step: {summary.training_flops:,} FLOPs per image (forward + backward); "
@@ -135,7 +145,7 @@ class SweepProgressBar:
                   f"{progress.failed} failed")
         self.progress.update(self.task, completed=ended, counts=counts)
         if record is not None:
-            self.progress.console.print(describe_sweep_run(record), highlight=False)
+            self.progress.console.print(describe_sweep_run(record), markup=False, highlight=False, soft_wrap=True)
 
 
 def _percent(value):
@@ -165,13 +175,12 @@ def describe_sweep_run(record):
 
 def print_sweep_report(report):
     """The settings best first, and how far validation accuracy ranks runs like test accuracy."""
-    from rich.console import Console
     from rich.table import Table
 
     def with_spread(median, spread):
         return "-" if median is None else f"{100 * median:.1f} ± {100 * spread / 2:.1f}"
 
-    console = Console()
+    console = output_console()
     table = Table(*report.swept, "validation %", "test %", "best val loss", "s / run", "runs", "state",
                   title=f"Settings by median validation accuracy over seeds {', '.join(map(str, report.seeds))}")
     for row in report.rows:
