@@ -61,9 +61,36 @@ def test_plotting_a_history_does_not_import_numba(tmp_path):
         "print('numba' in sys.modules)\n"
     )
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True,
+                         env={**os.environ, "PYTHONPATH": root})
     assert out.stdout.strip() == "False"
     assert (tmp_path / "history.png").read_bytes()[:8] == PNG_MAGIC
+
+
+def test_pictures_go_to_the_current_folder_unless_told(rng, tmp_path, monkeypatch):
+    """explain and plot write beside the user, not beside their input (a data set may be shared or
+    read-only), and say what they wrote."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    path, _ = saved_model(rng, shared, "grey", "scale")
+    photo = shared / "photo.jpg"
+    Image.fromarray(rng.integers(0, 256, (40, 40, 3)).astype(np.uint8)).save(photo)
+    history = shared / "history.json"
+    history.write_text(json.dumps({"epochs": [{"epoch": 1, "train_loss": 1.0, "train_accuracy": 0.5}]}))
+    here = tmp_path / "here"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    before = sorted(os.listdir(shared))
+    stem = os.path.splitext(os.path.basename(path))[0]
+    for args, written in ((["explain", path, str(photo)], "photo-explained.png"),
+                          (["plot", str(history)], "history.png"),
+                          (["plot", path, "--kernels"], f"{stem}-kernels.png"),
+                          (["plot", path, "--feature-maps", str(photo)], f"{stem}-features.png")):
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 0, result.output
+        assert result.output.splitlines()[-1] == f"Wrote {written}"
+        assert (here / written).read_bytes()[:8] == PNG_MAGIC
+    assert sorted(os.listdir(shared)) == before
 
 
 

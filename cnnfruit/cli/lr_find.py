@@ -44,6 +44,7 @@ def lr_find(ctx, data, start, end, steps, probe, output, as_json, **settings):
     write_figure(lr_sweep_figure(sweep), output)
     if as_json:
         click.echo(json.dumps(sweep.to_dict(), indent=2))
+        click.echo(f"Wrote {output}", err=True)  # stdout holds the JSON alone
         return
     s = sweep.suggestion
     click.echo(f"Suggested learning rate: {s.low:.0e} to {s.high:.0e} (lowest loss at {s.minimum:.1e}"

@@ -31,14 +31,14 @@ def is_sweep_file(path):
 @click.command()
 @click.argument("file", metavar="HISTORY_OR_MODEL", type=click.Path(exists=True, dir_okay=False))
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
-              help="File to write, in the format its suffix names (.png, .jpg, .svg or .pdf). Default: FILE with a "
-                   ".png suffix (-kernels.png / -features.png for a model).")
+              help="File to write, in the format its suffix names (.png, .jpg, .svg or .pdf). Default: FILE's name "
+                   "with a .png suffix (-kernels.png / -features.png for a model), in the current folder.")
 @click.option("--kernels", "show_kernels", is_flag=True, help="MODEL.npz: draw the learned conv kernels as a grid.")
 @click.option("--feature-maps", "feature_image", type=click.Path(exists=True, dir_okay=False), default=None,
               help="MODEL.npz: draw this image and the ReLU maps the conv layer makes of it.")
 def plot(file, output, show_kernels, feature_image):
     """Plot a history.json (loss and accuracy per epoch), a sweep.json (accuracy against each swept
-    setting) or what a model.npz learned.
+    setting) or what a model.npz learned, into a picture in the current folder (or -o).
 
     \b
       cnnfruit plot runs/x/history.json
@@ -49,7 +49,7 @@ def plot(file, output, show_kernels, feature_image):
     check_figure_path(output)
     from cnnfruit import plots
 
-    stem = os.path.splitext(file)[0]
+    stem = os.path.splitext(os.path.basename(file))[0]  # written here, not beside FILE: its folder may be shared
     if not is_checkpoint_file(file) and is_sweep_file(file):
         from cnnfruit.sweep.report import SweepReport
 
