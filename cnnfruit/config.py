@@ -131,7 +131,7 @@ class TrainConfig:
     """Everything that decides what a training run computes. Checked when made (and by check())."""
 
     lr: float = setting(1e-6, "Learning rate (loss summed over the batch).", check=positive_number)
-    epochs: int = setting(10, "Passes over the training set (with --resume: the new total).", check=at_least(1))
+    epochs: int = setting(10, "Passes over the training set.", check=at_least(1))
     batch_size: int = setting(1, "Images per SGD step (1 = the report's plain SGD).", check=at_least(1))
     kernels: int = setting(8, "Number of conv kernels.", check=at_least(1))
     kernel_size: int = setting(4, "Side of each square conv kernel.", check=fits_the_image)

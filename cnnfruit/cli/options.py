@@ -27,15 +27,23 @@ def _parse_hidden(ctx, param, value):
         raise click.BadParameter(err.render(flag)) from None
 
 
-def setting_options(*names):
-    """click options for these TrainConfig settings, with their defaults, choices and help."""
+def setting_options(*names, help=None, unused=()):
+    """click options for these TrainConfig settings, with their defaults, choices and help.
+
+    help: {name: text} for settings whose meaning in this command is not the setting's own (such
+    as what train's --resume makes of --epochs), so that each command's -h says what the flag
+    does there. unused: settings the command accepts (a train command line can be reused as it
+    is) but does not use; -h does not list them.
+    """
     settings = setting_fields()
+    help = help or {}
 
     def decorate(command):
         for name in reversed(names):
             f = settings[name]
             default, choices = default_of(f), f.metadata["choices"]
-            kwargs = {"default": default, "show_default": True, "help": f.metadata["help"]}
+            kwargs = {"default": default, "show_default": True, "help": help.get(name, f.metadata["help"]),
+                      "hidden": name in unused}
             if choices:
                 kwargs["type"] = click.Choice(choices)
             elif f.type is tuple:

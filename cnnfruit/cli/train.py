@@ -14,7 +14,7 @@ from cnnfruit.progress import EpochProgress
 
 
 @click.command()
-@setting_options(*TRAIN_SETTINGS)
+@setting_options(*TRAIN_SETTINGS, help={"epochs": "Passes over the training set (with --resume: the new total)."})
 @data_options
 @click.option("--out", type=click.Path(file_okay=False), default=None,
               help="Folder for model.npz and history.json. Default: a new folder under ./runs/ "
