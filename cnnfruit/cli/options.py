@@ -89,6 +89,9 @@ class DataRequest:
         from cnnfruit.cli.terminal import LoadProgress
 
         if self.folder is None:
+            if self.test_fraction is not None:
+                raise SettingError("{test_fraction} cuts a test split out of a --data folder of class folders; the "
+                                   "embedded photos have their own test split")
             return load_embedded()
         with LoadProgress(quiet) as progress:
             dataset = read_image_folder(self.folder, progress=progress, **self.options())

@@ -9,7 +9,7 @@ from cnnfruit.cli.interrupt import EXIT_CODE, StopOnSignal, signal_name
 from cnnfruit.cli.options import TRAIN_SETTINGS, computing, data_options, report_loading, setting_options
 from cnnfruit.cli.terminal import describe_best, describe_run, epoch_line
 from cnnfruit.config import TrainConfig
-from cnnfruit.errors import CnnfruitError
+from cnnfruit.errors import CnnfruitError, SettingError
 from cnnfruit.progress import EpochProgress
 
 
@@ -49,6 +49,9 @@ def train(ctx, data, out, resume, overwrite, tensorboard_dir, quiet, **settings)
     log = open_log(tensorboard_dir)  # before any work: a missing tensorboardX is said at once
     try:
         if resume:
+            if data.test_fraction is not None:
+                raise SettingError("{test_fraction} cannot change the test split of a run that --resume continues; "
+                                   "leave it out")
             run = Run.resume(resume, data=data.folder, epochs=given.pop("epochs", None), out=out, expect=given,
                              skip_bad=data.skip_bad or None, overwrite=overwrite)
             if run.trainer.dataset.source is not None:

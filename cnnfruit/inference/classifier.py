@@ -191,7 +191,7 @@ class Classifier:
         """The Dataset this classifier was trained on, read again as it was read then (the embedded
         set if it records none); a SettingError naming {data} when its folder is gone. folder: read
         that folder instead, the same way (say, the training images moved elsewhere)."""
-        from cnnfruit.data.datasets import load_embedded, read_image_folder
+        from cnnfruit.data.datasets import load_embedded, read_again
 
         source = folder or self.data.get("source")
         if source is None:
@@ -199,8 +199,7 @@ class Classifier:
         if folder is None and not os.path.isdir(source):
             raise SettingError("the data folder {source} that {model} was trained on is gone; pass {data}",
                                source=source, model=self.name)
-        options = {key: value for key, value in self.data.items() if key not in ("source", "digest")}
-        return read_image_folder(source, **options)
+        return read_again(source, {key: value for key, value in self.data.items() if key not in ("source", "digest")})
 
     def split(self, name, dataset=None):
         """The labelled Split `name` ("test", "train" or "val") of dataset, by default the training data.

@@ -18,7 +18,7 @@ from cnnfruit.nn import memory
 from cnnfruit.nn.architecture import Architecture
 from cnnfruit.inference.classifier import Classifier
 from cnnfruit.config import TrainConfig
-from cnnfruit.data.datasets import fingerprint, load_embedded, read_image_folder
+from cnnfruit.data.datasets import fingerprint, load_embedded, read_again
 from cnnfruit.errors import CnnfruitError, SettingError
 from cnnfruit.history import History
 from cnnfruit.progress import progress_display
@@ -325,7 +325,7 @@ def _training_data(path, ckpt, data, skip_bad):
         if source is not None and not data and not os.path.isdir(source):
             raise SettingError("the data folder {source} that {path} was trained on is gone; pass {data}",
                                source=source, path=path)
-        data = read_image_folder(source, **options) if source else load_embedded()
+        data = read_again(source, options) if source else load_embedded()
     if list(data.class_names) != ckpt.class_names:
         raise CnnfruitError(
             f"the data's classes ({', '.join(data.class_names)}) differ from those of {path} ({', '.join(ckpt.class_names)})"
