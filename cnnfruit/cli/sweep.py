@@ -10,6 +10,9 @@ from cnnfruit.cli.interrupt import EXIT_CODE, StopOnSignal
 from cnnfruit.sweep.space import SWEEP_DEFAULTS
 
 SEARCHABLE = tuple(name for name in setting_fields() if name != "seed")
+# Settings whose one value may hold commas (a layout, a weight per class): several are searched by
+# repeating the flag.
+REPEATED = ("hidden", "class_weights")
 
 
 def sweep_setting_options(command):
@@ -20,6 +23,9 @@ def sweep_setting_options(command):
         shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
         if f.type is tuple:
             more = "Repeat to search layouts, one per flag (--hidden 841,29 --hidden 256)."
+        elif name == "class_weights":
+            more = "Repeat to search several, one per flag (--class-weights none --class-weights 1,2,1); none,auto " \
+                   "searches both."
         elif f.metadata["choices"]:
             more = f"A comma list searches several ({', '.join(f.metadata['choices'])})."
         elif f.type is int:
@@ -27,7 +33,7 @@ def sweep_setting_options(command):
         else:
             more = "A comma list (1e-5,1e-4) or a range low:high[:log] searches it."
         shown = SWEEP_DEFAULTS.get(name, shown)
-        command = click.option(flag(name), name, multiple=f.type is tuple, default=None, metavar="TEXT",
+        command = click.option(flag(name), name, multiple=name in REPEATED, default=None, metavar="TEXT",
                                help=f"{f.metadata['help']} {more} [default: {shown}]")(command)
     return command
 
@@ -81,21 +87,31 @@ def sweep(ctx, seeds, trials, data, out, resume_folder, pruner, no_prune, worker
 
     from cnnfruit.sweep.space import SearchSpace
     from cnnfruit.sweep.executors import default_workers, local_cluster
-    from cnnfruit.sweep.study import Sweep
+    from cnnfruit.sweep.study import STUDY_FILE, Sweep
     from cnnfruit.sweep.report import CSV_FILE, JSON_FILE
     from cnnfruit.cli.terminal import SweepProgressBar, print_sweep_report
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     given = {name: value for name, value in settings.items() if value not in (None, ())}
     if resume_folder:
-        if given or out:
-            raise CnnfruitError("--resume goes on with the sweep's own settings and folder: give no training "
-                                "settings and no --out with it")
+        from click.core import ParameterSource
+
+        planned = ("out", "seeds", "trials", "data", "pruner", "no_prune")  # what the stored sweep fixes
+        refused = [flag(name) for name in given] + [
+            flag(name) for name in planned if ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE]
+        if refused:
+            raise CnnfruitError(f"--resume goes on with the sweep as it was started (its settings, seeds, trials, "
+                                f"data, pruner and folder): leave out {', '.join(refused)}")
         plan = _stored_plan(resume_folder)
         space, seed_list, trials, data, pruner_name = plan
         out = resume_folder
     else:
         space = SearchSpace.from_text(given)
+        if not space.searched:
+            single = ", ".join(f"{flag(name)} {_shown(value)}" for name, value in space.fixed.items())
+            raise CnnfruitError("a sweep needs at least one setting to search: a comma list (--lr 1e-4,1e-3), a "
+                                "range (--kernels 4:16), or --hidden or --class-weights repeated"
+                                + (f"; these are one value each: {single}" if single else ""))
         seed_list = tuple(range(seeds))
         if trials is None and not space.is_grid:
             trials = 20
@@ -112,6 +128,8 @@ def sweep(ctx, seeds, trials, data, out, resume_folder, pruner, no_prune, worker
              f"{workers} local worker(s) x {threads} thread(s)" if workers else "this process")
     click.echo(f"Sweep of {', '.join(f'{n} ({space.describe(n)})' for n in plan.space.names)}: {plan.trials} "
                f"setting(s) x {len(plan.seeds)} seed(s) = {plan.planned_runs} runs on {where}, into {plan.folder}")
+    if os.path.isfile(os.path.join(out, STUDY_FILE)):
+        click.echo(f"Going on with the sweep in {out}: the runs it has made are kept, the missing ones are made")
     stop = threading.Event()
     with StopOnSignal(lambda signum: stop.set()), SweepProgressBar(quiet, plan.planned_runs) as progress:
         if scheduler:
@@ -136,6 +154,10 @@ def sweep(ctx, seeds, trials, data, out, resume_folder, pruner, no_prune, worker
         ctx.exit(EXIT_CODE)
     if report.runs and not any(run["outcome"] in ("finished", "pruned") for run in report.runs):
         raise CnnfruitError(f"every run failed; the first: {report.runs[0]['error']}")
+
+
+def _shown(value):
+    return ",".join(map(str, value)) if isinstance(value, (tuple, list)) else str(value)
 
 
 def _new_sweep_folder():

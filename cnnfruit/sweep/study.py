@@ -175,8 +175,13 @@ class Sweep:
         else:
             sampler = optuna.samplers.TPESampler(seed=0)
         pruner = self._optuna_pruner(optuna)
-        study = optuna.create_study(study_name=STUDY_NAME, storage=storage, sampler=sampler, pruner=pruner,
-                                    direction="minimize", load_if_exists=True)
+        # Loaded when it exists, not created and caught: on a cluster the storage lives on the
+        # scheduler, which logs a caught DuplicatedStudyError as a 99-line traceback.
+        if any(s.study_name == STUDY_NAME for s in storage.get_all_studies()):
+            study = optuna.load_study(study_name=STUDY_NAME, storage=storage, sampler=sampler, pruner=pruner)
+        else:
+            study = optuna.create_study(study_name=STUDY_NAME, storage=storage, sampler=sampler, pruner=pruner,
+                                        direction="minimize", load_if_exists=True)
         recorded = study.user_attrs.get(SPEC_KEY)
         if recorded is None:
             study.set_user_attr(SPEC_KEY, self.spec())

@@ -55,12 +55,18 @@ def run_one(task, stop=None):
     epochs = []
     try:
         configure_threads(task.threads)  # per thread: Numba's thread count belongs to the calling thread
-        study = optuna.load_study(study_name=task.study_name, storage=_reach(task.storage),
+        storage = _reach(task.storage)
+        study = optuna.load_study(study_name=task.study_name, storage=storage,
                                   sampler=optuna.samplers.RandomSampler(), pruner=task.pruner or NeverPrune())
         trial = optuna.trial.Trial(study, task.trial_id)
 
         def on_epoch(record):
             epochs.append(record)
+            if storage.get_trial(task.trial_id).state != optuna.trial.TrialState.RUNNING:
+                # The sweep cancelled this run (Ctrl-C) and recorded it: Dask does not stop a task
+                # that has started, so it stops here, without a report the study would refuse.
+                stop.set()
+                return
             with warnings.catch_warnings():  # a retried run reports epochs already reported: kept as they were
                 warnings.simplefilter("ignore")
                 trial.report(record.val_loss, record.epoch)
@@ -68,7 +74,8 @@ def run_one(task, stop=None):
                 pruned.set()
                 stop.set()  # ends the run after this epoch, saved and resumable like any stopped run
 
-        result = fit(task.data, TrainConfig(**task.config), out=task.folder, on_epoch=on_epoch, stop=stop)
+        result = fit(task.data, TrainConfig(**task.config), out=task.folder, on_epoch=on_epoch, stop=stop,
+                     verbose=0)  # the sweep shows its own progress
     except Exception as err:  # noqa: BLE001 - whatever went wrong is the run's outcome, not the sweep's
         return _outcome("failed", epochs, None, started, error=f"{type(err).__name__}: {err}")
     history = result.history
