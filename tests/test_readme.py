@@ -162,3 +162,27 @@ def test_the_onnx_section_s_script_classifies_photos_as_cnnfruit_does(tmp_path):
     assert result.returncode == 0, result.stderr
     printed = [line.split()[1] for line in result.stdout.splitlines()]
     assert printed == clf.predict(paths)
+
+
+def test_every_cnnfruit_name_the_docs_write_is_reachable_as_written():
+    """`cnnfruit.plots.history_figure`, `cnnfruit.explain(...)`: after `import cnnfruit`, each name the
+    README and docs write resolves, attribute by attribute (a name in a subpackage once imported)."""
+    import importlib
+
+    code = re.compile(r"`([^`]*)`")
+    names = set()
+    for document in DOCUMENTS:
+        for span in code.findall(document.read_text(encoding="utf-8")):
+            names.update(re.findall(r"(?<![\w./-])cnnfruit(?:\.[A-Za-z_]\w*)+", span))
+    assert "cnnfruit.plots" in names and "cnnfruit.explain" in names
+    for name in sorted(names):
+        parts = name.split(".")
+        for cut in range(len(parts), 0, -1):  # the longest prefix that is a module, then attributes
+            try:
+                value = importlib.import_module(".".join(parts[:cut]))
+                break
+            except ImportError:
+                continue
+        for part in parts[cut:]:
+            assert hasattr(value, part), f"{name}: {'.'.join(parts[:cut])} has no {part}"
+            value = getattr(value, part)
