@@ -298,7 +298,7 @@ class Worker:
     def __init__(self, name):
         self.name = name
         env = dict(os.environ)
-        if name == "cnnfruit":  # as the cnnfruit command line runs it (see cnnfruit/cli.py)
+        if name == "cnnfruit":  # BLAS on one thread, as cnnfruit/threads.py holds it
             env.setdefault("OPENBLAS_NUM_THREADS", "1")
         self.process = subprocess.Popen(
             [sys.executable, os.path.abspath(__file__), "--worker", name],

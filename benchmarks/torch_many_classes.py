@@ -4,9 +4,9 @@
                                             [--seeds 0,1,2] [--data ../shared/fruits-360-103]
 
 Everything but the framework is cnnfruit's own: the images are read and turned into tensors by
-cnnfruit.data and cnnfruit.preprocess.to_inputs (so the preprocessing is identical), split into
+cnnfruit.data.datasets and cnnfruit.data.preprocess.to_inputs (so the preprocessing is identical), split into
 train and validation by cnnfruit's seeded split (splits.generators + splits.train_val_split, through
-train.prepare), and shuffled each epoch by the same seeded generator in the same order. The
+training.loop.prepare), and shuffled each epoch by the same seeded generator in the same order. The
 network is conv K x S x S + ReLU -> dense ... + ReLU -> logits, the loss cross-entropy over the
 batch (summed like cnnfruit's default, or PyTorch's usual mean), the optimizer torch.optim.Adam.
 

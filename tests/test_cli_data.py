@@ -6,7 +6,7 @@ import os
 import numpy as np
 from PIL import Image
 
-from runs import TINY, cli
+from helpers import TINY, cli
 
 
 def photos(folder, count, shade, seed=0):
@@ -89,7 +89,7 @@ def test_a_test_fraction_that_would_cut_nothing_is_refused_with_the_reason(tmp_p
         assert result.output.splitlines()[-1] == (f"Error: --test-fraction cuts a test split out of class folders "
                                                   f"alone, but {name} has its own test/ folder; leave --test-fraction out")
     result = cli("train", *TINY, "--test-fraction", 0.3)
-    assert result.output.splitlines()[-1] == ("Error: --test-fraction cuts a test split out of a --data folder of "
+    assert result.output.splitlines()[-1] == ("Error: --test-fraction cuts a test split out of a data folder of "
                                               "class folders; the embedded photos have their own test split")
     trained = cli("train", "--data", image_folder, *TINY, "--epochs", 1, "--out", tmp_path / "run")
     assert trained.exit_code == 0, trained.output
@@ -104,11 +104,13 @@ def test_a_test_fraction_that_would_cut_nothing_is_refused_with_the_reason(tmp_p
 
 
 def test_a_recorded_test_fraction_does_not_stop_a_split_folder_from_being_read_again(image_folder):
-    """What a Dataset records, and what a checkpoint that recorded the default share for a folder with
+    """What a Dataset records, and what a model that recorded the default share for a folder with
     test/ reads again (eval, resume)."""
-    from cnnfruit.data.datasets import read_again, read_image_folder
+    from cnnfruit.data.datasets import read_image_folder
+    from cnnfruit.data.sources import DataSource
 
     dataset = read_image_folder(image_folder)
     assert dataset.options["test_fraction"] is None
-    again = read_again(str(image_folder), {**dataset.options, "test_fraction": 0.2})
+    recorded = {"source": str(image_folder), **dataset.options, "test_fraction": 0.2}
+    again = DataSource.recorded(recorded, "model.npz").load()
     assert len(again.test) == len(dataset.test)

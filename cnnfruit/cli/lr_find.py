@@ -4,7 +4,7 @@ import json
 import click
 from click.core import ParameterSource
 
-from cnnfruit.cli.options import TRAIN_SETTINGS, computing, data_options, flag, setting_options, write_figure
+from cnnfruit.cli.options import TRAIN_SETTINGS, computing, data_options, flag, load_data, setting_options, write_figure
 from cnnfruit.config import LR_FIND_END, LR_FIND_PROBE, LR_FIND_START, LR_FIND_STEPS, TrainConfig
 
 
@@ -31,7 +31,7 @@ UNUSED = {
               help="PNG file for the loss-against-learning-rate curve.")
 @click.option("--json", "as_json", is_flag=True, help="Print the sweep and the suggestion as JSON.")
 @click.pass_context
-def lr_find(ctx, data, start, end, steps, probe, output, as_json, **settings):
+def lr_find(ctx, source, start, end, steps, probe, output, as_json, **settings):
     """Find a learning rate: train from the run's initial weights while the rate grows exponentially.
 
     Takes the train command's flags (those that set the learning rate or the run's length are
@@ -53,7 +53,7 @@ def lr_find(ctx, data, start, end, steps, probe, output, as_json, **settings):
         raise click.BadParameter("must be zero or positive", param_hint="--probe")
     config = TrainConfig(**settings)
     computing()
-    sweep = find_lr(data.load(), config, start=start, end=end, steps=steps, probe=probe)
+    sweep = find_lr(load_data(source), config, start=start, end=end, steps=steps, probe=probe)
     write_figure(lr_sweep_figure(sweep), output)
     if as_json:
         click.echo(json.dumps(sweep.to_dict(), indent=2))

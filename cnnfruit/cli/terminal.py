@@ -1,7 +1,7 @@
 """What the command line shows in a terminal: run descriptions, the evaluation and sweep tables, the
 loading and sweep progress bars (the training bar is the library's, in progress.py).
 
-Kept apart from the command modules, which parse flags and call the library; this module only draws, with rich.
+Kept apart from the commands, which parse flags and call the library; this module only draws, with rich.
 """
 import click
 
@@ -19,8 +19,8 @@ def output_console(stderr=False):
 
 
 def describe_run(run, echo=click.echo):
-    trainer = run.trainer
-    dataset, data, arch = trainer.dataset, trainer.data, trainer.network.arch
+    loop = run.loop
+    dataset, data, arch = loop.dataset, loop.splits, loop.network.arch
     echo(
         f"Training on {dataset.name}: {len(data.y_train)} train / {len(data.y_val)} "
         f"{'validation (its val folder)' if dataset.val is not None else 'validation'} / {len(data.y_test)} test "
@@ -30,9 +30,9 @@ def describe_run(run, echo=click.echo):
         f"Network: {arch.in_channels}x{arch.image_size}x{arch.image_size} -> conv {arch.kernels}x{arch.kernel_size}x"
         f"{arch.kernel_size} -> {arch.features} -> {' -> '.join(str(o) for _, o in arch.dense_widths)}"
     )
-    if trainer.class_weights is not None:
-        weights = ", ".join(f"{name} {w:.4g}" for name, w in zip(dataset.class_names, trainer.class_weights))
-        echo(f"Class weights ({trainer.config.class_weights}): {weights}")
+    if loop.class_weights is not None:
+        weights = ", ".join(f"{name} {w:.4g}" for name, w in zip(dataset.class_names, loop.class_weights))
+        echo(f"Class weights ({loop.config.class_weights}): {weights}")
 
 
 def describe_classes(names, shown=8):
