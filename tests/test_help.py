@@ -7,7 +7,7 @@ import pytest
 
 from cnnfruit.cli import main
 from cnnfruit.cli.group import COMMAND_MODULES
-from runs import cli
+from helpers import cli
 
 
 @pytest.mark.parametrize("name", sorted(COMMAND_MODULES))

@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from runs import cli
+from helpers import cli
 
 
 def test_summary_s_footnote_and_totals_are_whole_lines():

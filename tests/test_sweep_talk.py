@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from runs import cli
+from helpers import cli
 
 pytest.importorskip("optuna", reason="the sweep extra is not installed")
 pytest.importorskip("distributed", reason="the sweep extra is not installed")
