@@ -267,7 +267,7 @@ def test_the_command_reads_its_data_as_train_does_and_its_resume_reads_it_again(
     assert result.exit_code == 0, result.output
     assert f"Skipped 1 unreadable image(s) in {folder}" in result.output
     study = optuna.load_study(study_name="cnnfruit-sweep", storage=f"sqlite:///{out / 'study.db'}")
-    assert study.user_attrs["cnnfruit_sweep"]["data_options"] == {"skip_bad": True, "test_fraction": 0.2, "seed": 0}
+    assert study.user_attrs["cnnfruit_sweep"]["data_options"] == {"skip_bad": True, "test_fraction": None, "seed": 0}
     again = cli("sweep", "--resume", out, "--workers", "0", "-q")  # the broken image is skipped again
     assert again.exit_code == 0, again.output
     assert cli("sweep", "--resume", out, "--skip-bad", "-q").exit_code == 1  # a resumed sweep keeps its data
