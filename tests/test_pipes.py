@@ -19,7 +19,7 @@ def test_summary_s_footnote_and_totals_are_whole_lines():
 
 def test_a_sweep_s_table_and_run_lines_are_whole_in_a_pipe(tmp_path):
     pytest.importorskip("optuna", reason="the sweep extra is not installed")
-    from conftest import write_image_folder
+    from helpers import write_image_folder
 
     data = write_image_folder(tmp_path / "photos", train=6, test=2)
     # Four swept settings: run lines and table rows wider than 80 columns.

@@ -9,7 +9,7 @@ import pytest
 import cnnfruit
 from cnnfruit import progress
 
-from conftest import TINY_SETTINGS
+from helpers import TINY_SETTINGS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -53,7 +53,7 @@ def test_fit_in_a_terminal_draws_a_bar_on_stderr_with_printed_lines_above_it(tmp
     script = tmp_path / "fit.py"
     script.write_text(
         "import cnnfruit\n"
-        "from conftest import TINY_SETTINGS\n"
+        "from helpers import TINY_SETTINGS\n"
         "data = cnnfruit.read_image_folder(%r)\n"
         "config = cnnfruit.TrainConfig(**TINY_SETTINGS, epochs=2, batch_size=2, lr=1e-3)\n"
         "cnnfruit.fit(data, config, on_epoch=print)\n"
@@ -85,7 +85,7 @@ def test_fit_in_a_terminal_draws_a_bar_on_stderr_with_printed_lines_above_it(tmp
 
 
 def _folder(tmp_path):
-    from conftest import write_image_folder
+    from helpers import write_image_folder
 
     return write_image_folder(tmp_path / "photos", train=6, test=2)
 

@@ -21,7 +21,7 @@ TINY = ["--kernels", "2", "--kernel-size", "5", "--hidden", "6", "--normalize", 
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    from conftest import write_image_folder
+    from helpers import write_image_folder
 
     return str(write_image_folder(tmp_path_factory.mktemp("talkdata"), train=6, test=2))
 
