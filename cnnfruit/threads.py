@@ -1,20 +1,29 @@
-"""Threads: how many cores the kernels use, and the one-thread BLAS that keeps sums repeatable.
+"""Threads: how many cores the kernels use, the one-thread BLAS that keeps sums repeatable, and
+the lock that lets the library be called from several threads at once.
 
-Two facts decide these settings:
+Three facts decide these settings:
 - OpenBLAS splits some float32 products differently with one thread or several, so the same
   training run would give other weights on a machine with another core count. cnnfruit therefore
   runs BLAS on one thread and uses the cores itself, with fixed slices of each product (see
-  dispatch.py). `fit`, `Classifier.predict_proba` and `Classifier.evaluate` hold BLAS to one thread
-  for their duration (`one_blas_thread`), so their results are repeatable bit for bit whatever
-  else the process has set; nothing is changed on import.
+  dispatch.py). Every unit of work holds BLAS to one thread while it runs (`compute_lock`), so
+  results are repeatable bit for bit whatever else the process has set; nothing is changed on import.
 - Numba's default OpenMP threading layer spin-waits at every parallel region's barrier; a
   training step opens a dozen short ones, and on a shared machine a descheduled spinning thread
   stalls its partner. The workqueue layer's idle threads sleep.
+- The workqueue layer aborts the process when two threads launch parallel kernels at once, a
+  Network computes in buffers of its own (one shared Classifier is one Network), and the kernels
+  and BLAS tiles already keep every core busy: two computations at once would only contend. So
+  the library's entry points (inference/, training/, the gradient check) run each unit of work,
+  one batch's forward pass or one training step, under one process-wide lock, `compute_lock`, and
+  copy their results out before they release it. Threads then take turns step by step: a `fit`
+  in one thread and `predict` calls in others interleave, and each gives the bits it gives alone.
 
-`configure_threads()` applies both for the whole process; the command line calls it first, and
-a notebook may. Measurements behind both choices: docs/performance.md.
+`configure_threads()` applies the first two for the whole process; the command line calls it
+first, and a notebook may. Measurements behind the choices: docs/performance.md and
+docs/reliability.md ("Threads").
 """
 import os
+import threading
 from contextlib import contextmanager
 
 from cnnfruit.errors import CnnfruitError, SettingError
@@ -37,7 +46,8 @@ def configure_threads(threads=None):
             raise SettingError("{threads} must be a whole number from 1 to {most}, got {value!r}",
                                most=numba.config.NUMBA_NUM_THREADS, value=threads)
         numba.set_num_threads(threads)
-    threadpool_limits(limits=1, user_api="blas")
+    with _LOCK:  # not while a unit of work holds BLAS to one thread: its exit would undo this
+        threadpool_limits(limits=1, user_api="blas")
     return numba.get_num_threads()
 
 
@@ -55,10 +65,63 @@ def import_numba():
     return numba
 
 
-@contextmanager
-def one_blas_thread():
-    """BLAS on one thread inside the block, restored after (about 0.3 ms to enter)."""
-    from threadpoolctl import threadpool_limits
+_LOCK = threading.RLock()
+_held = 0  # how deep the lock's owner holds it; only the owner reads or writes it
+_blas_libraries = None  # threadpoolctl's controllers of the BLAS libraries loaded, found once
 
-    with threadpool_limits(limits=1, user_api="blas"):
-        yield
+
+@contextmanager
+def compute_lock():
+    """Hold the process-wide compute lock, with BLAS on one thread, for one unit of work.
+
+    Re-entrant: a unit of work may call another (evaluate with test-time augmentation predicts).
+    Only the outermost hold limits BLAS and restores what it found, so two threads' limits never
+    undo each other. Costs a few microseconds when free and BLAS already runs on one thread.
+    """
+    global _held
+    with _LOCK:
+        changed = _blas_on_one_thread() if _held == 0 else []
+        _held += 1
+        try:
+            yield
+        finally:
+            _held -= 1
+            if changed:
+                _restore_blas(changed)
+
+
+def _blas_on_one_thread():
+    """[(library, its thread count)] of the BLAS libraries that were not on one thread, now on one.
+
+    threadpoolctl lets only one thread at a time change OpenBLAS's shared thread pool (the first
+    to set it and keep it, as configure_threads does) and silently ignores the others; the compute
+    lock already makes the changes one at a time, so its holder takes over.
+    """
+    global _blas_libraries
+    import threadpoolctl
+
+    if _blas_libraries is None:  # found once: finding them scans every loaded library (0.5 ms). Those
+        # loaded by then; numpy's, the only BLAS cnnfruit calls, came with numpy.
+        _blas_libraries = threadpoolctl.ThreadpoolController().select(user_api="blas").lib_controllers
+    changed = [(library, library.get_num_threads()) for library in _blas_libraries]
+    changed = [(library, threads) for library, threads in changed if threads != 1]
+    if changed:
+        _take_blas_control(force=True)
+        for library, _ in changed:
+            library.set_num_threads(1)
+    return changed
+
+
+def _restore_blas(changed):
+    for library, threads in changed:
+        library.set_num_threads(threads)
+    _take_blas_control(force=False)
+
+
+def _take_blas_control(force):
+    """force: make this thread the one threadpoolctl lets set OpenBLAS's threads; else give that up."""
+    import threadpoolctl
+
+    clear = getattr(getattr(threadpoolctl, "OpenBLASController", None), "clear_controlling_thread", None)
+    if clear is not None:  # None: a threadpoolctl without the rule
+        clear(force=force)

@@ -16,7 +16,7 @@ from cnnfruit.errors import CnnfruitError, SettingError
 from cnnfruit.inference.metrics import classification_report
 from cnnfruit.nn.network import Network
 from cnnfruit.data.preprocess import load_image, to_inputs
-from cnnfruit.threads import one_blas_thread
+from cnnfruit.threads import compute_lock
 
 
 @dataclass
@@ -129,9 +129,26 @@ class Classifier:
         from cnnfruit.inference.tta import views
 
         pixels = self.images(images)
-        with one_blas_thread():  # each batch preprocessed when its turn comes: no float copy of the whole set
-            probs = [self.network.predict_proba(view, batch_size, inputs=self.inputs) for view in views(pixels, tta)]
+        unknown = np.zeros(len(pixels), dtype=np.int64)  # the softmax needs a label; its loss is unused
+        probs = [self._scores(view, unknown, batch_size)[0] for view in views(pixels, tta)]
         return probs[0] if len(probs) == 1 else np.mean(probs, axis=0, dtype=np.float64).astype(probs[0].dtype)
+
+    def _scores(self, pixels, labels, batch_size):
+        """(probabilities (N, M), per-image cross-entropy (N,) float64) of uint8 images, batch by batch.
+
+        Each batch is preprocessed when its turn comes (no float copy of the whole set), and its
+        forward pass is one unit of work under the compute lock, its figures copied out before the
+        lock is released: threads that share this classifier, and so its network's buffers, take turns.
+        """
+        probs = np.empty((len(pixels), len(self.class_names)), self.network.dtype)
+        losses = np.empty(len(pixels), dtype=np.float64)
+        for start in range(0, len(pixels), batch_size):
+            chunk = slice(start, start + batch_size)
+            with compute_lock():
+                self.network.forward(self.inputs(pixels[chunk]))
+                losses[chunk] = self.network.loss(labels[chunk])
+                probs[chunk] = self.network.probs
+        return probs, losses
 
     def decide(self, probs, min_confidence=0.0):
         """The class name of each row of probs (N, M), or None where its probability is below min_confidence."""
@@ -173,10 +190,9 @@ class Classifier:
         if not len(labels):
             raise CnnfruitError("there are no images to evaluate")
         if tta == "none":
-            probs = np.empty((len(labels), len(self.class_names)), self.network.dtype)
-            with one_blas_thread():
-                loss, accuracy, predictions = self.network.evaluate(self.images(split.images), labels, batch_size,
-                                                                    inputs=self.inputs, probabilities=probs)
+            probs, losses = self._scores(self.images(split.images), labels, batch_size)
+            predictions = probs.argmax(axis=1)
+            loss, accuracy = float(losses.mean()), float((predictions == labels).mean())
         else:
             from cnnfruit.nn.kernels import PROBABILITY_FLOOR
 
@@ -231,4 +247,5 @@ class Classifier:
 
     def feature_maps(self, image):
         """The conv layer's ReLU maps (K, P, P) of one image (uint8 (H, W, 3) or a file path)."""
-        return self.network.feature_maps(self.inputs(image))[0]
+        with compute_lock():
+            return self.network.feature_maps(self.inputs(image))[0]

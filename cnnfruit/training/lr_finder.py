@@ -22,7 +22,7 @@ import numpy as np
 
 from cnnfruit.config import TrainConfig
 from cnnfruit.errors import CnnfruitError, SettingError
-from cnnfruit.threads import one_blas_thread
+from cnnfruit.threads import compute_lock
 
 DEFAULT_START = 1e-8
 DEFAULT_END = 1.0
@@ -97,7 +97,8 @@ def find_lr(dataset, config, start=DEFAULT_START, end=DEFAULT_END, steps=DEFAULT
     # The sweep sets every step's rate itself; a --lr-schedule would overwrite it at each step.
     trainer = Trainer.start(dataset, replace(config, lr_schedule="constant").check())
     network, optimizer, data = trainer.network, trainer.optimizer, trainer.data
-    x_probe, y_probe = data.inputs(data.images_val[:probe]), data.y_val[:probe]
+    with compute_lock():
+        x_probe, y_probe = data.inputs(data.images_val[:probe]), data.y_val[:probe]
     optimizer.lr = float(schedule[0])
     train_losses, probe_losses = [], []
     window = max(5, steps // 20)
@@ -106,7 +107,8 @@ def find_lr(dataset, config, start=DEFAULT_START, end=DEFAULT_END, steps=DEFAULT
 
     def on_step(done, total):
         train_losses.append(float(network.losses.mean()))  # this step's batch, before its update
-        loss = network.evaluate(x_probe, y_probe)[0] if len(y_probe) else train_losses[-1]
+        with compute_lock():  # the probe's pass is a unit of work of its own, after the step's
+            loss = network.evaluate(x_probe, y_probe)[0] if len(y_probe) else train_losses[-1]
         probe_losses.append(loss)
         recent = float(np.median(probe_losses[-window:]))
         if len(probe_losses) >= window:
@@ -122,12 +124,11 @@ def find_lr(dataset, config, start=DEFAULT_START, end=DEFAULT_END, steps=DEFAULT
         else:
             optimizer.lr = float(schedule[len(probe_losses)])
 
-    with one_blas_thread():
-        try:
-            while not trainer.stop.is_set():
-                trainer.run_epoch(on_step)
-        except Diverged:
-            state["stopped"] = "the loss stopped being a finite number"
+    try:
+        while not trainer.stop.is_set():
+            trainer.run_epoch(on_step)
+    except Diverged:
+        state["stopped"] = "the loss stopped being a finite number"
     finite = int(np.isfinite(probe_losses).sum()) if probe_losses else 0
     if finite < 5:
         raise CnnfruitError(f"the sweep ended after {len(probe_losses)} steps ({state['stopped']}): start lower "

@@ -23,7 +23,6 @@ from cnnfruit.errors import CnnfruitError, SettingError
 from cnnfruit.history import History
 from cnnfruit.files import write_atomically
 from cnnfruit.training.run_folder import BEST_FILE, RunFolder, describe_point
-from cnnfruit.threads import one_blas_thread
 from cnnfruit.training.loop import Diverged, Trainer
 
 
@@ -171,8 +170,7 @@ class Run:
         if self.files is not None:
             self.files.lock()  # held since start or resume; again if fit runs a second time
         try:
-            with one_blas_thread():
-                stopped = self._epochs(on_epoch, on_step)
+            stopped = self._epochs(on_epoch, on_step)  # each step under threads.compute_lock
             self._flush()
         except Diverged as err:
             self._flush()
