@@ -2,6 +2,7 @@
 import os
 import re
 import tempfile
+import time
 
 TEMPORARY_PREFIX = ".tmp-"
 # A temporary file's name carries its writer's process id (.tmp-<pid>-<random><suffix>), so that a
@@ -59,18 +60,27 @@ def _sync_folder(folder):
         os.close(fd)
 
 
-def remove_stale_temporaries(folder):
+def remove_stale_temporaries(folder, unowned_after=0, stale_after=None):
     """Delete the `.tmp-*` files in folder whose writer is no longer running; returns their names.
 
     Those were left by a hard kill during a write. A name without a writer's pid is from a
-    cnnfruit that did not record it, and is as stale.
+    cnnfruit that did not record it, and is as stale. unowned_after: seconds since its last
+    change before a file whose writer is not running on this machine counts as stale (a folder
+    shared over the network may have writers elsewhere). stale_after: seconds after which any
+    temporary file is stale, its writer's pid taken by another process or not.
     """
     removed = []
+    now = time.time()
     for entry in os.scandir(folder):
         if not entry.name.startswith(TEMPORARY_PREFIX) or not entry.is_file(follow_symlinks=False):
             continue
+        try:
+            age = now - entry.stat(follow_symlinks=False).st_mtime
+        except FileNotFoundError:  # its writer finished it meanwhile
+            continue
         writer = _WRITER.match(entry.name)
-        if writer is not None and _running(int(writer.group(1))):
+        owned = writer is not None and _running(int(writer.group(1)))
+        if (owned or age < unowned_after) and (stale_after is None or age < stale_after):
             continue
         try:
             os.unlink(entry.path)

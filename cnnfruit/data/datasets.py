@@ -118,8 +118,7 @@ def _image_files(folder):
             if not _is_image_name(entry.name) or entry.is_dir():
                 continue
             try:
-                stat = entry.stat()
-                files.append(ImageFile(entry.name, stat.st_size, stat.st_mtime_ns))
+                files.append(ImageFile.from_stat(entry.name, entry.stat()))
             except OSError:  # a dangling link: kept, so that decoding it names the problem
                 files.append(ImageFile(entry.name, -1, -1))
     return sorted(files, key=lambda f: f.name)
