@@ -26,7 +26,7 @@ from cnnfruit.nn import memory
 from cnnfruit.nn.architecture import Architecture
 from cnnfruit.config import COLOR_MODES, IMAGE_SIZE, NORMALIZE_MODES, OPTIMIZERS, TrainConfig
 from cnnfruit.errors import CnnfruitError
-from cnnfruit.files import write_atomically
+from cnnfruit.files import existing_kind, write_atomically
 
 FORMAT_VERSION = 1
 
@@ -108,7 +108,13 @@ def save(path, ckpt):
         with open(temporary, "wb") as f:
             np.savez(f, **arrays)
 
-    write_atomically(path, write)
+    kind = existing_kind(path)
+    if kind == "a folder":
+        raise CnnfruitError(f"cannot write checkpoint {path}: it is a folder; give a file name such as "
+                            f"{os.path.join(str(path), 'model.npz')}")
+    if kind not in (None, "file"):
+        raise CnnfruitError(f"cannot write checkpoint {path}: it is {kind}")
+    write_atomically(path, write)  # an OSError is the caller's to word: it knows what was being saved
 
 
 def load(path):

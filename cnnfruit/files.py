@@ -1,8 +1,12 @@
-"""Writing files so that a crash or kill never leaves a half-written one."""
+"""Writing files so that a crash or kill never leaves a half-written one, and looking at a path
+before opening it."""
 import os
 import re
+import stat
 import tempfile
 import time
+
+from cnnfruit.errors import CnnfruitError
 
 TEMPORARY_PREFIX = ".tmp-"
 # A temporary file's name carries its writer's process id (.tmp-<pid>-<random><suffix>), so that a
@@ -100,6 +104,45 @@ def _running(pid):
     except PermissionError:  # another user's process
         return True
     return True
+
+
+def same_file(a, b):
+    """True when the paths a and b name one existing file (through links, or two spellings)."""
+    try:
+        return os.path.samefile(a, b)
+    except (OSError, ValueError):
+        return False
+
+
+def existing_kind(path):
+    """None if nothing is at path, "file" for a regular file (or a link to one), otherwise what is
+    there in words ("a folder", "a FIFO (named pipe)", ...), found without opening it."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return None if not os.path.islink(path) else "a broken link"
+    except OSError as err:  # a link to itself, say
+        return err.strerror or str(err)
+    if stat.S_ISREG(mode):
+        return "file"
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO (named pipe), not a file"
+    if stat.S_ISSOCK(mode):
+        return "a socket, not a file"
+    return "a device, not a file"
+
+
+def check_regular(path, what="file"):
+    """path, if it names a regular file (links followed); otherwise a CnnfruitError, found without
+    opening it: a FIFO would block the reader for ever, a device might never end."""
+    kind = existing_kind(path)
+    if kind == "file":
+        return path
+    if kind is None:
+        raise CnnfruitError(f"{what} {path} does not exist")
+    raise CnnfruitError(f"{what} {path} is {kind}" if kind.startswith(("a ", "not ")) else f"cannot read {what} {path}: {kind}")
 
 
 def write_text_atomically(path, text):

@@ -4,7 +4,7 @@ import json
 import click
 from click.core import ParameterSource
 
-from cnnfruit.cli.options import TRAIN_SETTINGS, computing, data_options, setting_options, write_figure
+from cnnfruit.cli.options import TRAIN_SETTINGS, check_figure_path, computing, data_options, setting_options, write_figure
 from cnnfruit.config import TrainConfig
 from cnnfruit.training.lr_finder import DEFAULT_END, DEFAULT_PROBE, DEFAULT_START, DEFAULT_STEPS
 
@@ -39,6 +39,7 @@ def lr_find(ctx, data, start, end, steps, probe, output, as_json, **settings):
     if probe < 0:
         raise click.BadParameter("must be zero or positive", param_hint="--probe")
     config = TrainConfig(**settings)
+    check_figure_path(output)
     computing()
     sweep = find_lr(data.load(), config, start=start, end=end, steps=steps, probe=probe)
     write_figure(lr_sweep_figure(sweep), output)

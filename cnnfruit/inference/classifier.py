@@ -83,10 +83,13 @@ class Classifier:
 
     def save(self, path):
         """A checkpoint with the weights, class names and preprocessing (no training state to resume)."""
-        checkpoint.save(path, checkpoint.Checkpoint(
-            self.arch, self.class_names, self.params, color=self.color, normalize=self.normalize,
-            config=dict(self.config), history=self.history.to_dict() if self.history else {}, data=dict(self.data),
-        ))
+        try:
+            checkpoint.save(path, checkpoint.Checkpoint(
+                self.arch, self.class_names, self.params, color=self.color, normalize=self.normalize,
+                config=dict(self.config), history=self.history.to_dict() if self.history else {}, data=dict(self.data),
+            ))
+        except OSError as err:
+            raise CnnfruitError(f"cannot write checkpoint {path}: {err.strerror or err}") from None
 
     def export(self, path, opset=None):
         """Write this classifier, preprocessing included, as an ONNX file (needs cnnfruit[onnx]).

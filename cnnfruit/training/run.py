@@ -96,6 +96,7 @@ class Run:
             config = TrainConfig(**config)
         config.check()
         checkpoint.check_class_names(list(data.class_names))  # what its checkpoints could not hold
+        check_splits(data)
         arch = Architecture.from_config(config, len(data.class_names))
         memory.check_training(arch, config, len(data.train) + len(data.test))
         files = RunFolder.create(out, overwrite=overwrite) if out is not None else None
@@ -134,6 +135,7 @@ class Run:
             raise SettingError("{path} has already completed its {done} epochs; pass {epochs} N with N > {done} "
                                "to train on", path=path, done=ckpt.epoch)
         dataset = _training_data(path, ckpt, data, skip_bad)
+        check_splits(dataset)
         memory.check_training(ckpt.arch, config, len(dataset.train) + len(dataset.test))
         source = os.path.dirname(path) or "."
         folder = out or source
@@ -252,6 +254,16 @@ def resume(path, *, epochs=None, data=None, out=None, overwrite=False, on_epoch=
     """Continue the run saved at path (model.npz) to `epochs` in all; see Run.resume and Run.fit."""
     return Run.resume(path, data=data, epochs=epochs, out=out, overwrite=overwrite).fit(
         on_epoch=on_epoch, on_step=on_step, stop=stop)
+
+
+def check_splits(data):
+    """Refuse data that a run could not finish on: every run ends scored on its test images, and a
+    run without them would save a history and checkpoints that every command then refuses."""
+    if not len(data.test):
+        raise CnnfruitError(f"the data {data.name} has no test images: a run is scored on them when it ends; give "
+                            "it a test split")
+    if not len(data.train):
+        raise CnnfruitError(f"the data {data.name} has no training images")
 
 
 def _bring_best(source, files, ckpt):
