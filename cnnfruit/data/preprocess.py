@@ -35,10 +35,13 @@ Ordinary 8-bit RGB and grey files give exactly the pixels they gave before steps
 names this behaviour and the decoded-image cache keys on it: raise it whenever `load_image`
 could give other pixels for some file.
 """
+import os
+
 import numpy as np
 
 from cnnfruit.config import COLOR_MODES, IMAGE_SIZE, NORMALIZE_MODES
 from cnnfruit.errors import CnnfruitError
+from cnnfruit.files import existing_kind
 
 PREPROCESS_VERSION = 1
 MAX_PIXELS = 64_000_000
@@ -70,6 +73,10 @@ def load_image(path, size=IMAGE_SIZE, max_pixels=MAX_PIXELS):
     """
     from PIL import Image, UnidentifiedImageError
 
+    if isinstance(path, (str, bytes, os.PathLike)):  # looked at first: a FIFO would block the decoder for ever
+        kind = existing_kind(path)
+        if kind != "file":
+            raise CnnfruitError(f"cannot read image {printable(path)}: {'no such file' if kind is None else kind}")
     try:
         with Image.open(path) as image:
             width, height = image.size
