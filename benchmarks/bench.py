@@ -389,10 +389,28 @@ def compare_processes(epochs, batch, runs, tmp, with_torch):
     print(line, flush=True)
 
 
-def help_imports_numba():
-    code = "import sys; from cnnfruit import cli; print('numba' in sys.modules)"
+def python_seconds(code, runs=5):
+    """Best wall time of `python -c code` in a fresh process, over runs."""
+    best = float("inf")
+    for _ in range(runs):
+        started = time.perf_counter()
+        subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, check=True)
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
+def help_start_up():
+    """What `cnnfruit --help` imports of numpy and numba, and its time against `import numba`'s."""
+    code = ("import sys; from cnnfruit.cli import main\ntry:\n main(['--help'])\nexcept SystemExit: pass\n"
+            "print('numpy' in sys.modules, 'numba' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
-    return out.stdout.strip() == "True"
+    numpy_loaded, numba_loaded = out.stdout.split()[-2:]
+    help_s = python_seconds(code)
+    numba_s = python_seconds("import numba")
+    bare = python_seconds("pass")
+    return (f"`cnnfruit --help` imports numpy: {numpy_loaded}, numba: {numba_loaded}; best of 5 wall: --help "
+            f"{help_s:.3f} s, `import numba` {numba_s:.3f} s, bare python {bare:.3f} s; --help beyond bare python "
+            f"is {(help_s - bare) / max(numba_s - bare, 1e-9):.2f} of `import numba`'s")
 
 
 def check_agreement(workers, tmp, optimizer="sgd"):
@@ -524,7 +542,7 @@ def main():
               f"({', '.join(f'{s:.2f}' for s in warm)})")
         print(f"  cnnfruit eval MODEL, cold compile cache (empty NUMBA_CACHE_DIR): median "
               f"{statistics.median(cold):.2f} s wall ({', '.join(f'{s:.2f}' for s in cold)})")
-        print(f"  `cnnfruit --help` imports numba: {help_imports_numba()}")
+        print(f"  {help_start_up()}")
 
 
 if __name__ == "__main__":

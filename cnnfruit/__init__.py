@@ -41,7 +41,7 @@ _EXPORTS = {
     "Choice": "sweep.space",
     "Range": "sweep.space",
     "Sweep": "sweep.study",
-    "local_cluster": "sweep.study",
+    "local_cluster": "sweep.executors",
     "SweepReport": "sweep.report",
     "CnnfruitError": "errors",
     "SettingError": "errors",

@@ -23,6 +23,13 @@ TTA_MODES = ("none", "flip", "rotate")  # test-time augmentation: see tta.py
 VAL_SPLITS = ("random", "block")
 LR_SCHEDULES = ("constant", "step", "cosine", "onecycle", "plateau")  # see schedules.py
 
+# The learning-rate finder's sweep (training/lr_finder.py): its defaults, here so that the
+# lr-find command can show them in --help without importing numpy.
+LR_FIND_START = 1e-8
+LR_FIND_END = 1.0
+LR_FIND_STEPS = 200
+LR_FIND_PROBE = 128  # validation images whose loss is measured after every step
+
 
 # ---- checks: each returns None for a good value, else a SettingError template about {name}
 

@@ -110,10 +110,19 @@ def test_bad_hidden_flag():
     assert result.exit_code == 2 and "'abc' is not a comma-separated list of layer sizes" in result.output
 
 
-def test_help_does_not_import_numba():
-    code = "import sys; from cnnfruit.cli import main\ntry:\n main(['--help'])\nexcept SystemExit: pass\nprint('numba' in sys.modules)"
+HEAVY_MODULES = ("numpy", "numba", "PIL", "matplotlib", "optuna", "onnx", "rich", "torch")
+
+
+def test_help_imports_nothing_heavy():
+    """`cnnfruit --help` loads every command module for its one-line help: none may pull in numpy.
+
+    What keeps help's start-up at a fraction of `import numba`'s (benchmarks/bench.py times both).
+    """
+    code = ("import sys; from cnnfruit.cli import main\ntry:\n main(['--help'])\nexcept SystemExit: pass\n"
+            "print(' '.join(sorted(m for m in sys.modules if '.' not in m)))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip().endswith("False")
+    loaded = set(out.strip().splitlines()[-1].split())
+    assert "click" in loaded and loaded.isdisjoint(HEAVY_MODULES), sorted(loaded & set(HEAVY_MODULES))
 
 
 def test_version():

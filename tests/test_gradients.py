@@ -33,7 +33,7 @@ def test_conv_kernel_and_bias_gradient(rng):
     x, w, b, upstream, out, f = conv_case(rng, N=2, C=2, H=7, K=3, S=3)
     dpre = upstream * (out > 0)  # the ReLU mask, fused into the forward kernel
     dw, db = np.empty_like(w), np.empty_like(b)
-    kernels.conv_backward(dw, db, x, dpre)
+    kernels.conv_backward_lanes(dw, db, x, dpre)
     assert naive.relative_error(dw, naive.numerical_gradient(f, w, upstream)) < LIMIT
     assert naive.relative_error(db, naive.numerical_gradient(f, b, upstream)) < LIMIT
 

@@ -17,7 +17,8 @@ optuna = pytest.importorskip("optuna", reason="the sweep extra is not installed"
 pytest.importorskip("distributed", reason="the sweep extra is not installed")
 pytest.importorskip("optuna_integration", reason="the sweep extra is not installed")
 
-from cnnfruit.sweep.study import Sweep, local_cluster  # noqa: E402
+from cnnfruit.sweep.executors import local_cluster  # noqa: E402
+from cnnfruit.sweep.study import Sweep  # noqa: E402
 
 TINY = {"kernels": 2, "kernel_size": 5, "hidden": (6,), "epochs": 1, "normalize": "scale", "optimizer": "adam"}
 

@@ -77,13 +77,6 @@ def test_gathers_and_live_sums(rng, dtype):
     np.testing.assert_array_equal(db, np.zeros(5))
 
 
-def test_any_nonzero():
-    a = np.zeros((3, 6), np.float32)
-    assert not kernels.any_nonzero(a) and not kernels.any_nonzero(a[:, 2:4])
-    a[2, 5] = -1e-30
-    assert kernels.any_nonzero(a) and not kernels.any_nonzero(a[:, 2:4])
-
-
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_relu_mask_scatter(rng, dtype):
     N, L, I = 5, 3, 9

@@ -74,13 +74,14 @@ def sweep(ctx, seeds, trials, data, out, resume_folder, pruner, no_prune, worker
     """
     import threading
 
-    from cnnfruit.sweep.study import require_extra
+    from cnnfruit.sweep.executors import require_extra
 
     require_extra(cluster=workers != 0 or scheduler is not None)
     import optuna
 
     from cnnfruit.sweep.space import SearchSpace
-    from cnnfruit.sweep.study import Sweep, default_workers, local_cluster
+    from cnnfruit.sweep.executors import default_workers, local_cluster
+    from cnnfruit.sweep.study import Sweep
     from cnnfruit.sweep.report import CSV_FILE, JSON_FILE
     from cnnfruit.cli.terminal import SweepProgressBar, print_sweep_report
 

@@ -1,6 +1,6 @@
 """Which implementation runs each layer's arithmetic at which size: Numba kernel, serial twin or BLAS.
 
-Every size-dependent choice lives here, so model.py writes only the layer maths. Each function
+Every size-dependent choice lives here, so network.py writes only the layer maths. Each function
 takes the same preallocated arrays as the kernel it stands for. The choices depend on the shapes
 alone, never on the thread count, so a run's numbers do not depend on how many cores it gets.
 The measurements behind each threshold are in docs/performance.md ("Dispatch thresholds").
@@ -31,7 +31,6 @@ PARALLEL_MIN_WORK = 1_000_000
 
 SERIAL_TWINS = {
     kernels.conv_relu_forward: kernels.conv_relu_forward_serial,
-    kernels.conv_backward: kernels.conv_backward_serial,
     kernels.relu_backward: kernels.relu_backward_serial,
     kernels.dense_forward: kernels.dense_forward_serial,
     kernels.dense_backward: kernels.dense_backward_serial,
@@ -80,7 +79,7 @@ def conv_relu_forward(out, x, w, b):
 
 
 def conv_backward(dw, db, x, dout):
-    """The lanes kernel: vectorised in a fixed order and skipping zero rows, 5-8x conv_backward."""
+    """The lanes kernel: vectorised in a fixed order, skipping zero rows of dout."""
     sized(kernels.conv_backward_lanes, conv_work(x, dw))(dw, db, x, dout)
 
 

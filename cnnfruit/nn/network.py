@@ -1,6 +1,6 @@
 """The network at work: forward and backward passes through the kernels, on preallocated buffers.
 
-See architecture.py for the layers and the shape letters of kernels.py for the dimensions.
+See architecture.py for the layers and the shape letters of kernels/__init__.py for the dimensions.
 """
 import numpy as np
 
@@ -21,9 +21,6 @@ class Network:
         self.dtype = params["conv_w"].dtype
         self._check_parameters()
         self.grads = {name: np.zeros_like(p) for name, p in params.items()}
-        self._sgd_scratch = [
-            dispatch.dense_backward_sgd_scratch(fan_in, fan_out, self.dtype) for fan_in, fan_out in arch.dense_widths
-        ]
         self._batch = None
         self._capacity = 0
         self.dropout = 0.0  # the rate of forward(x, dropout_rng), on the hidden layers' outputs
@@ -84,7 +81,6 @@ class Network:
             self._dpres.append(np.zeros((capacity, fan_out), dtype))
         self._forward_scratch = [dispatch.dense_forward_scratch(capacity, fan_out, dtype)
                                  for _, fan_out in arch.dense_widths]
-        self._live = np.zeros(capacity, np.int64)  # images with a non-zero output gradient
         self._step_buffers = [dispatch.DenseStepBuffers(fan_in, fan_out, capacity, dtype)
                               for fan_in, fan_out in arch.dense_widths]
         self._probs = np.zeros((capacity, arch.classes), dtype)
@@ -179,23 +175,6 @@ class Network:
         dx = np.empty_like(self.x)
         dispatch.conv_backward_input(dx, self.dconv, self.params["conv_w"])
         return dx
-
-    def backward_sgd(self, lr):
-        """Backward pass fused with plain SGD (params -= lr * grads), as backward + SGD.step would do.
-
-        Each dense weight matrix is read once and written once, skipping the rows and columns
-        whose gradient is zero (kernels.dense_backward_sgd); self.grads then holds only the conv
-        layer's gradients.
-        """
-        p, g = self.params, self.grads
-        lr = self.dtype.type(lr)
-        for layer in reversed(range(self.layers)):
-            dispatch.dense_backward_sgd(self.dpres[layer], p[f"dense{layer}_w"], p[f"dense{layer}_b"],
-                                        self._sgd_scratch[layer], self._live, self.acts[layer], self.dpres[layer + 1], lr)
-            self._dropout_backward(layer)
-        dispatch.conv_backward(g["conv_w"], g["conv_b"], self.x, self.dconv)
-        for name in ("conv_w", "conv_b"):
-            dispatch.sgd_update(p[name].reshape(-1), g[name].reshape(-1), lr)
 
     def backward_step(self, optimizer):
         """Backward pass fused with one optimizer step: every parameter updated from its gradient.

@@ -20,14 +20,10 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from cnnfruit.config import TrainConfig
+from cnnfruit.config import LR_FIND_END, LR_FIND_PROBE, LR_FIND_START, LR_FIND_STEPS, TrainConfig
 from cnnfruit.errors import CnnfruitError, SettingError
 from cnnfruit.threads import compute_lock
 
-DEFAULT_START = 1e-8
-DEFAULT_END = 1.0
-DEFAULT_STEPS = 200
-DEFAULT_PROBE = 128  # validation images whose loss is measured after every step
 # The sweep stops once the loss is this many times its lowest value (fastai's rule), both taken as
 # medians of the last few steps, so that one spike does not end it, and the lowest counted as at
 # least a uniform guess's loss, ln(classes), so that a loss of exactly 0 (a saturated softmax on
@@ -75,7 +71,7 @@ def lr_schedule(start, end, steps):
     return start * (end / start) ** (np.arange(steps) / max(steps - 1, 1))
 
 
-def find_lr(dataset, config, start=DEFAULT_START, end=DEFAULT_END, steps=DEFAULT_STEPS, probe=DEFAULT_PROBE):
+def find_lr(dataset, config, start=LR_FIND_START, end=LR_FIND_END, steps=LR_FIND_STEPS, probe=LR_FIND_PROBE):
     """Sweep the learning rate of `config` (its lr is ignored) from start to end over `steps` steps.
 
     After each step the loss is measured on the same `probe` validation images (the first ones of
