@@ -26,7 +26,7 @@ from cnnfruit.nn import memory
 from cnnfruit.nn.architecture import Architecture
 from cnnfruit.config import COLOR_MODES, IMAGE_SIZE, NORMALIZE_MODES, OPTIMIZERS, TrainConfig
 from cnnfruit.errors import CnnfruitError
-from cnnfruit.files import existing_kind, write_atomically
+from cnnfruit.files import described, existing_kind, write_atomically
 
 FORMAT_VERSION = 1
 
@@ -113,7 +113,7 @@ def save(path, ckpt):
         raise CnnfruitError(f"cannot write checkpoint {path}: it is a folder; give a file name such as "
                             f"{os.path.join(str(path), 'model.npz')}")
     if kind not in (None, "file"):
-        raise CnnfruitError(f"cannot write checkpoint {path}: it is {kind}")
+        raise CnnfruitError(f"cannot write checkpoint {path}: {described(kind)}")
     write_atomically(path, write)  # an OSError is the caller's to word: it knows what was being saved
 
 

@@ -121,6 +121,8 @@ def existing_kind(path):
         mode = os.stat(path).st_mode
     except FileNotFoundError:
         return None if not os.path.islink(path) else "a broken link"
+    except NotADirectoryError:  # a path through a file: nothing can be there
+        return None
     except OSError as err:  # a link to itself, say
         return err.strerror or str(err)
     if stat.S_ISREG(mode):
@@ -132,6 +134,11 @@ def existing_kind(path):
     if stat.S_ISSOCK(mode):
         return "a socket, not a file"
     return "a device, not a file"
+
+
+def described(kind):
+    """existing_kind's answer as the end of a sentence about a path: "it is a folder", or the reason."""
+    return f"it is {kind}" if kind.startswith("a ") else kind
 
 
 def check_regular(path, what="file"):

@@ -135,7 +135,7 @@ def check_figure_path(path, *inputs):
     one of the command's inputs (a photo given to explain, say), or something not a file."""
     if path is None:
         return
-    from cnnfruit.files import existing_kind, same_file
+    from cnnfruit.files import described, existing_kind, same_file
     from cnnfruit.plots import figure_format
 
     figure_format(path)
@@ -144,7 +144,7 @@ def check_figure_path(path, *inputs):
             raise CnnfruitError(f"{path} is an input of this command; write the figure to another file")
     kind = existing_kind(path)
     if kind not in (None, "file"):
-        raise CnnfruitError(f"cannot write {path}: it is {kind}")
+        raise CnnfruitError(f"cannot write {path}: {described(kind)}")
 
 
 def write_figure(fig, path):

@@ -5,6 +5,7 @@ them, or the files themselves, and applies the colour mode and normalisation it 
 There is no way to hand it already-preprocessed tensors, so a prediction can never be made on
 inputs prepared the wrong way.
 """
+import numbers
 import os
 from dataclasses import dataclass
 
@@ -106,10 +107,19 @@ class Classifier:
         """uint8 RGB images (N, H, W, 3) from an array of them, one image, or a list of file paths."""
         if isinstance(images, (str, os.PathLike)):
             images = [images]
-        if isinstance(images, (list, tuple)) and all(isinstance(i, (str, os.PathLike)) for i in images):
-            return np.stack([load_image(path, self.arch.image_size) for path in images]) if images else \
-                np.zeros((0, self.arch.image_size, self.arch.image_size, 3), np.uint8)
-        pixels = np.asarray(images)
+        if isinstance(images, (list, tuple)) and any(_is_path(i) for i in images):
+            odd = next((n for n, i in enumerate(images) if not _is_path(i)), None)
+            if odd is not None:
+                raise CnnfruitError(f"a list of images must be all file paths or all arrays; item {odd} is a "
+                                    f"{type(images[odd]).__name__} among paths")
+            return np.stack([load_image(path, self.arch.image_size) for path in images])
+        if isinstance(images, (list, tuple)) and not images:
+            return np.zeros((0, self.arch.image_size, self.arch.image_size, 3), np.uint8)
+        try:
+            pixels = np.asarray(images)
+        except (TypeError, ValueError) as err:  # a ragged list of arrays, say
+            raise CnnfruitError(f"expected uint8 RGB images of shape (N, {self.arch.image_size}, "
+                                f"{self.arch.image_size}, 3) or file paths; got {type(images).__name__}: {err}") from None
         if pixels.ndim == 3:
             pixels = pixels[None]
         size = self.arch.image_size
@@ -131,6 +141,7 @@ class Classifier:
         """
         from cnnfruit.inference.tta import views
 
+        batch_size = check_batch_size(batch_size)
         pixels = self.images(images)
         unknown = np.zeros(len(pixels), dtype=np.int64)  # the softmax needs a label; its loss is unused
         probs = [self._scores(view, unknown, batch_size)[0] for view in views(pixels, tta)]
@@ -155,12 +166,24 @@ class Classifier:
 
     def decide(self, probs, min_confidence=0.0):
         """The class name of each row of probs (N, M), or None where its probability is below min_confidence."""
-        best = np.asarray(probs).argmax(axis=1)
+        min_confidence = check_confidence(min_confidence)
+        probs = np.asarray(probs)
+        if not len(probs):
+            return []
+        if probs.ndim != 2 or (len(probs) and probs.shape[1] != len(self.class_names)):
+            raise CnnfruitError(f"expected probabilities (N, {len(self.class_names)}), one column per class; got "
+                                f"shape {probs.shape}")
+        best = probs.argmax(axis=1)
         return [self.class_names[m] if p[m] >= min_confidence else None for m, p in zip(best, probs)]
 
     def predict_files(self, paths, batch_size=256, tta="none"):
         """A FilePrediction for each file, in order; a file that cannot be read gets its reason in
         `error` instead of stopping the others. Files are read batch_size at a time."""
+        batch_size = check_batch_size(batch_size)
+        paths = [paths] if _is_path(paths) else list(paths)  # one path is one file, not its characters
+        odd = next((n for n, path in enumerate(paths) if not _is_path(path)), None)
+        if odd is not None:
+            raise CnnfruitError(f"predict_files takes file paths; item {odd} is a {type(paths[odd]).__name__}")
         results = []
         for start in range(0, len(paths), batch_size):
             chunk = [FilePrediction(path) for path in paths[start:start + batch_size]]
@@ -179,6 +202,7 @@ class Classifier:
 
     def predict(self, images, batch_size=256, tta="none", min_confidence=0.0):
         """The most likely class name of each image; None (unsure) where its probability is below min_confidence."""
+        check_confidence(min_confidence)  # before the work
         return self.decide(self.predict_proba(images, batch_size, tta), min_confidence)
 
     def evaluate(self, split, batch_size=256, tta="none"):
@@ -187,6 +211,7 @@ class Classifier:
         With tta, the predictions are those of the averaged probabilities, and the loss is their
         cross-entropy, each probability counted as at least kernels.PROBABILITY_FLOOR.
         """
+        batch_size = check_batch_size(batch_size)
         labels = np.asarray(split.labels, dtype=np.int64)
         if len(labels) and not 0 <= labels.min() <= labels.max() < len(self.class_names):
             raise CnnfruitError(f"labels must be class indices from 0 to {len(self.class_names) - 1}")
@@ -252,3 +277,23 @@ class Classifier:
         """The conv layer's ReLU maps (K, P, P) of one image (uint8 (H, W, 3) or a file path)."""
         with compute_lock():
             return self.network.feature_maps(self.inputs(image))[0]
+
+
+def _is_path(value):
+    return isinstance(value, (str, os.PathLike))
+
+
+def check_batch_size(batch_size):
+    """A batch size as the loops need it: a whole number, 1 or more (0 raised inside range(), and a
+    negative one returned uninitialised memory as probabilities)."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
+        raise SettingError("{batch_size} must be a whole number, 1 or more, got {value!r}", value=batch_size)
+    return int(batch_size)
+
+
+def check_confidence(min_confidence):
+    """A probability threshold: a number from 0 to 1 (a string compared with probabilities raised TypeError)."""
+    if isinstance(min_confidence, bool) or not isinstance(min_confidence, numbers.Real) or \
+            not 0 <= min_confidence <= 1:
+        raise SettingError("{min_confidence} must be a number from 0 to 1, got {value!r}", value=min_confidence)
+    return float(min_confidence)

@@ -32,7 +32,7 @@ import numpy as np
 
 from cnnfruit.config import COLOR_MODES, NORMALIZE_MODES
 from cnnfruit.errors import CnnfruitError
-from cnnfruit.files import existing_kind, same_file, write_atomically
+from cnnfruit.files import described, existing_kind, same_file, write_atomically
 from cnnfruit.data.preprocess import LUMA_WEIGHTS
 
 INPUT_NAME = "images"
@@ -149,7 +149,7 @@ def check_output(path):
     if kind is None:
         return
     if kind != "file":
-        raise CnnfruitError(f"cannot write {path}: it is {kind}; give a file name{_such_as(path)}")
+        raise CnnfruitError(f"cannot write {path}: {described(kind)}; give a file name{_such_as(path)}")
     try:
         with open(path, "rb") as f:
             head = f.read(1)
