@@ -12,7 +12,8 @@ not spawn or forkserver, because those import the caller's main script again in 
 which reruns a script that lacks an `if __name__ == "__main__":` guard. Forking a process that
 runs other threads is risky only for locks those threads hold; the workers touch nothing but
 Pillow and numpy, and the loader's own threads (cache look-ups) have finished before the fork.
-Workers ignore Ctrl-C: the calling process gets it, and stops them.
+Workers ignore Ctrl-C: the calling process gets it, and stops them. They die with it when it is
+killed outright (Linux's parent-death signal), so none is left holding its caller's pipes.
 
 Where the cache lives, first match wins:
   1. the `cache_dir` argument (`read_image_folder(..., cache_dir=...)`); False turns it off;
@@ -233,8 +234,31 @@ def decode_files(folder, names, size):
     return pixels.tobytes(), failures
 
 
-def _ignore_ctrl_c():
+def _start_worker(parent):
+    """In each decoding worker: die with the parent, and leave Ctrl-C to it.
+
+    A parent killed outright (SIGKILL, or SIGTERM without a handler) cannot stop its workers, and
+    they would live on without it, holding its caller's pipes open; Linux's parent-death signal
+    ends them. A worker forked just after its parent died sees another parent, and exits.
+    SIGINT goes to the parent, which stops them; SIGTERM gets its default meaning back, since a
+    handler the parent set for itself would only raise KeyboardInterrupt in the worker.
+    """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    _die_with_parent()
+    if os.getppid() != parent:
+        os._exit(1)
+
+
+def _die_with_parent():
+    """prctl(PR_SET_PDEATHSIG, SIGKILL) through ctypes (Linux; workers are forked only there)."""
+    import ctypes
+
+    PR_SET_PDEATHSIG = 1
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):  # no prctl: a worker outlives a parent killed outright
+        pass
 
 
 class _InCallingProcess:
@@ -264,7 +288,8 @@ def _decoder(workers, files):
     Image.preinit()  # import Pillow and its common plugins once, here, not in every worker
     workers = min(workers, -(-files // CHUNK))
     context = multiprocessing.get_context("fork")
-    return ProcessPoolExecutor(workers, mp_context=context, initializer=_ignore_ctrl_c), workers
+    return ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker,
+                               initargs=(os.getpid(),)), workers
 
 
 def _store(folder, cache_dir, size, out, keep, reused, cached):
