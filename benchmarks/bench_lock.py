@@ -59,7 +59,7 @@ def main():
     import cnnfruit
     import cnnfruit.inference.classifier as classifier_module
     import cnnfruit.training.loop as loop_module
-    from cnnfruit.training.loop import Trainer
+    from cnnfruit.training.loop import TrainingLoop
 
     cnnfruit.configure_threads()
     data = cnnfruit.load_embedded()
@@ -67,10 +67,10 @@ def main():
     print(f"{'':>14}  {'wall s':>8} {'no lock':>8} {'cost':>8}   {'CPU s':>8} {'no lock':>8} {'cost':>8}")
     for batch in [int(b) for b in args.batches.split(",")]:
         config = cnnfruit.TrainConfig(lr=1e-6, batch_size=batch, epochs=1000, val_fraction=0, seed=0)
-        trainer = Trainer.start(data, config)
-        trainer.run_epoch()  # warm: compiled kernels, buffers made
-        row(f"epoch b{batch}", alternate(trainer.run_epoch, [loop_module], args.repeats))
-    clf = cnnfruit.Classifier(trainer.network.arch, trainer.network.params, data.class_names)
+        loop = TrainingLoop.start(data, config)
+        loop.run_epoch()  # warm: compiled kernels, buffers made
+        row(f"epoch b{batch}", alternate(loop.run_epoch, [loop_module], args.repeats))
+    clf = cnnfruit.Classifier(loop.network.arch, loop.network.params, data.class_names)
     images = data.test.images
     clf.predict_proba(images)
     row("predict 8x496", alternate(lambda: [clf.predict_proba(images) for _ in range(8)], [classifier_module],

@@ -20,6 +20,7 @@ _EXPORTS = {
     "Split": "data.datasets",
     "load_embedded": "data.datasets",
     "read_image_folder": "data.datasets",
+    "DataSource": "data.sources",
     "load_image": "data.preprocess",
     "fit": "training.run",
     "resume": "training.run",

@@ -23,7 +23,7 @@ import cnnfruit
 from cnnfruit import checkpoint
 from cnnfruit.config import TrainConfig
 from cnnfruit.errors import CnnfruitError
-from cnnfruit.training.loop import Trainer
+from cnnfruit.training.loop import TrainingLoop
 
 TINY = {"kernels": 2, "kernel_size": 5, "hidden": (6,)}
 
@@ -170,8 +170,8 @@ def exercise(path, data, pixels):
     if ckpt.rng_state:
         config = TrainConfig.from_dict(ckpt.config)
         config.epochs = ckpt.epoch + 1
-        trainer = Trainer.resume(data, config, ckpt)
-        trainer.run_epoch()
+        loop = TrainingLoop.resume(data, config, ckpt)
+        loop.run_epoch()
 
 
 def main(examples):

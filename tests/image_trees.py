@@ -35,7 +35,7 @@ def split_folders(root, splits=("train", "test"), classes=("apple", "kiwi"), per
 
 def backdate(root, seconds=60):
     """Set the modification time of root, or of every file under it, to seconds ago: old enough
-    to be cached (image_cache.RACY_SECONDS)."""
+    to be cached (cnnfruit.data.cache.RACY_SECONDS)."""
     when = time.time_ns() - seconds * 10**9
     paths = [os.path.join(folder, name) for folder, _, files in os.walk(root) for name in files]
     for path in paths or [root]:

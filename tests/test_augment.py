@@ -47,7 +47,7 @@ def test_augmented_training_is_repeatable(synthetic_dataset):
 
 @pytest.mark.parametrize("mode", ["none", "flip", "flip-vh", "rotate", "shift"])
 def test_a_plan_applied_batch_by_batch_equals_the_whole_epoch_at_once(rng, mode):
-    """The trainer augments each batch when its step comes, from choices drawn for the epoch."""
+    """The loop augments each batch when its step comes, from choices drawn for the epoch."""
     from cnnfruit.data.augment import draw_plan
 
     x = rng.standard_normal((23, 3, 9, 9))

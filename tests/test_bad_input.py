@@ -7,7 +7,7 @@ import pytest
 
 from cnnfruit.checkpoint import FORMAT_VERSION
 
-from runs import TINY, cli, saved_arrays
+from helpers import TINY, cli, saved_arrays
 
 
 @pytest.fixture(scope="session")
@@ -201,7 +201,7 @@ def test_broken_checkpoints(tmp_path, trained, image_folder, command):
 def test_eval_with_data_whose_classes_differ(tmp_path, trained, make_image_folder):
     other = make_image_folder(tmp_path / "data", classes=("fig", "kiwi", "plum"))
     assert_error(cli("eval", trained / "model.npz", "--data", other),
-                 "the data's classes (fig, kiwi, plum) differ from the model's (apple, kiwi, plum)")
+                 f"the data's classes (fig, kiwi, plum) differ from those of {trained / 'model.npz'} (apple, kiwi, plum)")
 
 
 def test_predict_input_that_is_not_an_image(tmp_path, trained):

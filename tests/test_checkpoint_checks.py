@@ -3,8 +3,8 @@
 A checkpoint is data from anywhere. Each case below takes a real one (a tiny Adam run, stopped
 mid-epoch so every field is filled) and changes one thing; loading must refuse it with a message
 that names the field, or, where the change is harmless (float16 or big-endian weights), work.
-The cases that used to reach the Numba kernels with the wrong shapes run in a subprocess, so
-that memory corruption fails the test instead of killing pytest.
+The cases that, unchecked, would reach the Numba kernels with the wrong shapes run in a
+subprocess, so that memory corruption fails the test instead of killing pytest.
 """
 import io
 import json
@@ -28,7 +28,7 @@ from cnnfruit.errors import CnnfruitError
 from cnnfruit.nn.network import Network
 
 from conftest import TINY_SETTINGS
-from runs import cli, saved_arrays
+from helpers import cli, saved_arrays
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

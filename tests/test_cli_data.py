@@ -6,7 +6,7 @@ import os
 import numpy as np
 from PIL import Image
 
-from runs import TINY, cli
+from helpers import TINY, cli
 
 
 def photos(folder, count, shade, seed=0):

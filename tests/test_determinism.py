@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from runs import TINY, assert_same_model, cli, saved_arrays
+from helpers import TINY, assert_same_model, cli, saved_arrays
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -5,12 +5,13 @@ import numpy as np
 import pytest
 
 from cnnfruit.nn.architecture import Architecture, init_parameters
+from cnnfruit.nn.gradcheck import relative_error
 from cnnfruit.inference.classifier import Classifier
 from cnnfruit.inference.explain import explain, input_gradient, occlusion_map, preprocess_backward
 from cnnfruit.data.preprocess import to_inputs
 
 import naive
-from runs import cli
+from helpers import cli
 
 MODES = [(color, normalize) for color in ("grey", "rgb") for normalize in ("none", "scale", "standardize")]
 
@@ -28,7 +29,7 @@ def test_preprocess_backward_by_finite_differences(rng, color, normalize):
     upstream = rng.standard_normal((2, 1 if color == "grey" else 3, 5, 5))
     analytic = preprocess_backward(pixels, upstream, color, normalize)
     numeric = naive.numerical_gradient(lambda: naive.preprocess(pixels, color, normalize), pixels, upstream, eps=1e-4)
-    assert naive.relative_error(analytic, numeric) < 1e-6
+    assert relative_error(analytic, numeric) < 1e-6
 
 
 @pytest.fixture(params=MODES[1::2] + MODES[:1])

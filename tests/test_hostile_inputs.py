@@ -16,7 +16,7 @@ from cnnfruit.nn.architecture import Architecture, init_parameters
 from cnnfruit.errors import SettingError
 
 from conftest import TINY_SETTINGS
-from runs import TINY, cli
+from helpers import TINY, cli
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SIZE = r"[\d.]+ (B|KiB|MiB|GiB|TiB|PiB|EiB)"

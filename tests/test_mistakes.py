@@ -9,7 +9,7 @@ from cnnfruit.inference.classifier import Classifier, Evaluation
 from cnnfruit.data.datasets import Split, load_embedded
 from cnnfruit.inference.mistakes import confident_mistakes
 
-from runs import cli
+from helpers import cli
 
 
 def test_mistakes_come_most_confident_first_with_their_files():

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from cnnfruit.sweep.space import SearchSpace
-from runs import assert_same_model, cli
+from helpers import assert_same_model, cli
 
 optuna = pytest.importorskip("optuna", reason="the sweep extra is not installed")
 pytest.importorskip("distributed", reason="the sweep extra is not installed")
@@ -152,7 +152,7 @@ def test_stop_then_resume_runs_only_what_is_missing(tmp_path, data):
 
     watcher = threading.Thread(target=stop_once_the_second_run_is_under_way)
     watcher.start()
-    first = Sweep(space, tmp_path / "s", seeds=(0,), data=data).run(stop=stop)
+    first = Sweep(space, tmp_path / "s", seeds=(0,), source=data).run(stop=stop)
     watcher.join()
     # The run under way when the sweep stopped is listed as cancelled.
     assert first.interrupted and outcomes(first) == ["failed", "finished"]
@@ -253,3 +253,21 @@ def test_without_the_extra_the_command_says_how_to_install_it(monkeypatch):
     result = cli("sweep", "--lr", "1e-3,1e-2")
     assert result.exit_code == 1
     assert "pip install 'cnnfruit[sweep]'" in result.output
+
+
+def test_the_command_reads_its_data_as_train_does_and_its_resume_reads_it_again(tmp_path, make_image_folder):
+    folder = make_image_folder(tmp_path / "data", train=10, test=4)
+    (folder / "train" / "kiwi" / "broken.png").write_bytes(b"not a png")
+    out = tmp_path / "s"
+    args = ["--lr", "1e-3,1e-2", "--kernels", "2", "--kernel-size", "5", "--hidden", "6", "--epochs", "1",
+            "--normalize", "scale", "--seeds", "1", "--workers", "0", "-q"]
+    refused = cli("sweep", "--data", folder, *args, "--out", out)
+    assert refused.exit_code == 1 and "--skip-bad" in refused.output
+    result = cli("sweep", "--data", folder, "--skip-bad", "--no-cache", *args, "--out", out)
+    assert result.exit_code == 0, result.output
+    assert f"Skipped 1 unreadable image(s) in {folder}" in result.output
+    study = optuna.load_study(study_name="cnnfruit-sweep", storage=f"sqlite:///{out / 'study.db'}")
+    assert study.user_attrs["cnnfruit_sweep"]["data_options"] == {"skip_bad": True, "test_fraction": 0.2, "seed": 0}
+    again = cli("sweep", "--resume", out, "--workers", "0", "-q")  # the broken image is skipped again
+    assert again.exit_code == 0, again.output
+    assert cli("sweep", "--resume", out, "--skip-bad", "-q").exit_code == 1  # a resumed sweep keeps its data

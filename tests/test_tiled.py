@@ -344,7 +344,7 @@ def test_resume_through_the_tiled_path_equals_a_straight_run(tmp_path, image_fol
     """17 images in batches of 8: two steps an epoch go through tiled.DenseBackward (96 hidden
     units: 1568 x 96 x 8 multiply-adds, above dispatch.TILED_MIN_WORK), with the optimizer state."""
     from cnnfruit.nn import dispatch
-    from runs import assert_same_model, cli
+    from helpers import assert_same_model, cli
 
     assert dispatch.dense_backward_path(8, 2 * 28 * 28, 96, make_optimizer(optimizer, {}, lr=1e-4)) == "tiled"
     flags = ["--hidden", "96", "--kernels", "2", "--kernel-size", "5", "-q", "--batch-size", "8",

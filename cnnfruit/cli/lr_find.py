@@ -4,7 +4,7 @@ import json
 import click
 from click.core import ParameterSource
 
-from cnnfruit.cli.options import TRAIN_SETTINGS, check_figure_path, computing, data_options, setting_options, write_figure
+from cnnfruit.cli.options import TRAIN_SETTINGS, check_figure_path, computing, data_options, load_data, setting_options, write_figure
 from cnnfruit.config import LR_FIND_END, LR_FIND_PROBE, LR_FIND_START, LR_FIND_STEPS, TrainConfig
 
 
@@ -21,7 +21,7 @@ from cnnfruit.config import LR_FIND_END, LR_FIND_PROBE, LR_FIND_START, LR_FIND_S
               help="PNG file for the loss-against-learning-rate curve.")
 @click.option("--json", "as_json", is_flag=True, help="Print the sweep and the suggestion as JSON.")
 @click.pass_context
-def lr_find(ctx, data, start, end, steps, probe, output, as_json, **settings):
+def lr_find(ctx, source, start, end, steps, probe, output, as_json, **settings):
     """Find a learning rate: train from the run's initial weights while the rate grows exponentially.
 
     Takes the train command's flags; the run it would start (its initial weights, data order,
@@ -40,7 +40,7 @@ def lr_find(ctx, data, start, end, steps, probe, output, as_json, **settings):
     config = TrainConfig(**settings)
     check_figure_path(output)
     computing()
-    sweep = find_lr(data.load(), config, start=start, end=end, steps=steps, probe=probe)
+    sweep = find_lr(load_data(source), config, start=start, end=end, steps=steps, probe=probe)
     write_figure(lr_sweep_figure(sweep), output)
     if as_json:
         click.echo(json.dumps(sweep.to_dict(), indent=2))

@@ -28,7 +28,7 @@ from collections import deque
 from dataclasses import asdict, dataclass
 
 from cnnfruit.config import TrainConfig
-from cnnfruit.data.datasets import load_embedded, read_image_folder
+from cnnfruit.data.sources import DataSource
 from cnnfruit.errors import CnnfruitError
 from cnnfruit.sweep.executors import InProcess, OnDask, check_shared_folder, require_extra
 from cnnfruit.sweep.space import SWEEP_DEFAULTS, SearchSpace, from_param, to_param
@@ -57,11 +57,13 @@ class Sweep:
     """A search over `space` in the folder `folder`, each setting repeated over `seeds`.
 
     trials: how many settings to try (default: the whole grid; required for a space with ranges).
-    pruner: "median", "hyperband", None (no pruning) or an Optuna pruner. data: a Dataset, a
-    folder of images, or None for the embedded photos. threads: Numba threads per run.
+    pruner: "median", "hyperband", None (no pruning) or an Optuna pruner. The runs train on `data`
+    (a Dataset), or on what `source` reads (a DataSource, or a folder of images); with neither, on
+    the embedded photos. threads: Numba threads per run.
     """
 
-    def __init__(self, space, folder, *, seeds=(0,), trials=None, pruner="median", data=None, threads=1):
+    def __init__(self, space, folder, *, seeds=(0,), trials=None, pruner="median", data=None, source=None,
+                 threads=1):
         if not isinstance(space, SearchSpace):
             raise CnnfruitError("space must be a SearchSpace")
         if not space.searched:
@@ -84,7 +86,14 @@ class Sweep:
         self.seeds = seeds
         self.trials = min(trials, space.grid_size) if trials and space.is_grid else trials or space.grid_size
         self.pruner = pruner
+        if isinstance(data, (str, os.PathLike)):  # a folder given as data names the source
+            data, source = None, data
+        if isinstance(source, (str, os.PathLike)):
+            source = DataSource(source)
         self.data = data
+        self.source = source if data is None else None
+        if self.data is None and self.source is None:
+            self.source = DataSource()
         self.threads = threads
         self.started = None
 
@@ -95,8 +104,12 @@ class Sweep:
     def spec(self):
         """What the study records: resuming with anything else is another sweep."""
         pruner = self.pruner if self.pruner is None or isinstance(self.pruner, str) else type(self.pruner).__name__
-        return json.loads(json.dumps({"space": self.space.to_dict(), "seeds": list(self.seeds),
-                                      "trials": self.trials, "pruner": pruner, "data": _data_name(self.data)}))
+        spec = {"space": self.space.to_dict(), "seeds": list(self.seeds), "trials": self.trials, "pruner": pruner,
+                "data": self.source.name if self.source is not None else self.data.source or self.data.name}
+        shaping = (self.source or DataSource.of(self.data)).options()
+        if shaping != DataSource().options():
+            spec["data_options"] = shaping
+        return json.loads(json.dumps(spec))
 
     def run(self, client=None, *, on_run=None, stop=None):
         """Run the sweep to the end, or until `stop` (a threading.Event) is set or Ctrl-C.
@@ -110,7 +123,7 @@ class Sweep:
         import optuna
 
         os.makedirs(os.path.join(self.folder, RUNS_FOLDER), exist_ok=True)
-        dataset = self._dataset()
+        dataset = self.load_data()
         storage_url = "sqlite:///" + os.path.join(self.folder, STUDY_FILE)
         if client is not None:
             from optuna_integration import DaskStorage
@@ -297,11 +310,11 @@ class Sweep:
         seconds = time.perf_counter() - self.started if self.started else None
         return SweepReport.build(self.space, self.seeds, records, seconds=seconds, interrupted=interrupted)
 
-    def _dataset(self):
+    def load_data(self, progress=None):
+        """The Dataset the runs train on: `data`, or what `source` reads, read once (run calls this;
+        call it first to watch the reading with progress(done, total))."""
         if self.data is None:
-            return load_embedded()
-        if isinstance(self.data, (str, os.PathLike)):
-            return read_image_folder(self.data)
+            self.data = self.source.load(progress)
         return self.data
 
 
@@ -349,14 +362,6 @@ def _first(kind):
 
 def _setting_key(space, params):
     return tuple(to_param(params.get(name)) for name in space.names)
-
-
-def _data_name(data):
-    if data is None:
-        return "embedded"
-    if isinstance(data, (str, os.PathLike)):
-        return os.path.abspath(data)
-    return getattr(data, "source", None) or getattr(data, "name", "dataset")
 
 
 def _difference(recorded, wanted):

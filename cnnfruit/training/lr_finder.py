@@ -8,7 +8,7 @@ first barely moves (lr too small), then falls (lr useful), then rises or explode
     print(sweep.suggestion.low, sweep.suggestion.high)
     for line in sweep.suggestion.reasons: print(line)
 
-The training steps are the Trainer's own (Trainer.run_epoch with its on_step hook), so the sweep
+The training steps are the TrainingLoop's own (TrainingLoop.run_epoch with its on_step hook), so the sweep
 sees what training would see: the same initialisation, split, shuffling, augmentation, batch size,
 loss reduction and optimizer. Nothing is saved.
 
@@ -80,7 +80,7 @@ def find_lr(dataset, config, start=LR_FIND_START, end=LR_FIND_END, steps=LR_FIND
     Stops early when the loss stops being finite or exceeds DIVERGED_FACTOR times its lowest.
     Returns an LrSweep with the suggestion filled in.
     """
-    from cnnfruit.training.loop import Diverged, Trainer  # here, so the CLI can read this module's defaults without Numba
+    from cnnfruit.training.loop import Diverged, TrainingLoop  # here, so the CLI can read this module's defaults without Numba
 
     if isinstance(config, dict):
         config = TrainConfig(**config)
@@ -91,8 +91,8 @@ def find_lr(dataset, config, start=LR_FIND_START, end=LR_FIND_END, steps=LR_FIND
         raise SettingError("{steps} must be at least 5, got {value}", value=steps)
     schedule = lr_schedule(start, end, steps)
     # The sweep sets every step's rate itself; a --lr-schedule would overwrite it at each step.
-    trainer = Trainer.start(dataset, replace(config, lr_schedule="constant").check())
-    network, optimizer, data = trainer.network, trainer.optimizer, trainer.data
+    loop = TrainingLoop.start(dataset, replace(config, lr_schedule="constant").check())
+    network, optimizer, data = loop.network, loop.optimizer, loop.splits
     with compute_lock():
         x_probe, y_probe = data.inputs(data.images_val[:probe]), data.y_val[:probe]
     optimizer.lr = float(schedule[0])
@@ -110,19 +110,19 @@ def find_lr(dataset, config, start=LR_FIND_START, end=LR_FIND_END, steps=LR_FIND
         if len(probe_losses) >= window:
             state["best"] = min(state["best"], recent)
         if len(probe_losses) == steps:
-            trainer.stop.set()
+            loop.stop.set()
         elif not math.isfinite(loss):
             state["stopped"] = "the loss stopped being a finite number"
-            trainer.stop.set()
+            loop.stop.set()
         elif recent > DIVERGED_FACTOR * max(state["best"], guess) and len(probe_losses) >= 2 * window:
             state["stopped"] = f"the loss diverged (past {DIVERGED_FACTOR:g}x its lowest)"
-            trainer.stop.set()
+            loop.stop.set()
         else:
             optimizer.lr = float(schedule[len(probe_losses)])
 
     try:
-        while not trainer.stop.is_set():
-            trainer.run_epoch(on_step)
+        while not loop.stop.is_set():
+            loop.run_epoch(on_step)
     except Diverged:
         state["stopped"] = "the loss stopped being a finite number"
     finite = int(np.isfinite(probe_losses).sum()) if probe_losses else 0
