@@ -9,7 +9,7 @@ import pytest
 import cnnfruit
 from cnnfruit.errors import CnnfruitError
 
-from runs import TINY, cli
+from helpers import TINY, cli
 
 pytest.importorskip("onnx", reason="the onnx extra is not installed")
 

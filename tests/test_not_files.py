@@ -14,7 +14,7 @@ from PIL import Image
 import cnnfruit
 from cnnfruit.errors import CnnfruitError
 
-from runs import TINY, cli
+from helpers import TINY, cli
 
 HANG = 120  # seconds: far beyond any of these calls, only there to catch one that blocks
 
