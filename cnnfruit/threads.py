@@ -23,6 +23,7 @@ first, and a notebook may. Measurements behind the choices: docs/performance.md 
 docs/reliability.md ("Threads").
 """
 import os
+import stat
 import threading
 from contextlib import contextmanager
 
@@ -52,8 +53,12 @@ def configure_threads(threads=None):
 
 
 def import_numba():
-    """numba, or a CnnfruitError saying which setting to fix: Numba checks NUMBA_NUM_THREADS as it is
-    imported (0 raised ValueError), so the command line imports it here first."""
+    """numba, ready to compile cnnfruit's kernels, or a CnnfruitError saying which setting to fix.
+
+    Numba checks NUMBA_NUM_THREADS as it is imported (0 raised ValueError), so the command line
+    imports it here first, and so do the kernels (nn/kernels/jit.py), which also need a folder for
+    their compiled code (numba_cache_folder).
+    """
     try:
         import numba
     except ValueError as err:
@@ -62,7 +67,44 @@ def import_numba():
             raise CnnfruitError(f"Numba cannot start: {err}") from None
         raise CnnfruitError(f"NUMBA_NUM_THREADS={value} is not a thread count Numba accepts ({err}); set it to a "
                             f"whole number from 1 to {os.cpu_count() or 1}, or unset it") from None
+    numba_cache_folder(numba)
     return numba
+
+
+def numba_cache_folder(numba):
+    """Make sure Numba has somewhere to write the kernels' compiled code (they are cache=True).
+
+    Numba writes beside the source (__pycache__) or in the user's cache folder (~/.cache/numba);
+    with neither writable (a read-only install, a service whose HOME is not writable) decorating
+    the first kernel raised RuntimeError, "no locator available". Then, and only then (and unless
+    NUMBA_CACHE_DIR says where), the compiled code goes to a private folder in the temporary
+    directory: cnnfruit-numba-<uid>, made 0700 and used only if this user owns it and no one else
+    may write to it, since Numba loads what it finds there as machine code; else a fresh one.
+    """
+    if numba.config.CACHE_DIR:
+        return
+    try:
+        from numba.core.caching import FunctionCache
+
+        FunctionCache(numba_cache_folder)  # the locator Numba would find for a function of this package
+        return
+    except RuntimeError:
+        pass
+    except Exception:  # noqa: BLE001 - another Numba's internals: leave the choice to Numba
+        return
+    import tempfile
+
+    folder = os.path.join(tempfile.gettempdir(), f"cnnfruit-numba-{os.getuid()}")
+    try:
+        os.makedirs(folder, mode=0o700, exist_ok=True)
+        info = os.lstat(folder)
+        if not (stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid() and not info.st_mode & 0o022):
+            folder = tempfile.mkdtemp(prefix="cnnfruit-numba-")
+    except OSError as err:
+        raise CnnfruitError(f"Numba finds no folder to write compiled code to (beside cnnfruit, in the user's "
+                            f"cache, or in {tempfile.gettempdir()}: {err.strerror or err}); set NUMBA_CACHE_DIR to "
+                            "a writable folder") from None
+    numba.config.CACHE_DIR = folder
 
 
 _LOCK = threading.RLock()

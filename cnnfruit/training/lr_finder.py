@@ -82,8 +82,7 @@ def find_lr(dataset, config, start=LR_FIND_START, end=LR_FIND_END, steps=LR_FIND
     """
     from cnnfruit.training.loop import Diverged, TrainingLoop  # here, so the CLI can read this module's defaults without Numba
 
-    if isinstance(config, dict):
-        config = TrainConfig(**config)
+    config = TrainConfig.of(config)
     if not (0 < start < end and math.isfinite(end)):
         raise SettingError("the learning-rate range needs 0 < {start} < {end}, got {low:g} and {high:g}",
                            low=start, high=end)

@@ -18,7 +18,7 @@ from cnnfruit.nn import memory
 from cnnfruit.nn.architecture import Architecture
 from cnnfruit.inference.classifier import Classifier
 from cnnfruit.config import TrainConfig
-from cnnfruit.data.datasets import check_class_names
+from cnnfruit.data.datasets import Dataset, check_class_names
 from cnnfruit.data.sources import DataSource, check_classes, same_images
 from cnnfruit.errors import CnnfruitError, SettingError
 from cnnfruit.history import History
@@ -93,11 +93,9 @@ class Run:
         A folder that already holds a run is refused unless overwrite, which deletes its run files
         first; a folder another run is writing is refused always.
         """
-        if isinstance(config, dict):
-            config = TrainConfig(**config)
-        config.check()
+        config = TrainConfig.of(config)
+        check_data(data)
         check_class_names(list(data.class_names))  # what its checkpoints could not hold
-        check_splits(data)
         arch = Architecture.from_config(config, len(data.class_names))
         memory.check_training(arch, config, len(data.train) + len(data.test))
         run_folder = RunFolder.create(out, overwrite=overwrite) if out is not None else None
@@ -139,7 +137,7 @@ class Run:
             raise SettingError("{path} has already completed its {done} epochs; pass {epochs} N with N > {done} "
                                "to train on", path=path, done=ckpt.epoch)
         dataset = _training_data(path, ckpt, *_data_and_source(data, source), skip_bad)
-        check_splits(dataset)
+        check_data(dataset)
         memory.check_training(ckpt.arch, config, len(dataset.train) + len(dataset.test))
         source = os.path.dirname(path) or "."
         folder = out or source
@@ -261,9 +259,12 @@ def resume(path, *, epochs=None, data=None, source=None, out=None, overwrite=Fal
         on_epoch=on_epoch, on_step=on_step, stop=stop)
 
 
-def check_splits(data):
+def check_data(data):
     """Refuse data that a run could not finish on: every run ends scored on its test images, and a
     run without them would save a history and checkpoints that every command then refuses."""
+    if not isinstance(data, Dataset):
+        raise CnnfruitError(f"the data must be a Dataset (cnnfruit.load_embedded(), cnnfruit.read_image_folder(folder)), "
+                            f"got {type(data).__name__}")
     if not len(data.test):
         raise CnnfruitError(f"the data {data.name} has no test images: a run is scored on them when it ends; give "
                             "it a test split")
