@@ -183,7 +183,10 @@ class Classifier:
         """A FilePrediction for each file, in order; a file that cannot be read gets its reason in
         `error` instead of stopping the others. Files are read batch_size at a time."""
         batch_size = check_batch_size(batch_size)
-        paths = [paths] if _is_path(paths) else list(paths)  # one path is one file, not its characters
+        if _is_path(paths):  # one path is one file, not its characters
+            paths = [paths]
+        elif not isinstance(paths, (list, tuple)):
+            raise CnnfruitError(f"predict_files takes a list of file paths, got {type(paths).__name__}")
         odd = next((n for n, path in enumerate(paths) if not _is_path(path)), None)
         if odd is not None:
             raise CnnfruitError(f"predict_files takes file paths; item {odd} is a {type(paths[odd]).__name__}")
@@ -215,19 +218,32 @@ class Classifier:
         cross-entropy, each probability counted as at least kernels.PROBABILITY_FLOOR.
         """
         batch_size = check_batch_size(batch_size)
-        labels = np.asarray(split.labels, dtype=np.int64)
-        if len(labels) and not 0 <= labels.min() <= labels.max() < len(self.class_names):
+        from cnnfruit.inference.tta import check_mode
+
+        check_mode(tta)
+        try:
+            labels = np.asarray(split.labels)
+        except (AttributeError, TypeError, ValueError):
+            raise CnnfruitError(f"evaluate takes a labelled Split (such as dataset.test), got "
+                                f"{type(split).__name__}") from None
+        whole = labels.dtype.kind in "iu" or (labels.dtype.kind == "f" and bool(np.all(labels == np.round(labels))))
+        if labels.ndim != 1 or not whole or \
+                (len(labels) and not 0 <= labels.min() <= labels.max() < len(self.class_names)):
             raise CnnfruitError(f"labels must be class indices from 0 to {len(self.class_names) - 1}")
+        labels = labels.astype(np.int64)
         if not len(labels):
             raise CnnfruitError("there are no images to evaluate")
+        pixels = self.images(split.images)
+        if len(pixels) != len(labels):
+            raise CnnfruitError(f"the split has {len(pixels)} images and {len(labels)} labels")
         if tta == "none":
-            probs, losses = self._scores(self.images(split.images), labels, batch_size)
+            probs, losses = self._scores(pixels, labels, batch_size)
             predictions = probs.argmax(axis=1)
             loss, accuracy = float(losses.mean()), float((predictions == labels).mean())
         else:
             from cnnfruit.nn.kernels import PROBABILITY_FLOOR
 
-            probs = self.predict_proba(split.images, batch_size, tta)
+            probs = self.predict_proba(pixels, batch_size, tta)
             predictions = probs.argmax(axis=1)
             accuracy = float((predictions == labels).mean())
             true = probs[np.arange(len(labels)), labels].astype(np.float64)
@@ -269,8 +285,11 @@ class Classifier:
 
     def feature_maps(self, image):
         """The conv layer's ReLU maps (K, P, P) of one image (uint8 (H, W, 3) or a file path)."""
+        pixels = self.images(image)
+        if len(pixels) != 1:
+            raise CnnfruitError(f"feature_maps takes one image, got {len(pixels)}")
         with compute_lock():
-            return self.network.feature_maps(self.inputs(image))[0]
+            return self.network.feature_maps(self.inputs(pixels))[0]
 
 
 def _is_path(value):
