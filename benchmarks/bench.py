@@ -59,10 +59,10 @@ def load_data():
     from cnnfruit.config import TrainConfig
     from cnnfruit.data.datasets import load_embedded
     from cnnfruit.data.splits import generators
-    from cnnfruit.training.loop import prepare
+    from cnnfruit.training.loop import split_images
 
     _, split_rng, shuffle_rng = generators(SEED)
-    data = prepare(load_embedded(), TrainConfig(seed=SEED), split_rng)
+    data = split_images(load_embedded(), TrainConfig(seed=SEED), split_rng)
     order = shuffle_rng.permutation(len(data.y_train))
     return data.inputs(data.images_train[order]), data.y_train[order], data.inputs(data.images_test), data.y_test
 
@@ -113,7 +113,7 @@ class Cnnfruit:
         self.optimizer = make_optimizer(optimizer, self.network.params, **settings)
 
     def step(self, x, y):
-        """What Trainer.run_epoch does per step, with the same fused-or-not choice."""
+        """What TrainingLoop.run_epoch does per step, with the same fused-or-not choice."""
         net = self.network
         net.forward(x)
         net.loss(y)
@@ -298,7 +298,7 @@ class Worker:
     def __init__(self, name):
         self.name = name
         env = dict(os.environ)
-        if name == "cnnfruit":  # as the cnnfruit command line runs it (see cnnfruit/cli.py)
+        if name == "cnnfruit":  # BLAS on one thread, as cnnfruit/threads.py holds it
             env.setdefault("OPENBLAS_NUM_THREADS", "1")
         self.process = subprocess.Popen(
             [sys.executable, os.path.abspath(__file__), "--worker", name],

@@ -5,7 +5,7 @@ import pytest
 import cnnfruit
 from cnnfruit.data.augment import MAX_SHIFT, augment
 
-from conftest import TINY_SETTINGS
+from helpers import TINY_SETTINGS
 
 
 def test_flip_mirrors_about_half_the_images_and_nothing_else(rng):

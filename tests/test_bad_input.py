@@ -7,7 +7,7 @@ import pytest
 
 from cnnfruit.checkpoint import FORMAT_VERSION
 
-from helpers import TINY, cli, saved_arrays
+from helpers import TINY, cli, rewrite
 
 
 @pytest.fixture(scope="session")
@@ -125,13 +125,6 @@ def test_output_folder_that_cannot_be_created(tmp_path):
 
 # ---------------------------------------------------------------------------------------------
 # checkpoints: eval, predict and train --resume all read them through checkpoint.load
-
-
-def rewrite(source, target, change):
-    arrays = saved_arrays(source)
-    change(arrays)
-    np.savez(target, **arrays)
-    return target
 
 
 def bad_checkpoints(model, folder):

@@ -22,22 +22,14 @@ from PIL import Image
 import cnnfruit
 from cnnfruit import checkpoint
 from cnnfruit.nn import optimizers as optim
-from cnnfruit.nn.architecture import Architecture, init_parameters
+from cnnfruit.nn.architecture import init_parameters
 from cnnfruit.config import OPTIMIZERS
 from cnnfruit.errors import CnnfruitError
 from cnnfruit.nn.network import Network
 
-from conftest import TINY_SETTINGS
-from helpers import cli, saved_arrays
+from helpers import TINY_SETTINGS, cli, rewrite, tinted, tiny_arch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def tinted(n, rng):
-    labels = np.arange(n) % 3
-    images = rng.integers(0, 120, (n, 32, 32, 3))
-    images[np.arange(n), :, :, labels] += 120
-    return cnnfruit.Split(images.astype(np.uint8), labels.astype(np.int64), [])
 
 
 @pytest.fixture(scope="module")
@@ -66,13 +58,6 @@ def photo(tmp_path_factory):
     path = tmp_path_factory.mktemp("photo") / "photo.png"
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (40, 40, 3)).astype(np.uint8)).save(path)
     return path
-
-
-def rewrite(model, target, change):
-    arrays = saved_arrays(model)
-    change(arrays)
-    np.savez(target, **arrays)
-    return target
 
 
 def text(value):
@@ -333,7 +318,7 @@ def test_pickled_arrays_are_still_refused_from_the_header(model, tmp_path):
 
 def test_every_optimizer_declares_the_state_it_keeps():
     """checkpoint.load checks optimizer state against optim.state_shapes: it must say what step() keeps."""
-    arch = Architecture(kernels=2, kernel_size=5, hidden=(6,), classes=3)
+    arch = tiny_arch()
     params = init_parameters(arch, np.random.default_rng(0))
     shapes = {name: p.shape for name, p in params.items()}
     for name in OPTIMIZERS:
@@ -346,7 +331,7 @@ def test_every_optimizer_declares_the_state_it_keeps():
 
 
 def small_network():
-    arch = Architecture(kernels=2, kernel_size=5, hidden=(6,), classes=3)
+    arch = tiny_arch()
     return arch, init_parameters(arch, np.random.default_rng(0))
 
 
@@ -393,7 +378,7 @@ def test_training_refuses_class_names_that_a_checkpoint_could_not_hold(tmp_path)
 def test_eval_shows_rich_markup_in_class_names_as_written(tmp_path, make_image_folder):
     """`[red]Lychee` is a fine folder name; rich must not take it for a colour and eat it."""
     names = ["Pear", "[bold]", "[red]Lychee"]  # sorted, as folders are
-    arch = Architecture(kernels=2, kernel_size=5, hidden=(6,), classes=3)
+    arch = tiny_arch()
     clf = cnnfruit.Classifier(arch, init_parameters(arch, np.random.default_rng(0)), names)
     clf.save(str(tmp_path / "model.npz"))
     data = make_image_folder(tmp_path / "data", classes=names, train=2, test=2)

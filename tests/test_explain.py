@@ -11,7 +11,7 @@ from cnnfruit.inference.explain import explain, input_gradient, occlusion_map, p
 from cnnfruit.data.preprocess import to_inputs
 
 import naive
-from helpers import cli
+from helpers import cli, tiny_arch
 
 MODES = [(color, normalize) for color in ("grey", "rgb") for normalize in ("none", "scale", "standardize")]
 
@@ -96,7 +96,7 @@ def test_explain_defaults_to_the_predicted_class(clf):
 
 
 def test_the_command_draws_the_maps(tmp_path, image_folder):
-    arch = Architecture(kernels=2, kernel_size=5, hidden=(6,), classes=3)
+    arch = tiny_arch()
     model = tmp_path / "m.npz"
     Classifier(arch, init_parameters(arch, np.random.default_rng(1)), ["apple", "kiwi", "plum"], "grey",
                "standardize").save(model)

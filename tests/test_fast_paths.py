@@ -11,12 +11,9 @@ from cnnfruit.nn.architecture import Architecture, init_parameters
 from cnnfruit.nn.network import Network
 
 import naive
+from helpers import relu_like
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def relu_like(rng, shape, dtype):
-    return np.maximum(rng.standard_normal(shape), 0).astype(dtype)
 
 
 def fused(x, dout, w, b, lr):

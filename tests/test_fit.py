@@ -9,12 +9,11 @@ import cnnfruit
 from cnnfruit import checkpoint
 from cnnfruit.data.datasets import Dataset, Split
 
-from conftest import TINY_SETTINGS
+from helpers import TINY_SETTINGS, tiny_config
 
 
 def tiny(**overrides):
-    return cnnfruit.TrainConfig(**{**TINY_SETTINGS, "epochs": 2, "batch_size": 4, "lr": 1e-3,
-                                   "normalize": "scale", **overrides})
+    return tiny_config(**{"epochs": 2, "batch_size": 4, "lr": 1e-3, "normalize": "scale", **overrides})
 
 
 def same_weights(a, b):

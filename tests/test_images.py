@@ -13,7 +13,7 @@ from cnnfruit.data import preprocess
 from cnnfruit.errors import CnnfruitError
 from cnnfruit.data.preprocess import load_image
 
-from image_trees import class_folders
+from helpers import class_folders
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RAW_PHOTOS = os.path.join(REPO, "..", "shared", "fruits-360")

@@ -12,7 +12,7 @@ from cnnfruit.errors import CnnfruitError, SettingError
 from cnnfruit.data.splits import generators
 from cnnfruit.training.loop import TrainingLoop
 
-from helpers import TINY, assert_same_model, cli, saved_arrays
+from helpers import TINY, assert_same_model, cli, saved_arrays, tiny_config
 
 ARCH = Architecture(in_channels=3, kernels=4, kernel_size=5, hidden=(60, 9), classes=7)
 
@@ -128,7 +128,7 @@ def test_an_old_checkpoint_resumes_with_he_and_refuses_another_init(tmp_path, im
 @pytest.mark.parametrize("scheme", INIT_SCHEMES)
 def test_each_scheme_trains_the_same_twice_and_resumes_bit_for_bit(tmp_path, image_folder, scheme):
     dataset = read_image_folder(str(image_folder))
-    config = TrainConfig(epochs=2, batch_size=2, kernels=2, kernel_size=5, hidden=(8,), lr=1e-3, seed=1,
+    config = tiny_config(epochs=2, batch_size=2, lr=1e-3, seed=1,
                          optimizer="adam", normalize="standardize", init=scheme)
     straight, again = TrainingLoop.start(dataset, config), TrainingLoop.start(dataset, config)
     for loop in (straight, again):

@@ -5,6 +5,7 @@ import pytest
 from cnnfruit.nn import kernels
 
 import naive
+from helpers import relu_like
 
 DTYPES = [np.float32, np.float64]
 # (N, C, H, K, S): batch, channels, image side, kernels, kernel side; includes non-default sizes.
@@ -14,11 +15,6 @@ DENSE_SHAPES = [(1, 5, 3), (4, 130, 70), (3, 64, 129), (7, 1, 2)]
 
 def tolerance(dtype):
     return {"rtol": 1e-5, "atol": 1e-4} if dtype == np.float32 else {"rtol": 1e-12, "atol": 1e-10}
-
-
-def relu_like(rng, shape, dtype):
-    """Random values with about half of them exactly zero, as after a ReLU."""
-    return np.maximum(rng.standard_normal(shape), 0).astype(dtype)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -11,8 +11,7 @@ from cnnfruit import TrainConfig, fit
 from cnnfruit.history import EpochRecord, History
 from cnnfruit.training.logs import history_csv
 
-from conftest import TINY_SETTINGS
-from helpers import TINY, cli
+from helpers import TINY, TINY_SETTINGS, cli
 
 
 def read_csv(path):

@@ -8,8 +8,7 @@ from cnnfruit import TrainConfig
 from cnnfruit.training.lr_finder import LrSweep, find_lr, lr_schedule, smooth, suggest
 from cnnfruit.training.loop import TrainingLoop
 
-from conftest import TINY_SETTINGS
-from helpers import TINY, cli
+from helpers import TINY, TINY_SETTINGS, cli
 
 TINY = [flag for flag in TINY if flag != "-q"]  # lr-find shows no progress bar
 

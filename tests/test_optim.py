@@ -9,7 +9,7 @@ from cnnfruit.errors import CnnfruitError, SettingError
 from cnnfruit.nn.optimizers import UPDATE_RULES, make_optimizer
 from cnnfruit.training.loop import TrainingLoop
 
-from conftest import TINY_SETTINGS
+from helpers import TINY_SETTINGS
 
 DTYPES = [np.float32, np.float64]
 STEPS = 4

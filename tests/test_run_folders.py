@@ -15,8 +15,7 @@ import cnnfruit
 from cnnfruit.errors import CnnfruitError
 from cnnfruit.training.run_folder import RunFolder
 
-from conftest import TINY_SETTINGS
-from helpers import TINY, cli
+from helpers import TINY, TINY_SETTINGS, cli
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = dict(epochs=1, **TINY_SETTINGS)

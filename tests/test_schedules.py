@@ -12,8 +12,7 @@ from cnnfruit.config import LR_SCHEDULES
 from cnnfruit.data.datasets import Dataset, Split
 from cnnfruit.nn.schedules import ONECYCLE_END, ONECYCLE_START, SCHEDULES, make_schedule
 
-from conftest import TINY_SETTINGS
-from helpers import TINY, assert_same_model, cli, saved_arrays
+from helpers import TINY, TINY_SETTINGS, assert_same_model, cli, saved_arrays
 
 
 def config(**overrides):

@@ -5,7 +5,7 @@ import cnnfruit
 from cnnfruit.data.sources import DataSource, check_classes, same_images
 from cnnfruit.errors import CnnfruitError, SettingError
 
-from conftest import TINY_SETTINGS
+from helpers import TINY_SETTINGS
 
 
 def test_a_source_reads_a_folder_as_read_image_folder_does(image_folder):

@@ -1,4 +1,4 @@
-"""The tiled products (cnnfruit/tiled.py) and their tile kernels against tests/naive.py, and their bits.
+"""The tiled products (cnnfruit/nn/tiled.py) and their tile kernels against tests/naive.py, and their bits.
 
 A tiled result must not depend on how many workers ran the tiles: the pool is run with 1 and 2
 workers in this process, and whole training steps in fresh processes with NUMBA_NUM_THREADS=1
@@ -16,6 +16,7 @@ from cnnfruit.nn import tiled
 from cnnfruit.nn.optimizers import make_optimizer
 
 import naive
+from helpers import relu_like
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DTYPES = [np.float32, np.float64]
@@ -23,10 +24,6 @@ DTYPES = [np.float32, np.float64]
 
 def tolerance(dtype):
     return {"rtol": 1e-5, "atol": 1e-5} if dtype == np.float32 else {"rtol": 1e-12, "atol": 1e-12}
-
-
-def relu_like(rng, shape, dtype):
-    return np.maximum(rng.standard_normal(shape), 0).astype(dtype)
 
 
 @pytest.fixture(params=["whole-tiles", "live-blocks"])

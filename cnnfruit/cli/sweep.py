@@ -6,7 +6,7 @@ import click
 from cnnfruit.cli.options import computing, data_options, flag, load_data
 from cnnfruit.config import default_of, setting_fields
 from cnnfruit.errors import CnnfruitError
-from cnnfruit.cli.interrupt import EXIT_CODE, StopOnSignal
+from cnnfruit.interrupt import EXIT_CODE, StopOnSignal
 from cnnfruit.sweep.space import SWEEP_DEFAULTS
 
 SEARCHABLE = tuple(name for name in setting_fields() if name != "seed")

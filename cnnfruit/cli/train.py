@@ -6,7 +6,7 @@ import threading
 
 import click
 
-from cnnfruit.cli.interrupt import EXIT_CODE, InterruptOnSignal, StopOnSignal, signal_name
+from cnnfruit.interrupt import EXIT_CODE, InterruptOnSignal, StopOnSignal, signal_name
 from cnnfruit.cli.options import TRAIN_SETTINGS, computing, data_options, load_data, report_loading, setting_options
 from cnnfruit.cli.terminal import EpochProgress, describe_best, describe_run, epoch_line
 from cnnfruit.config import TrainConfig

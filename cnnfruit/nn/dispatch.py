@@ -16,6 +16,13 @@ from cnnfruit.nn import tiled
 # 0.38-0.39 vs 0.40-0.41, batch 16 0.33-0.36 vs 0.31).
 BLAS_MIN_BATCH = 16
 
+# Scoring (predict, evaluate, validation) runs the network on blocks of exactly this many images.
+# OpenBLAS picks its sgemm kernel by the product's shape (on the report's network, the 841 -> 29
+# layer rounds differently below 48 rows than above), so one block shape makes an image's
+# probabilities independent of its batch and its neighbours; 64 rows cost the 6728 -> 841 product
+# no throughput against 256 (measured on 2 threads, 2,048 images).
+INFERENCE_ROWS = 64
+
 # From TILED_MIN_BATCH images and this many multiply-adds per product on, a dense layer's
 # backward runs tiled (tiled.DenseBackward): sgemm tiles on every core over each tile's live
 # block, the optimizer's update folded in tile by tile. Plain SGD keeps the Numba fused kernel
