@@ -55,7 +55,7 @@ def configure_threads(threads=None):
 def import_numba():
     """numba, ready to compile cnnfruit's kernels, or a CnnfruitError saying which setting to fix.
 
-    Numba checks NUMBA_NUM_THREADS as it is imported (0 raised ValueError), so the command line
+    Numba checks NUMBA_NUM_THREADS as it is imported (0 raises ValueError), so the command line
     imports it here first, and so do the kernels (nn/kernels/jit.py), which also need a folder for
     their compiled code (numba_cache_folder).
     """
@@ -76,7 +76,7 @@ def numba_cache_folder(numba):
 
     Numba writes beside the source (__pycache__) or in the user's cache folder (~/.cache/numba);
     with neither writable (a read-only install, a service whose HOME is not writable) decorating
-    the first kernel raised RuntimeError, "no locator available". Then, and only then (and unless
+    the first kernel raises RuntimeError, "no locator available". Then, and only then (and unless
     NUMBA_CACHE_DIR says where), the compiled code goes to a private folder in the temporary
     directory: cnnfruit-numba-<uid>, made 0700 and used only if this user owns it and no one else
     may write to it, since Numba loads what it finds there as machine code; else a fresh one.

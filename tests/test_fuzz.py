@@ -312,7 +312,8 @@ def test_the_classifier_takes_any_argument_and_answers_or_says_why():
                        lambda: clf.predict_files(images, batch_size=batch_size, tta=tta),
                        lambda: clf.evaluate(Split(images, np.zeros(count(images), np.int64), []),
                                             batch_size=batch_size, tta=tta),
-                       lambda: clf.feature_maps(images)):
+                       lambda: clf.feature_maps(images),
+                       lambda: clf.decide(images, confidence)):
             try:
                 method()
             except CnnfruitError:

@@ -38,8 +38,8 @@ time at every write, rename, chmod or utime, so any replacement gives a new ctim
 in the old one's place (unpacking, copying, `git checkout`) usually a new inode as well. What
 they cannot see is a change made with the clock set back to the old ctime, or a file system that
 keeps no real ctime; `--no-cache` (cache_dir=False) or deleting the cache folder then reads every
-file again. All four come from the one stat the listing makes anyway, so a cached load costs what
-it did; hashing every file instead would read all of them on every load.
+file again. All four come from the one stat the listing makes anyway, so a cached load costs no
+more; hashing every file instead would read all of them on every load.
 
 The cache is never trusted blindly. It is read with allow_pickle=False (never pickle); every
 array must have the expected name, dtype and shape; the file repeats its whole key, which must

@@ -146,36 +146,36 @@ class Classifier:
 
         batch_size = check_batch_size(batch_size)
         pixels = self.images(images)
-        unknown = np.zeros(len(pixels), dtype=np.int64)  # the softmax needs a label; its loss is unused
-        probs = [self._scores(view, unknown, batch_size)[0] for view in views(pixels, tta)]
+        probs = [self._probabilities(view, batch_size) for view in views(pixels, tta)]
         return probs[0] if len(probs) == 1 else np.mean(probs, axis=0, dtype=np.float64).astype(probs[0].dtype)
 
-    def _scores(self, pixels, labels, batch_size):
-        """(probabilities (N, M), per-image cross-entropy (N,) float64) of uint8 images, batch by batch.
+    def _probabilities(self, pixels, batch_size):
+        """Softmax probabilities (N, M) of uint8 images, batch by batch.
 
         Each batch is preprocessed when its turn comes (no float copy of the whole set), and its
-        forward pass is one unit of work under the compute lock, its figures copied out before the
-        lock is released: threads that share this classifier, and so its network's buffers, take turns.
+        forward pass is one unit of work under the compute lock, its probabilities copied out before
+        the lock is released: threads that share this classifier, and so its network's buffers, take
+        turns batch by batch.
         """
-        probs = np.empty((len(pixels), len(self.class_names)), self.network.dtype)
-        losses = np.empty(len(pixels), dtype=np.float64)
+        out = np.empty((len(pixels), len(self.class_names)), self.network.dtype)
         for start in range(0, len(pixels), batch_size):
             chunk = slice(start, start + batch_size)
             with compute_lock():
-                self.network.forward(self.inputs(pixels[chunk]))
-                losses[chunk] = self.network.loss(labels[chunk])
-                probs[chunk] = self.network.probs
-        return probs, losses
+                out[chunk] = self.network.predict_proba(pixels[chunk], batch_size, inputs=self.inputs)
+        return out
 
     def decide(self, probs, min_confidence=0.0):
         """The class name of each row of probs (N, M), or None where its probability is below min_confidence."""
         min_confidence = check_confidence(min_confidence)
-        probs = np.asarray(probs)
-        if not len(probs):
+        try:
+            probs = np.asarray(probs)
+        except (TypeError, ValueError):  # a ragged list
+            probs = np.asarray(None)
+        if probs.size == 0 and probs.ndim in (1, 2):
             return []
-        if probs.ndim != 2 or (len(probs) and probs.shape[1] != len(self.class_names)):
+        if probs.ndim != 2 or probs.shape[1] != len(self.class_names) or probs.dtype.kind not in "fiu":
             raise CnnfruitError(f"expected probabilities (N, {len(self.class_names)}), one column per class; got "
-                                f"shape {probs.shape}")
+                                f"{probs.dtype} {probs.shape}")
         best = probs.argmax(axis=1)
         return [self.class_names[m] if p[m] >= min_confidence else None for m, p in zip(best, probs)]
 
@@ -217,10 +217,9 @@ class Classifier:
         With tta, the predictions are those of the averaged probabilities, and the loss is their
         cross-entropy, each probability counted as at least kernels.PROBABILITY_FLOOR.
         """
-        batch_size = check_batch_size(batch_size)
         from cnnfruit.inference.tta import check_mode
 
-        check_mode(tta)
+        batch_size, tta = check_batch_size(batch_size), check_mode(tta)
         try:
             labels = np.asarray(split.labels)
         except (AttributeError, TypeError, ValueError):
@@ -237,9 +236,10 @@ class Classifier:
         if len(pixels) != len(labels):
             raise CnnfruitError(f"the split has {len(pixels)} images and {len(labels)} labels")
         if tta == "none":
-            probs, losses = self._scores(pixels, labels, batch_size)
-            predictions = probs.argmax(axis=1)
-            loss, accuracy = float(losses.mean()), float((predictions == labels).mean())
+            probs = np.empty((len(labels), len(self.class_names)), self.network.dtype)
+            with compute_lock():  # the whole pass is one unit of work: its loss is the mean over every image
+                loss, accuracy, predictions = self.network.evaluate(pixels, labels, batch_size, inputs=self.inputs,
+                                                                    probabilities=probs)
         else:
             from cnnfruit.nn.kernels import PROBABILITY_FLOOR
 
@@ -297,15 +297,15 @@ def _is_path(value):
 
 
 def check_batch_size(batch_size):
-    """A batch size as the loops need it: a whole number, 1 or more (0 raised inside range(), and a
-    negative one returned uninitialised memory as probabilities)."""
+    """A batch size as the loops need it: a whole number, 1 or more (0 stops range(), and a negative
+    one would leave the probabilities' rows unwritten)."""
     if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
         raise SettingError("{batch_size} must be a whole number, 1 or more, got {value!r}", value=batch_size)
     return int(batch_size)
 
 
 def check_confidence(min_confidence):
-    """A probability threshold: a number from 0 to 1 (a string compared with probabilities raised TypeError)."""
+    """A probability threshold: a number from 0 to 1 (a string cannot be compared with probabilities)."""
     if isinstance(min_confidence, bool) or not isinstance(min_confidence, numbers.Real) or \
             not 0 <= min_confidence <= 1:
         raise SettingError("{min_confidence} must be a number from 0 to 1, got {value!r}", value=min_confidence)
