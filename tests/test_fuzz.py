@@ -213,7 +213,7 @@ def test_mutated_sweep_reports_plot_or_are_refused(tmp_path):
 def finished_sweep(tmp_path_factory):
     """A finished sweep of two tiny runs, whose folder each study.db example starts from."""
     pytest.importorskip("optuna", reason="the sweep extra is not installed")
-    from conftest import write_image_folder
+    from helpers import write_image_folder
     from cnnfruit.sweep.space import SearchSpace
     from cnnfruit.sweep.study import Sweep
 

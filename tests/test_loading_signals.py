@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from image_trees import class_folders
+from helpers import class_folders
 
 ROOT = Path(__file__).resolve().parents[1]
 # The command line, with each chunk of files decoding slowly enough to be caught at it.
