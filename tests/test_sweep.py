@@ -284,7 +284,7 @@ def test_a_worker_with_two_threads_runs_two_runs_at_once_as_one_at_a_time(tmp_pa
     from distributed import Client, LocalCluster
 
     # Work enough for the parallel kernels (the tiny network's steps run their serial twins).
-    wide = {**TINY, "kernels": 8, "kernel_size": 4, "hidden": (32,), "batch_size": 16, "epochs": 2}
+    wide = {**SETTINGS, "kernels": 8, "kernel_size": 4, "hidden": (32,), "batch_size": 16, "epochs": 2}
     space = SearchSpace.from_values(**wide, lr=[1e-3, 1e-2])
     here = Sweep(space, tmp_path / "here", seeds=(0,), data=data, pruner=None).run()
     with dask.config.set({"distributed.scheduler.allowed-failures": 0}), \
@@ -298,7 +298,7 @@ def test_a_worker_with_two_threads_runs_two_runs_at_once_as_one_at_a_time(tmp_pa
             assert_same_model(tmp_path / "here" / a[key]["folder"] / "model.npz",
                               tmp_path / "there" / b[key]["folder"] / "model.npz")
 
-        long = SearchSpace.from_values(**{**TINY, "epochs": 30}, lr=[1e-3, 1e-2])
+        long = SearchSpace.from_values(**{**SETTINGS, "epochs": 30}, lr=[1e-3, 1e-2])
         pid = next(iter(client.run(os.getpid).values()))
 
         def kill_the_worker():
@@ -323,7 +323,7 @@ def test_a_worker_with_two_threads_runs_two_runs_at_once_as_one_at_a_time(tmp_pa
 
 
 def test_a_lost_or_emptied_study_never_overwrites_earlier_results(tmp_path, data):
-    space = SearchSpace.from_values(**TINY, lr=[1e-3, 1e-2])
+    space = SearchSpace.from_values(**SETTINGS, lr=[1e-3, 1e-2])
     Sweep(space, tmp_path / "s", seeds=(0,), data=data, pruner=None).run()
     folder = tmp_path / "s"
     kept = {name: (folder / name).read_bytes() for name in ("sweep.json", "sweep.csv")}
@@ -356,7 +356,7 @@ def damaged(study):
 
 @pytest.mark.parametrize("damage", ["truncated", "flipped bytes", "a folder", "a fifo", "not sqlite", "another study"])
 def test_a_damaged_study_db_is_one_error_line(tmp_path, data, damage):
-    space = SearchSpace.from_values(**TINY, lr=[1e-3, 1e-2])
+    space = SearchSpace.from_values(**SETTINGS, lr=[1e-3, 1e-2])
     folder = tmp_path / "s"
     Sweep(space, folder, seeds=(0,), data=data, pruner=None).run()
     path = folder / "study.db"
@@ -388,7 +388,7 @@ def test_a_damaged_study_db_is_one_error_line(tmp_path, data, damage):
 
 
 def test_resume_refuses_the_flags_it_would_ignore(tmp_path, data):
-    Sweep(SearchSpace.from_values(**TINY, lr=[1e-3]), tmp_path / "s", seeds=(0,), data=data).run()
+    Sweep(SearchSpace.from_values(**SETTINGS, lr=[1e-3]), tmp_path / "s", seeds=(0,), data=data).run()
     result = cli("sweep", "--resume", tmp_path / "s", "--seeds", "2", "--pruner", "hyperband", "--workers", "0")
     assert result.exit_code == 1
     assert result.output.splitlines()[-1] == (
