@@ -224,6 +224,21 @@ class TrainConfig:
         return {name: list(value) if isinstance(value, tuple) else value for name, value in asdict(self).items()}
 
     @classmethod
+    def of(cls, config):
+        """The TrainConfig a caller means: one given, or one made from a dict of settings, checked.
+
+        fit(data, "adam") or a misspelt setting name is one SettingError, not an AttributeError or
+        a TypeError from the constructor."""
+        if isinstance(config, dict):
+            unknown = sorted(map(str, set(config) - {f.name for f in fields(cls)}))
+            if unknown:
+                raise SettingError("{names} is not a training setting", names=", ".join(map(repr, unknown)))
+            config = cls(**config)
+        if not isinstance(config, cls):
+            raise SettingError("the settings must be a TrainConfig (or a dict of them), got {value!r}", value=config)
+        return config.check()
+
+    @classmethod
     def from_dict(cls, settings):
         """The config a checkpoint stored; settings it does not record take their defaults.
 

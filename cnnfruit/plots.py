@@ -311,6 +311,10 @@ def _label(name):
     return name if len(name) <= LABEL_LENGTH else name[:LABEL_LENGTH - 1] + "…"
 
 
+SWEEP_COLUMNS = 4  # panels per row of a sweep's figure
+SWEEP_TICKS = 20  # labelled values on a panel's axis of names or layouts
+
+
 def sweep_figure(report):
     """Accuracy against each swept setting, one panel per setting, from a SweepReport.
 
@@ -320,8 +324,13 @@ def sweep_figure(report):
     """
     runs = [run for run in report.runs if run["outcome"] == "finished"]
     names = report.swept
-    fig = InlineFigure(figsize=(4.2 * len(names) + 0.6, 4.2))
-    axes = np.atleast_1d(fig.subplots(1, len(names), sharey=True, squeeze=False)[0])
+    columns = min(len(names), SWEEP_COLUMNS)
+    rows = -(-len(names) // columns)  # panels wrap onto more rows: the figure grows with sqrt of the settings
+    fig = InlineFigure(figsize=(4.2 * columns + 0.6, 4.2 * rows))
+    grid = fig.subplots(rows, columns, sharey=True, squeeze=False)
+    axes = grid.reshape(-1)
+    for ax in axes[len(names):]:
+        ax.set_visible(False)
     for ax, name in zip(axes, names):
         values = [run["params"][name] for run in runs]
         numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
@@ -331,33 +340,45 @@ def sweep_figure(report):
             distinct = sorted(set(values))
         else:
             distinct = list(dict.fromkeys(json_key(v) for v in values))
+            places = {key: place for place, key in enumerate(distinct)}
 
             def position(v):
-                return distinct.index(json_key(v))
+                return places[json_key(v)]
         for key, marker, color, label in (("test_accuracy", "o", "C0", "test"), ("val_accuracy", "s", "C1",
                                                                                      "validation")):
             xs = [position(v) for v in values]
             ys = [100 * run[key] for run in runs]
             filled = color if key == "test_accuracy" else "none"
             ax.scatter(xs, ys, marker=marker, facecolors=filled, edgecolors=color, alpha=0.7, label=f"{label} (a run)")
-            points = sorted(set(xs))
-            medians = [np.median([y for x, y in zip(xs, ys) if x == p]) for p in points]
+            at = {}
+            for x, y in zip(xs, ys):
+                at.setdefault(x, []).append(y)
+            points = sorted(at)
+            medians = [np.median(at[p]) for p in points]
             ax.plot(points, medians, "-", color=color, label=f"{label} (median)")
         if numeric and distinct and min(distinct) > 0 and max(distinct) / min(distinct) >= 10:
             ax.set_xscale("log")
-        if not numeric:
-            ax.set_xticks(range(len(distinct)), distinct)
+        if not numeric:  # at most SWEEP_TICKS labels (every k-th beyond), each cut to a readable length
+            step = -(-len(distinct) // SWEEP_TICKS)
+            ax.set_xticks(range(0, len(distinct), step), [_short(label) for label in distinct[::step]],
+                          parse_math=False)
         elif len(distinct) <= 8:  # a few swept values: tick exactly those
             ax.set_xticks(distinct, [f"{v:g}" for v in distinct])
             ax.minorticks_off()
         ax.set(xlabel=name, title=name)
         ax.grid(alpha=0.3)
-    axes[0].set_ylabel("Accuracy (%)")
+    for row in grid:
+        row[0].set_ylabel("Accuracy (%)")
     axes[0].legend(fontsize=8)
     splits = sorted({run["val_split"] for run in runs})
-    fig.suptitle(f"{len(report.rows)} settings x {len(report.seeds)} seeds, validation split: {', '.join(splits)}")
+    fig.suptitle(f"{len(report.rows)} settings x {len(report.seeds)} seeds, validation split: {', '.join(splits)}",
+                 parse_math=False)  # split names are drawn as written
     fig.tight_layout()
     return fig
+
+
+def _short(label, most=24):
+    return label if len(label) <= most else label[:most - 1] + "\u2026"
 
 
 def json_key(value):

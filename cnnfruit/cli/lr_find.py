@@ -4,7 +4,8 @@ import json
 import click
 from click.core import ParameterSource
 
-from cnnfruit.cli.options import TRAIN_SETTINGS, computing, data_options, flag, load_data, setting_options, write_figure
+from cnnfruit.cli.options import (TRAIN_SETTINGS, check_figure_path, computing, data_options, flag, load_data,
+                                  setting_options, write_figure)
 from cnnfruit.config import LR_FIND_END, LR_FIND_PROBE, LR_FIND_START, LR_FIND_STEPS, TrainConfig
 
 
@@ -52,6 +53,7 @@ def lr_find(ctx, source, start, end, steps, probe, output, as_json, **settings):
     if probe < 0:
         raise click.BadParameter("must be zero or positive", param_hint="--probe")
     config = TrainConfig(**settings)
+    check_figure_path(output)
     computing()
     sweep = find_lr(load_data(source), config, start=start, end=end, steps=steps, probe=probe)
     write_figure(lr_sweep_figure(sweep), output)

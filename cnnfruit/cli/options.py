@@ -129,12 +129,21 @@ def report_loading(dataset):
 # ---- figures
 
 
-def check_figure_path(path):
-    """Refuse a figure file name whose format is unknown, before any work is done."""
-    if path is not None:
-        from cnnfruit.plots import figure_format
+def check_figure_path(path, *inputs):
+    """Refuse, before any work is done, a figure file name whose format is unknown, or that names
+    one of the command's inputs (a photo given to explain, say), or something not a file."""
+    if path is None:
+        return
+    from cnnfruit.files import described, existing_kind, same_file
+    from cnnfruit.plots import figure_format
 
-        figure_format(path)
+    figure_format(path)
+    for given in inputs:
+        if given is not None and same_file(path, given):
+            raise CnnfruitError(f"{path} is an input of this command; write the figure to another file")
+    kind = existing_kind(path)
+    if kind not in (None, "file"):
+        raise CnnfruitError(f"cannot write {path}: {described(kind)}")
 
 
 def write_figure(fig, path):

@@ -6,6 +6,7 @@ import click
 
 from cnnfruit.cli.options import check_figure_path, computing, write_figure
 from cnnfruit.errors import CnnfruitError
+from cnnfruit.files import check_regular
 
 
 def is_checkpoint_file(path):
@@ -46,7 +47,8 @@ def plot(file, output, show_kernels, feature_image):
       cnnfruit plot runs/x/model.npz --kernels -o kernels.png
       cnnfruit plot runs/x/model.npz --feature-maps photo.jpg -o features.png
     """
-    check_figure_path(output)
+    check_regular(file)  # before it is opened: a FIFO would block for ever
+    check_figure_path(output, file, feature_image)
     from cnnfruit import plots
 
     stem = os.path.splitext(os.path.basename(file))[0]  # written here, not beside FILE: its folder may be shared
@@ -86,4 +88,5 @@ def plot(file, output, show_kernels, feature_image):
                 f"{os.path.basename(feature_image)}: predicted {clf.class_names[int(probs.argmax())]} "
                 f"({100 * probs.max():.1f}%)"))
             output = output or stem + "-features.png"
+    check_figure_path(output, file, feature_image)  # again: the default name may be that of an input
     click.echo(f"Wrote {write_figure(fig, output)}")

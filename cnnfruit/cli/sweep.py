@@ -95,12 +95,14 @@ def sweep(ctx, seeds, trials, source, out, resume_folder, pruner, no_prune, work
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     given = {name: value for name, value in settings.items() if value not in (None, ())}
+    if scheduler is not None:
+        _check_scheduler_address(scheduler)
     if resume_folder:
         from click.core import ParameterSource
 
         fixed = ("out", "seeds", "trials", "data", "skip_bad", "test_fraction", "pruner", "no_prune")  # the stored sweep's
         refused = [flag(name) for name in given] + [
-            flag(name) for name in fixed if ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE]
+            flag(name) for name in fixed if ctx.get_parameter_source(name) in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)]
         if refused:
             raise CnnfruitError(f"--resume goes on with the sweep as it was started (its settings, seeds, trials, "
                                 f"data, pruner and folder): leave out {', '.join(refused)}")
@@ -158,7 +160,7 @@ def _run(plan, scheduler, workers, threads, **hooks):
 
         try:
             client = Client(scheduler, timeout=30)
-        except OSError as err:
+        except (OSError, ValueError, TypeError) as err:
             raise CnnfruitError(f"cannot reach the Dask scheduler at {scheduler}: {err}") from None
         with client:
             return plan.run(client, **hooks)
@@ -174,21 +176,39 @@ def _new_sweep_folder():
     return new_run_folder("sweeps")
 
 
+def _check_scheduler_address(address):
+    """A Dask scheduler address (tcp://HOST:PORT), checked before any work as Dask would parse it."""
+    from distributed.comm import parse_address
+    from distributed.comm.addressing import parse_host_port
+
+    try:
+        scheme, location = parse_address(address)
+        if scheme in ("tcp", "tls", "ws", "wss"):
+            parse_host_port(location)
+        from distributed.comm.registry import get_backend
+
+        get_backend(scheme)
+    except (ValueError, TypeError) as err:
+        raise CnnfruitError(f"--scheduler {address!r} is not a Dask scheduler address such as tcp://10.0.0.5:8786 "
+                            f"({err})") from None
+
+
 def _stored_plan(folder):
     """What the sweep in folder was started with: its space, seeds, trials, DataSource and pruner."""
-    import optuna
-
     from cnnfruit.data.sources import DataSource
     from cnnfruit.sweep.space import SearchSpace
-    from cnnfruit.sweep.study import SPEC_KEY, STUDY_FILE, STUDY_NAME
+    from cnnfruit.sweep.study import STUDY_FILE, stored_spec
 
-    path = os.path.join(folder, STUDY_FILE)
-    if not os.path.isfile(path):
-        raise CnnfruitError(f"{folder} holds no sweep ({STUDY_FILE} is missing)")
-    study = optuna.load_study(study_name=STUDY_NAME, storage="sqlite:///" + os.path.abspath(path))
-    spec = study.user_attrs.get(SPEC_KEY)
-    if spec is None:
-        raise CnnfruitError(f"{path} is not a cnnfruit sweep")
-    folder = None if spec["data"] == "embedded" else spec["data"]
-    source = DataSource(folder, **spec.get("data_options", {}))
-    return SearchSpace.from_dict(spec["space"]), tuple(spec["seeds"]), spec["trials"], source, spec["pruner"]
+    spec = stored_spec(folder)
+    try:
+        space = SearchSpace.from_dict(spec["space"])
+        seeds = tuple(int(seed) for seed in spec["seeds"])
+        data = None if spec["data"] == "embedded" else spec["data"]
+        source = DataSource(data, **spec.get("data_options", {}))
+    except CnnfruitError as err:
+        raise CnnfruitError(f"{os.path.join(folder, STUDY_FILE)} records a sweep this cnnfruit cannot run: {err}") \
+            from None
+    except (KeyError, TypeError, ValueError, AttributeError) as err:
+        raise CnnfruitError(f"{os.path.join(folder, STUDY_FILE)} is not a cnnfruit sweep, or its record of what it "
+                            f"searches is damaged ({type(err).__name__}: {err})") from None
+    return space, seeds, spec["trials"], source, spec["pruner"]

@@ -108,10 +108,17 @@ def _scan(folder):
         raise CnnfruitError(f"cannot list folder {printable(folder)}: {err.strerror or err}") from None
 
 
+def _is_dir(entry):
+    try:
+        return entry.is_dir()
+    except OSError:  # a link to itself, say: not a folder (as an image name, decoding says what it is)
+        return False
+
+
 def _subfolders(folder):
     """Sorted names of folder's subfolders, hidden ones left out."""
     with _scan(folder) as entries:
-        return sorted(e.name for e in entries if not e.name.startswith(".") and e.is_dir())
+        return sorted(e.name for e in entries if not e.name.startswith(".") and _is_dir(e))
 
 
 def _image_files(folder):
@@ -119,11 +126,10 @@ def _image_files(folder):
     files = []
     with _scan(folder) as entries:
         for entry in entries:
-            if not _is_image_name(entry.name) or entry.is_dir():
+            if not _is_image_name(entry.name) or _is_dir(entry):
                 continue
             try:
-                stat = entry.stat()
-                files.append(ImageFile(entry.name, stat.st_size, stat.st_mtime_ns))
+                files.append(ImageFile.from_stat(entry.name, entry.stat()))
             except OSError:  # a dangling link: kept, so that decoding it names the problem
                 files.append(ImageFile(entry.name, -1, -1))
     return sorted(files, key=lambda f: f.name)

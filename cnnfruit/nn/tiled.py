@@ -9,7 +9,7 @@ worker or many.
 
 OpenBLAS must run on one thread: its sums change with its own thread count (tests/
 test_determinism.py), and two workers each calling a threaded OpenBLAS would also fight over the
-cores. threads.py holds it there (configure_threads, one_blas_thread).
+cores. threads.py holds it there (configure_threads, compute_lock).
 
     forward:   out (N, O) = relu(x (N, I) @ w (I, O) + b)      tiles: column slices of w and out
     backward:  for each row tile [r0, r1) of w (I, O), on its live block: the images whose dout

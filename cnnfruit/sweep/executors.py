@@ -14,7 +14,7 @@ from contextlib import contextmanager
 
 from cnnfruit.errors import CnnfruitError
 from cnnfruit.files import write_text_atomically
-from cnnfruit.sweep.worker import RunOutcome, run_one
+from cnnfruit.sweep.worker import LOST, RunOutcome, run_one
 
 INSTALL_HINT = "pip install 'cnnfruit[sweep]'"
 
@@ -61,7 +61,8 @@ class InProcess:
 
 
 class OnDask:
-    """Runs as Dask tasks; a worker that dies mid-run has its run retried by Dask on another."""
+    """Runs as Dask tasks; a worker that dies mid-run has its run retried by Dask on another, and a
+    run lost for good (its workers died more often than Dask retries) is run again on resume."""
 
     def __init__(self, client):
         self.client = client
@@ -73,7 +74,7 @@ class OnDask:
         try:
             return future.result()
         except Exception as err:  # noqa: BLE001 - the cluster lost the run: a worker died too often, say
-            return RunOutcome("failed", error=f"{type(err).__name__}: {err}")
+            return RunOutcome("failed", error=f"{LOST} ({type(err).__name__}: {err})")
 
     def cancel(self, futures):
         self.client.cancel(list(futures))

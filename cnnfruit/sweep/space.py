@@ -226,8 +226,9 @@ def _parse_text(name, kind, text):
             try:
                 number = float(part) if kind is float else int(part)
             except ValueError:
-                raise SettingError("{%s} %s in {value!r} is not a %s" % (
-                    name, repr(part), "number" if kind is float else "whole number"), value=text) from None
+                # the user's text goes in as values, never into the template itself
+                raise SettingError("{%s} {part!r} in {value!r} is not a {kind}" % name, part=part, value=text,
+                                   kind="number" if kind is float else "whole number") from None
             return number
         return part
 

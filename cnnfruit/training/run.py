@@ -18,14 +18,13 @@ from cnnfruit.nn import memory
 from cnnfruit.nn.architecture import Architecture
 from cnnfruit.inference.classifier import Classifier
 from cnnfruit.config import TrainConfig
-from cnnfruit.data.datasets import check_class_names
+from cnnfruit.data.datasets import Dataset, check_class_names
 from cnnfruit.data.sources import DataSource, check_classes, same_images
 from cnnfruit.errors import CnnfruitError, SettingError
 from cnnfruit.history import History
 from cnnfruit.progress import progress_display
 from cnnfruit.files import write_atomically
 from cnnfruit.training.run_folder import BEST_FILE, RunFolder, describe_point
-from cnnfruit.threads import one_blas_thread
 from cnnfruit.training.loop import Diverged, TrainingLoop
 
 
@@ -95,9 +94,8 @@ class Run:
         A folder that already holds a run is refused unless overwrite, which deletes its run files
         first; a folder another run is writing is refused always.
         """
-        if isinstance(config, dict):
-            config = TrainConfig(**config)
-        config.check()
+        config = TrainConfig.of(config)
+        check_data(data)
         check_class_names(list(data.class_names))  # what its checkpoints could not hold
         arch = Architecture.from_config(config, len(data.class_names))
         memory.check_training(arch, config, len(data.train) + len(data.test))
@@ -140,6 +138,7 @@ class Run:
             raise SettingError("{path} has already completed its {done} epochs; pass {epochs} N with N > {done} "
                                "to train on", path=path, done=ckpt.epoch)
         dataset = _training_data(path, ckpt, *_data_and_source(data, source), skip_bad)
+        check_data(dataset)
         memory.check_training(ckpt.arch, config, len(dataset.train) + len(dataset.test))
         source = os.path.dirname(path) or "."
         folder = out or source
@@ -179,7 +178,7 @@ class Run:
         if self.run_folder is not None:
             self.run_folder.lock()  # held since start or resume; again if fit runs a second time
         try:
-            with one_blas_thread(), display:
+            with display:  # each step runs under threads.compute_lock
                 stopped = self._epochs(_both(display.epoch_ended, on_epoch),
                                        _both(lambda done, total: display.step(loop.epoch + 1, done, total), on_step))
             self._flush()
@@ -275,6 +274,19 @@ def _both(first, then):
         first(*args)
         then(*args)
     return call
+
+
+def check_data(data):
+    """Refuse data that a run could not finish on: every run ends scored on its test images, and a
+    run without them would save a history and checkpoints that every command then refuses."""
+    if not isinstance(data, Dataset):
+        raise CnnfruitError(f"the data must be a Dataset (cnnfruit.load_embedded(), cnnfruit.read_image_folder(folder)), "
+                            f"got {type(data).__name__}")
+    if not len(data.test):
+        raise CnnfruitError(f"the data {data.name} has no test images: a run is scored on them when it ends; give "
+                            "it a test split")
+    if not len(data.train):
+        raise CnnfruitError(f"the data {data.name} has no training images")
 
 
 def _bring_best(source, run_folder, ckpt):
