@@ -81,7 +81,6 @@ def sweep(ctx, seeds, trials, source, out, resume_folder, pruner, no_prune, work
     import threading
     from dataclasses import replace
 
-    from cnnfruit.data.sources import DataSource
     from cnnfruit.sweep.executors import require_extra
 
     require_extra(cluster=workers != 0 or scheduler is not None)
