@@ -86,7 +86,6 @@ def sweep(ctx, seeds, trials, source, out, resume_folder, pruner, no_prune, work
     require_extra(cluster=workers != 0 or scheduler is not None)
     import optuna
 
-    from cnnfruit.sweep.space import SearchSpace
     from cnnfruit.sweep.executors import default_workers
     from cnnfruit.sweep.study import STUDY_FILE, Sweep
     from cnnfruit.sweep.report import CSV_FILE, JSON_FILE
@@ -97,28 +96,12 @@ def sweep(ctx, seeds, trials, source, out, resume_folder, pruner, no_prune, work
     if scheduler is not None:
         _check_scheduler_address(scheduler)
     if resume_folder:
-        from click.core import ParameterSource
-
-        fixed = ("out", "seeds", "trials", "data", "skip_bad", "test_fraction", "pruner", "no_prune")  # the stored sweep's
-        refused = [flag(name) for name in given] + [
-            flag(name) for name in fixed if ctx.get_parameter_source(name) in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)]
-        if refused:
-            raise CnnfruitError(f"--resume goes on with the sweep as it was started (its settings, seeds, trials, "
-                                f"data, pruner and folder): leave out {', '.join(refused)}")
+        _refuse_what_resume_ignores(ctx, given)
         space, seed_list, trials, stored, pruner_name = _stored_plan(resume_folder)
         source = replace(stored, cache_dir=source.cache_dir)
         out = resume_folder
     else:
-        space = SearchSpace.from_text(given)
-        if not space.searched:
-            single = ", ".join(f"{flag(name)} {_shown(value)}" for name, value in space.fixed.items())
-            raise CnnfruitError("a sweep needs at least one setting to search: a comma list (--lr 1e-4,1e-3), a "
-                                "range (--kernels 4:16), or --hidden or --class-weights repeated"
-                                + (f"; these are one value each: {single}" if single else ""))
-        seed_list = tuple(range(seeds))
-        if trials is None and not space.is_grid:
-            trials = 20
-        pruner_name = None if no_prune else pruner
+        space, seed_list, trials, pruner_name = _new_plan(given, seeds, trials, pruner, no_prune)
         out = out or _new_sweep_folder()
     if scheduler is None and workers is None:
         workers = default_workers(threads)
@@ -211,3 +194,31 @@ def _stored_plan(folder):
         raise CnnfruitError(f"{os.path.join(folder, STUDY_FILE)} is not a cnnfruit sweep, or its record of what it "
                             f"searches is damaged ({type(err).__name__}: {err})") from None
     return space, seeds, spec["trials"], source, spec["pruner"]
+
+
+def _refuse_what_resume_ignores(ctx, given):
+    """--resume goes on with the stored sweep: a setting or flag that would change it is refused."""
+    from click.core import ParameterSource
+
+    fixed = ("out", "seeds", "trials", "data", "skip_bad", "test_fraction", "pruner", "no_prune")  # the stored sweep's
+    refused = [flag(name) for name in given] + [
+        flag(name) for name in fixed
+        if ctx.get_parameter_source(name) in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)]
+    if refused:
+        raise CnnfruitError(f"--resume goes on with the sweep as it was started (its settings, seeds, trials, "
+                            f"data, pruner and folder): leave out {', '.join(refused)}")
+
+
+def _new_plan(given, seeds, trials, pruner, no_prune):
+    """(space, seeds, trials, pruner name) of a new sweep over the settings given on the command line."""
+    from cnnfruit.sweep.space import SearchSpace
+
+    space = SearchSpace.from_text(given)
+    if not space.searched:
+        single = ", ".join(f"{flag(name)} {_shown(value)}" for name, value in space.fixed.items())
+        raise CnnfruitError("a sweep needs at least one setting to search: a comma list (--lr 1e-4,1e-3), a "
+                            "range (--kernels 4:16), or --hidden or --class-weights repeated"
+                            + (f"; these are one value each: {single}" if single else ""))
+    if trials is None and not space.is_grid:
+        trials = 20
+    return space, tuple(range(seeds)), trials, None if no_prune else pruner
