@@ -384,7 +384,7 @@ def test_a_damaged_study_db_is_one_error_line(tmp_path, data, damage):
         assert result.exit_code == 1, result.output
         lines = result.output.strip().splitlines()
         assert "Traceback" not in result.output and lines[-1].startswith("Error: "), result.output
-        assert len(lines) <= 2, result.output  # the error, after the line that says what the sweep is
+        assert len(lines) <= 3, result.output  # the error, after the lines that say what the sweep is and that it goes on
 
 
 def test_resume_refuses_the_flags_it_would_ignore(tmp_path, data):
