@@ -62,7 +62,7 @@ def test_export_replaces_an_earlier_export(folder):
         cnnfruit.Classifier.load(folder / "model.npz").export(folder / "history.json")
 
 
-def test_a_figure_never_replaces_an_input_of_its_command(folder, tmp_path):
+def test_a_figure_never_replaces_an_input_of_its_command(folder, tmp_path, monkeypatch):
     photo = tmp_path / "photo.png"
     from PIL import Image
 
@@ -75,6 +75,7 @@ def test_a_figure_never_replaces_an_input_of_its_command(folder, tmp_path):
     assert photo.read_bytes() == kept
     history = tmp_path / "history.png"  # a history under a figure's name: its default figure is itself
     shutil.copy(folder / "history.json", history)
+    monkeypatch.chdir(tmp_path)  # where plot writes by default
     result = cli("plot", history)
     assert last_line(result) == f"Error: {history} is an input of this command; write the figure to another file"
     assert history.read_bytes() == (folder / "history.json").read_bytes()
