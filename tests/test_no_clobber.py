@@ -77,7 +77,7 @@ def test_a_figure_never_replaces_an_input_of_its_command(folder, tmp_path, monke
     shutil.copy(folder / "history.json", history)
     monkeypatch.chdir(tmp_path)  # where plot writes by default
     result = cli("plot", history)
-    assert last_line(result) == f"Error: {history} is an input of this command; write the figure to another file"
+    assert last_line(result) == "Error: history.png is an input of this command; write the figure to another file"
     assert history.read_bytes() == (folder / "history.json").read_bytes()
 
 
