@@ -38,6 +38,8 @@ _EXPORTS = {
     "summarize": "inference.summary",
     "TensorBoardLog": "training.logs",
     "confident_mistakes": "inference.mistakes",
+    "explain": "inference.explain",
+    "Explanation": "inference.explain",
     "SearchSpace": "sweep.space",
     "Choice": "sweep.space",
     "Range": "sweep.space",
@@ -48,15 +50,21 @@ _EXPORTS = {
     "SettingError": "errors",
 }
 
-__all__ = sorted(_EXPORTS)
+# public modules, reached as cnnfruit.plots.history_figure(...) like the names above
+_MODULES = ("plots",)
+
+__all__ = sorted([*_EXPORTS, *_MODULES])
 
 
 def __getattr__(name):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'cnnfruit' has no attribute {name!r}")
     from importlib import import_module
 
-    value = getattr(import_module(f".{_EXPORTS[name]}", __name__), name)
+    if name in _MODULES:
+        value = import_module(f".{name}", __name__)
+    elif name in _EXPORTS:
+        value = getattr(import_module(f".{_EXPORTS[name]}", __name__), name)
+    else:
+        raise AttributeError(f"module 'cnnfruit' has no attribute {name!r}")
     globals()[name] = value  # later look-ups skip this function
     return value
 

@@ -25,7 +25,7 @@ from cnnfruit.nn.architecture import Architecture
 from cnnfruit.config import COLOR_MODES, IMAGE_SIZE, NORMALIZE_MODES, OPTIMIZERS, TrainConfig
 from cnnfruit.data.datasets import check_class_names
 from cnnfruit.errors import CnnfruitError
-from cnnfruit.files import write_atomically
+from cnnfruit.files import described, existing_kind, write_atomically
 
 FORMAT_VERSION = 1
 
@@ -104,7 +104,13 @@ def save(path, ckpt):
         with open(temporary, "wb") as f:
             np.savez(f, **arrays)
 
-    write_atomically(path, write)
+    kind = existing_kind(path)
+    if kind == "a folder":
+        raise CnnfruitError(f"cannot write checkpoint {path}: it is a folder; give a file name such as "
+                            f"{os.path.join(str(path), 'model.npz')}")
+    if kind not in (None, "file"):
+        raise CnnfruitError(f"cannot write checkpoint {path}: {described(kind)}")
+    write_atomically(path, write)  # an OSError is the caller's to word: it knows what was being saved
 
 
 def load(path):

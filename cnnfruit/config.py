@@ -138,7 +138,7 @@ class TrainConfig:
     """Everything that decides what a training run computes. Checked when made (and by check())."""
 
     lr: float = setting(1e-6, "Learning rate (loss summed over the batch).", check=positive_number)
-    epochs: int = setting(10, "Passes over the training set (with --resume: the new total).", check=at_least(1))
+    epochs: int = setting(10, "Passes over the training set.", check=at_least(1))
     batch_size: int = setting(1, "Images per SGD step (1 = the report's plain SGD).", check=at_least(1))
     kernels: int = setting(8, "Number of conv kernels.", check=at_least(1))
     kernel_size: int = setting(4, "Side of each square conv kernel.", check=fits_the_image)
@@ -222,6 +222,21 @@ class TrainConfig:
     def to_dict(self):
         """JSON-ready: name -> value, layer sizes as a list."""
         return {name: list(value) if isinstance(value, tuple) else value for name, value in asdict(self).items()}
+
+    @classmethod
+    def of(cls, config):
+        """The TrainConfig a caller means: one given, or one made from a dict of settings, checked.
+
+        fit(data, "adam") or a misspelt setting name is one SettingError, not an AttributeError or
+        a TypeError from the constructor."""
+        if isinstance(config, dict):
+            unknown = sorted(map(str, set(config) - {f.name for f in fields(cls)}))
+            if unknown:
+                raise SettingError("{names} is not a training setting", names=", ".join(map(repr, unknown)))
+            config = cls(**config)
+        if not isinstance(config, cls):
+            raise SettingError("the settings must be a TrainConfig (or a dict of them), got {value!r}", value=config)
+        return config.check()
 
     @classmethod
     def from_dict(cls, settings):

@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field, fields
 
 from cnnfruit import jsontext
 from cnnfruit.errors import CnnfruitError
-from cnnfruit.files import write_text_atomically
+from cnnfruit.files import check_regular, write_text_atomically
 
 # Bounds far beyond any real run that keep a crafted file from breaking a plot (matplotlib fails
 # on an axis from -1e308 to 1e308) or from printing nonsense.
@@ -128,6 +128,7 @@ class History:
 
     @classmethod
     def load(cls, path):
+        check_regular(path, "history")
         try:
             with open(path, encoding="utf-8") as f:
                 text = f.read()

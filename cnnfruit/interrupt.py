@@ -1,4 +1,6 @@
 """Ctrl-C and SIGTERM during training: ask the loop to stop at the next step, don't kill it.
+Before training, while images load, both end the command at once with a message (there is
+nothing to save yet), SIGTERM as Ctrl-C does.
 
 A signal that lands inside a Numba kernel is handled when the kernel returns, so the step in
 flight always finishes and the saved state is a consistent one. A second signal gives up waiting:
@@ -41,3 +43,29 @@ class StopOnSignal:
 
 def signal_name(signum):
     return signal.Signals(signum).name
+
+
+class InterruptOnSignal:
+    """Within `with InterruptOnSignal() as signals:`, SIGINT and SIGTERM raise KeyboardInterrupt in
+    the main thread, so that loading stops its worker processes and the command says what it did;
+    `received` names the signal. Without it SIGTERM would end the process with no word."""
+
+    def __init__(self):
+        self.received = None
+        self._previous = {}
+
+    def _handle(self, signum, frame):
+        self.received = signum
+        raise KeyboardInterrupt
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for sig in SIGNALS:
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous.clear()
+        return False

@@ -1,12 +1,16 @@
 """Figures: each function builds a matplotlib Figure and returns it; save_figure writes one to a file.
 
 Figures are made with matplotlib's object API (matplotlib.figure.Figure), not pyplot, so no
-backend is chosen or changed here: in a notebook they display inline, and nothing opens a window.
+backend is chosen or changed here, nothing opens a window, and a figure nobody holds is freed like
+any object (pyplot would keep every figure it made until closed). Returned as the last value of a
+notebook cell, a figure shows itself as a PNG (InlineFigure), with no `%matplotlib` needed.
 """
+import io
 import os
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from cnnfruit.errors import CnnfruitError
 from cnnfruit.files import write_atomically
@@ -24,6 +28,21 @@ CONFUSION_MAX_INCHES = 14
 LABEL_LENGTH = 24  # longer class names are cut, with an ellipsis
 
 
+class InlineFigure(Figure):
+    """A matplotlib Figure that IPython and Jupyter display as a PNG image.
+
+    Jupyter shows a plain Figure as text (`<Figure size 1000x400 with 2 Axes>`) unless pyplot's
+    inline backend is switched on; this one renders itself through `_repr_png_`, which IPython
+    asks of every displayed object. Everything else is the plain Figure: savefig, axes, and the
+    inline backend's own drawing when the user has switched it on (IPython then prefers it).
+    """
+
+    def _repr_png_(self):
+        buffer = io.BytesIO()
+        self.savefig(buffer, format="png", bbox_inches="tight")
+        return buffer.getvalue()
+
+
 def figure_format(path):
     """The format the file name asks for ("png", "jpg", ...); CnnfruitError for a suffix not in FORMATS."""
     suffix = os.path.splitext(str(path))[1].lower().lstrip(".")
@@ -39,6 +58,10 @@ def save_figure(fig, path):
     write_atomically(path, lambda temporary: fig.savefig(temporary, dpi=120, format=fmt, bbox_inches="tight"))
 
 
+# 0 to 100% with room for a marker's radius at either end, where a run often sits (100% validation)
+ACCURACY_LIMITS = (-3, 103)
+
+
 def history_figure(history):
     """The report's figure from a History: loss per epoch, and accuracy beside it.
 
@@ -48,7 +71,7 @@ def history_figure(history):
     epochs = [e.epoch for e in history.epochs]
     scheduled = history.hyperparameters.get("lr_schedule", "constant") != "constant" and all(
         e.lr is not None for e in history.epochs)
-    fig = Figure(figsize=(15 if scheduled else 10, 4))
+    fig = InlineFigure(figsize=(15 if scheduled else 10, 4))
     axes = fig.subplots(1, 3 if scheduled else 2)
     loss_ax, acc_ax = axes[:2]
     loss_ax.plot(epochs, [e.train_loss for e in history.epochs], "o-", label="Training")
@@ -60,7 +83,9 @@ def history_figure(history):
         acc_ax.axhline(100 * history.test_accuracy, color="grey", linestyle="--",
                        label=f"Test ({100 * history.test_accuracy:.1f}%)")
     loss_ax.set(xlabel="Epoch", ylabel="Loss (mean cross-entropy per image)", title="Loss")
-    acc_ax.set(xlabel="Epoch", ylabel="Accuracy (%)", title="Accuracy", ylim=(0, 100))
+    acc_ax.set(xlabel="Epoch", ylabel="Accuracy (%)", title="Accuracy", ylim=ACCURACY_LIMITS)
+    for ax in axes:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole: no tick at 1.25
     for ax in (loss_ax, acc_ax):
         ax.grid(alpha=0.3)
         ax.legend()
@@ -96,7 +121,7 @@ def kernels_figure(conv_w, title="Learned conv kernels"):
     channel_names = ["grey"] if C == 1 else ["red", "green", "blue"] if C == 3 else [f"channel {c}" for c in range(C)]
     rows = C + (1 if C == 3 else 0)
     limit = float(np.abs(conv_w).max()) or 1.0
-    fig = Figure(figsize=(1.3 * K + 1.2, 1.35 * rows + 0.7))
+    fig = InlineFigure(figsize=(1.3 * K + 1.2, 1.35 * rows + 0.7))
     axes = fig.subplots(rows, K, squeeze=False)
     for k in range(K):
         for c in range(C):
@@ -126,7 +151,7 @@ def feature_maps_figure(image, maps, title="Feature maps"):
     K = len(maps)
     columns = min(K + 1, 5)
     rows = -(-(K + 1) // columns)
-    fig = Figure(figsize=(2.1 * columns + 0.8, 2.2 * rows + 0.4))
+    fig = InlineFigure(figsize=(2.1 * columns + 0.8, 2.2 * rows + 0.4))
     axes = fig.subplots(rows, columns, squeeze=False)
     for ax in axes.ravel():
         ax.set_visible(False)
@@ -153,7 +178,7 @@ def confusion_figure(matrix, class_names, title="Confusion matrix"):
     matrix = np.asarray(matrix)
     M = len(class_names)
     side = min(1.2 * M + 2.8, CONFUSION_MAX_INCHES)
-    fig = Figure(figsize=(side, min(1.1 * M + 2.2, CONFUSION_MAX_INCHES)))
+    fig = InlineFigure(figsize=(side, min(1.1 * M + 2.2, CONFUSION_MAX_INCHES)))
     ax = fig.subplots()
     shown = ax.imshow(matrix, cmap="Blues", vmin=0, interpolation="nearest")
     if M <= NUMBERED_CLASSES:
@@ -191,7 +216,7 @@ def lr_sweep_figure(sweeps, labels=None, title=None):
     single = not isinstance(sweeps, (list, tuple))
     sweeps = [sweeps] if single else list(sweeps)
     labels = labels or [f"seed {s.config.seed}, {s.start:.0e} to {s.end:.0e}" for s in sweeps]
-    fig = Figure(figsize=(8, 4.8))
+    fig = InlineFigure(figsize=(8, 4.8))
     ax = fig.subplots()
     for sweep, label in zip(sweeps, labels):
         floor = np.maximum
@@ -226,7 +251,7 @@ def mistakes_figure(images, mistakes, title="Most confident mistakes", columns=4
     count = max(len(mistakes), 1)
     columns = min(columns, count)
     rows = -(-count // columns)
-    fig = Figure(figsize=(2.6 * columns, 3.2 * rows + 0.5))
+    fig = InlineFigure(figsize=(2.6 * columns, 3.2 * rows + 0.5))
     axes = fig.subplots(rows, columns, squeeze=False)
     for ax in axes.ravel():
         ax.set_visible(False)
@@ -257,7 +282,7 @@ def explanation_figure(explanation, photo=None, title=None):
     photo = e.image if photo is None else photo
     h, w = photo.shape[:2]
     extent = (-0.5, w - 0.5, h - 0.5, -0.5)  # imshow's own extent for the photo
-    fig = Figure(figsize=(12, 4.2))
+    fig = InlineFigure(figsize=(12, 4.2))
     photo_ax, saliency_ax, occlusion_ax = fig.subplots(1, 3)
     for ax in (photo_ax, saliency_ax, occlusion_ax):
         ax.imshow(photo, interpolation="antialiased")
@@ -286,6 +311,10 @@ def _label(name):
     return name if len(name) <= LABEL_LENGTH else name[:LABEL_LENGTH - 1] + "…"
 
 
+SWEEP_COLUMNS = 4  # panels per row of a sweep's figure
+SWEEP_TICKS = 20  # labelled values on a panel's axis of names or layouts
+
+
 def sweep_figure(report):
     """Accuracy against each swept setting, one panel per setting, from a SweepReport.
 
@@ -295,8 +324,13 @@ def sweep_figure(report):
     """
     runs = [run for run in report.runs if run["outcome"] == "finished"]
     names = report.swept
-    fig = Figure(figsize=(4.2 * len(names) + 0.6, 4.2))
-    axes = np.atleast_1d(fig.subplots(1, len(names), sharey=True, squeeze=False)[0])
+    columns = min(len(names), SWEEP_COLUMNS)
+    rows = -(-len(names) // columns)  # panels wrap onto more rows: the figure grows with sqrt of the settings
+    fig = InlineFigure(figsize=(4.2 * columns + 0.6, 4.2 * rows))
+    grid = fig.subplots(rows, columns, sharey=True, squeeze=False)
+    axes = grid.reshape(-1)
+    for ax in axes[len(names):]:
+        ax.set_visible(False)
     for ax, name in zip(axes, names):
         values = [run["params"][name] for run in runs]
         numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
@@ -306,33 +340,45 @@ def sweep_figure(report):
             distinct = sorted(set(values))
         else:
             distinct = list(dict.fromkeys(json_key(v) for v in values))
+            places = {key: place for place, key in enumerate(distinct)}
 
             def position(v):
-                return distinct.index(json_key(v))
+                return places[json_key(v)]
         for key, marker, color, label in (("test_accuracy", "o", "C0", "test"), ("val_accuracy", "s", "C1",
                                                                                      "validation")):
             xs = [position(v) for v in values]
             ys = [100 * run[key] for run in runs]
             filled = color if key == "test_accuracy" else "none"
             ax.scatter(xs, ys, marker=marker, facecolors=filled, edgecolors=color, alpha=0.7, label=f"{label} (a run)")
-            points = sorted(set(xs))
-            medians = [np.median([y for x, y in zip(xs, ys) if x == p]) for p in points]
+            at = {}
+            for x, y in zip(xs, ys):
+                at.setdefault(x, []).append(y)
+            points = sorted(at)
+            medians = [np.median(at[p]) for p in points]
             ax.plot(points, medians, "-", color=color, label=f"{label} (median)")
         if numeric and distinct and min(distinct) > 0 and max(distinct) / min(distinct) >= 10:
             ax.set_xscale("log")
-        if not numeric:
-            ax.set_xticks(range(len(distinct)), distinct)
+        if not numeric:  # at most SWEEP_TICKS labels (every k-th beyond), each cut to a readable length
+            step = -(-len(distinct) // SWEEP_TICKS)
+            ax.set_xticks(range(0, len(distinct), step), [_short(label) for label in distinct[::step]],
+                          parse_math=False)
         elif len(distinct) <= 8:  # a few swept values: tick exactly those
             ax.set_xticks(distinct, [f"{v:g}" for v in distinct])
             ax.minorticks_off()
         ax.set(xlabel=name, title=name)
         ax.grid(alpha=0.3)
-    axes[0].set_ylabel("Accuracy (%)")
+    for row in grid:
+        row[0].set_ylabel("Accuracy (%)")
     axes[0].legend(fontsize=8)
     splits = sorted({run["val_split"] for run in runs})
-    fig.suptitle(f"{len(report.rows)} settings x {len(report.seeds)} seeds, validation split: {', '.join(splits)}")
+    fig.suptitle(f"{len(report.rows)} settings x {len(report.seeds)} seeds, validation split: {', '.join(splits)}",
+                 parse_math=False)  # split names are drawn as written
     fig.tight_layout()
     return fig
+
+
+def _short(label, most=24):
+    return label if len(label) <= most else label[:most - 1] + "\u2026"
 
 
 def json_key(value):

@@ -212,7 +212,8 @@ def test_predict_input_that_is_not_an_image(tmp_path, trained):
 # history files
 
 
-def test_plot_of_a_good_history(tmp_path, trained):
+def test_plot_of_a_good_history(tmp_path, trained, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     shutil.copy(trained / "history.json", tmp_path / "history.json")
     result = cli("plot", tmp_path / "history.json")
     assert result.exit_code == 0, result.output
@@ -230,7 +231,8 @@ def test_plot_of_a_good_history(tmp_path, trained):
     ('{"epochs": [{"epoch": 1, "train_loss": 0.5, "train_accuracy": 0.5, "val_loss": [1]}]}',
      "is not a cnnfruit history: epoch 1 has a val_loss that is not a number from 0 to 1e+39"),
 ])
-def test_malformed_history(tmp_path, content, problem):
+def test_malformed_history(tmp_path, content, problem, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     history = tmp_path / "history.json"
     history.write_text(content)
     assert_error(cli("plot", history), f"{history} {problem}")

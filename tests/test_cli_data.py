@@ -49,11 +49,12 @@ def test_many_classes_are_summarised(tmp_path):
         in result.output
 
 
-def test_the_cache_goes_where_it_is_told_or_nowhere(tmp_path, make_image_folder):
+def test_the_cache_goes_where_it_is_told_or_nowhere(tmp_path, make_image_folder, monkeypatch):
+    from cnnfruit.data import cache as image_cache
+
     data = make_image_folder(tmp_path / "data")
-    for folder, _, files in os.walk(data):  # files written this very second are decoded but not cached
-        for name in files:
-            os.utime(os.path.join(folder, name), (1e9, 1e9))
+    # files written this very second are decoded but not cached: load as if a few seconds later
+    monkeypatch.setattr(image_cache, "RACY_SECONDS", 0)
     cache = tmp_path / "cache"
     result = cli("train", "--data", data, *TINY, "--epochs", 1, "--cache-dir", cache, "--out", tmp_path / "a")
     assert result.exit_code == 0, result.output
@@ -62,3 +63,44 @@ def test_the_cache_goes_where_it_is_told_or_nowhere(tmp_path, make_image_folder)
                  "--out", tmp_path / "b")
     assert result.exit_code == 0, result.output
     assert not (tmp_path / "none").exists()
+
+
+def test_a_test_fraction_that_would_cut_nothing_is_refused_with_the_reason(tmp_path, image_folder):
+    """A folder with train/ and test/ has its test split: --test-fraction is refused by every command
+    that reads data, and so it is for the embedded photos and for a resumed run."""
+    from cnnfruit.data.datasets import read_image_folder
+    from cnnfruit.errors import SettingError
+
+    name = str(image_folder)
+    for command in ("train", "lr-find"):
+        where = ["-o", tmp_path / "lr.png"] if command == "lr-find" else ["-q", "--out", tmp_path / command]
+        result = cli(command, "--data", image_folder, *[f for f in TINY if f != "-q"], "--test-fraction", 0.3, *where)
+        assert result.exit_code == 1
+        assert result.output.splitlines()[-1] == (f"Error: --test-fraction cuts a test split out of class folders "
+                                                  f"alone, but {name} has its own test/ folder; leave --test-fraction out")
+    result = cli("train", *TINY, "--test-fraction", 0.3)
+    assert result.output.splitlines()[-1] == ("Error: --test-fraction cuts a test split out of a data folder of "
+                                              "class folders; the embedded photos have their own test split")
+    trained = cli("train", "--data", image_folder, *TINY, "--epochs", 1, "--out", tmp_path / "run")
+    assert trained.exit_code == 0, trained.output
+    resumed = cli("train", "--resume", tmp_path / "run" / "model.npz", "--epochs", 2, "--test-fraction", 0.3)
+    assert resumed.output.splitlines()[-1] == ("Error: --test-fraction cannot change the test split of a run that "
+                                               "--resume continues; leave it out")
+    try:
+        read_image_folder(image_folder, test_fraction=0.2)
+        raise AssertionError("not refused")
+    except SettingError as err:
+        assert str(err).startswith("test_fraction cuts a test split out of class folders alone")
+
+
+def test_a_recorded_test_fraction_does_not_stop_a_split_folder_from_being_read_again(image_folder):
+    """What a Dataset records, and what a model that recorded the default share for a folder with
+    test/ reads again (eval, resume)."""
+    from cnnfruit.data.datasets import read_image_folder
+    from cnnfruit.data.sources import DataSource
+
+    dataset = read_image_folder(image_folder)
+    assert dataset.options["test_fraction"] is None
+    recorded = {"source": str(image_folder), **dataset.options, "test_fraction": 0.2}
+    again = DataSource.recorded(recorded, "model.npz").load()
+    assert len(again.test) == len(dataset.test)

@@ -85,10 +85,11 @@ def test_plot_that_cannot_write_keeps_the_old_png(tmp_path, monkeypatch):
     def full_disk(source, target):
         raise OSError(28, "No space left on device")
 
+    monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(os, "replace", full_disk)
     result = CliRunner().invoke(main, ["plot", str(history)])
     assert result.exit_code == 1
-    assert result.output == f"Error: cannot write {png}: No space left on device\n"
+    assert result.output == "Error: cannot write history.png: No space left on device\n"
     assert png.read_bytes() == b"old picture"
     assert leftovers(tmp_path) == []
 def test_saved_files_get_the_usual_permissions_not_mkstemps_private_ones(tmp_path):

@@ -115,7 +115,8 @@ GOOD_EPOCH = {"epoch": 1, "train_loss": 1.0, "train_accuracy": 0.5}
     ({"epochs": [GOOD_EPOCH], "dataset": "x" * 1000}, "its dataset is not a name of at most 255 characters"),
     ({"epochs": [GOOD_EPOCH], "hyperparameters": {"lr": [[[1]]]}}, "its hyperparameters are not setting: value pairs"),
 ])
-def test_plot_refuses_absurd_values_in_a_history(tmp_path, history, problem):
+def test_plot_refuses_absurd_values_in_a_history(tmp_path, history, problem, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     path = tmp_path / "history.json"
     path.write_text(json.dumps(history))
     result = cli("plot", path)
@@ -139,7 +140,8 @@ def test_json_depth_skips_strings_and_carries_across_chunks():
     assert depth("") == 0 and depth("[" * 100_000) == 100_000
 
 
-def test_text_in_a_history_is_drawn_as_written_not_as_mathtext(tmp_path):
+def test_text_in_a_history_is_drawn_as_written_not_as_mathtext(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     """`$x^$` in a dataset name made matplotlib's mathtext parser raise while saving."""
     path = tmp_path / "history.json"
     path.write_text(json.dumps({"dataset": "$x^$ fruit", "hyperparameters": {"lr": "$\\frac{$", "batch_size": 1},

@@ -12,6 +12,14 @@ from cnnfruit.errors import CnnfruitError
 from helpers import backdate, class_folders, split_folders, write_images
 
 
+@pytest.fixture(autouse=True)
+def settled(monkeypatch):
+    """Every file a test writes counts as settled by the time it loads, as it would be a few
+    seconds later (image_cache.RACY_SECONDS): ctime cannot be set back, and waiting would slow
+    the suite. test_a_file_modified_just_now_is_not_cached_until_it_is_older undoes this."""
+    monkeypatch.setattr(image_cache, "RACY_SECONDS", 0)
+
+
 @pytest.fixture
 def decoded(monkeypatch):
     """The paths load_image decodes during a test, in no particular order."""
@@ -88,18 +96,104 @@ def test_only_changed_and_added_files_are_decoded_again_and_removed_ones_dropped
     assert_same(read(root, cache), again) and decoded == []  # and the cache now holds the new state
 
 
-def test_a_file_modified_just_now_is_not_cached_until_it_is_older(tmp_path, decoded):
+def test_a_file_modified_just_now_is_not_cached_until_it_is_older(tmp_path, decoded, monkeypatch):
     root, cache = tree(tmp_path), tmp_path / "cache"
-    fresh = write_images(root / "train" / "a", 1, label=5, start=777)[0]  # modified this instant
     read(root, cache)
+    monkeypatch.setattr(image_cache, "RACY_SECONDS", 2)
+    fresh = write_images(root / "train" / "a", 1, label=5, start=777)[0]  # modified this instant
+    retimed = root / "train" / "b" / "501.png"
+    backdate(retimed, seconds=3600)  # an old modification time, but its ctime is now
     decoded.clear()
     read(root, cache)
-    assert decoded == [fresh]  # its time might not tick if it changed again: decoded until it is old
-    backdate(root)
+    assert sorted(decoded) == sorted([fresh, str(retimed)])
+    decoded.clear()
+    read(root, cache)
+    # their times might not tick if they changed again: decoded until they are old
+    assert sorted(decoded) == sorted([fresh, str(retimed)])
+    monkeypatch.setattr(image_cache, "RACY_SECONDS", -3)  # as if the load came 5 seconds later
     read(root, cache)
     decoded.clear()
     read(root, cache)
     assert decoded == []
+
+
+def same_size_image(path, seed):
+    """An uncompressed BMP of path's 8 x 8 pixels: any seed gives a file of the same size."""
+    from PIL import Image
+
+    Image.fromarray(np.random.default_rng(seed).integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(path, format="BMP")
+
+
+def test_a_photo_replaced_keeping_its_size_and_modification_time_is_decoded_again(tmp_path, decoded):
+    root, cache = tree(tmp_path), tmp_path / "cache"
+    photo = root / "train" / "a" / "bmp.bmp"
+    same_size_image(photo, seed=1)
+    backdate(root)
+    before = read(root, cache)
+    stat = photo.stat()
+    same_size_image(photo, seed=2)  # written in place: the same inode
+    os.utime(photo, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert (photo.stat().st_size, photo.stat().st_mtime_ns) == (stat.st_size, stat.st_mtime_ns)
+    decoded.clear()
+    after = read(root, cache)
+    assert decoded == [str(photo)]
+    assert_same(after, read(root, False))
+    row = after.train.paths.index(str(photo))
+    assert not np.array_equal(after.train.images[row], before.train.images[row])
+
+
+def test_an_archive_unpacked_again_with_its_times_gives_the_new_pixels(tmp_path, decoded):
+    """tar keeps each file's size and modification time: only the ctime tells the files changed."""
+    import tarfile
+
+    def archive(name, seed):
+        source = tmp_path / f"source-{seed}"
+        split_folders(source / "photos", classes=("a", "b"))
+        for path in sorted((source / "photos").rglob("*.png")):
+            same_size_image(path, seed=[seed, len(str(path))])
+        when = 1_600_000_000
+        for path in (source / "photos").rglob("*"):
+            os.utime(path, (when, when))
+        with tarfile.open(tmp_path / name, "w") as tar:
+            tar.add(source / "photos", arcname="photos")
+        return tmp_path / name
+
+    first, corrected = archive("first.tar", 1), archive("corrected.tar", 2)
+    unpacked, cache = tmp_path / "unpacked", tmp_path / "cache"
+    with tarfile.open(first) as tar:
+        tar.extractall(unpacked, filter="tar")
+    old = read(unpacked / "photos", cache)
+    assert old.loading.decoded == 12
+    with tarfile.open(corrected) as tar:
+        tar.extractall(unpacked, filter="tar")
+    decoded.clear()
+    new = read(unpacked / "photos", cache)
+    assert new.loading.cached == 0 and len(decoded) == 12
+    assert_same(new, read(unpacked / "photos", False))
+    assert not np.array_equal(new.train.images, old.train.images)
+
+
+def test_a_killed_loads_temporary_files_are_removed_by_the_next_load(tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    root, cache = tree(tmp_path), tmp_path / "cache"
+    read(root, cache)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid, hour_ago, now = int(dead.stdout), time.time() - 3600 - 5, time.time()
+    left = {  # name: (last change, kept by the next load?)
+        f".tmp-{dead_pid}-killed.npz": (now - 120, False),  # its writer is gone
+        f".tmp-{dead_pid}-just-now.npz": (now, True),  # might be another machine's write, on a shared cache
+        f".tmp-{os.getpid()}-in-use.npz": (now - 120, True),  # a live writer's
+        f".tmp-{os.getpid()}-ancient.npz": (hour_ago, False),  # no write takes an hour: its pid was reused
+    }
+    for name, (when, _) in left.items():
+        (cache / name).write_bytes(b"\0" * 1000)
+        os.utime(cache / name, (when, when))
+    read(root, cache)
+    assert sorted(name for name in os.listdir(cache) if name.startswith(".tmp-")) == sorted(
+        name for name, (_, kept) in left.items() if kept)
 
 
 def cache_files(cache):

@@ -74,7 +74,8 @@ def test_the_command_draws_the_curve_and_explains(tmp_path, image_folder):
     assert result.output.splitlines()[1].startswith("Suggested learning rate: ")
     as_json = cli("lr-find", "--data", image_folder, *TINY, "--normalize", "scale", "--batch-size", 4,
                   "--steps", 10, "--start", 1e-4, "--end", 1, "--probe", 4, "-o", picture, "--json")
-    sweep = json.loads(as_json.output)
+    sweep = json.loads(as_json.stdout)
+    assert as_json.stderr == f"Wrote {picture}\n"
     assert sweep["probe_images"] == 4 and sweep["suggestion"]["low"] <= sweep["suggestion"]["high"]
 
 

@@ -61,9 +61,36 @@ def test_plotting_a_history_does_not_import_numba(tmp_path):
         "print('numba' in sys.modules)\n"
     )
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True,
+                         env={**os.environ, "PYTHONPATH": root})
     assert out.stdout.strip() == "False"
     assert (tmp_path / "history.png").read_bytes()[:8] == PNG_MAGIC
+
+
+def test_pictures_go_to_the_current_folder_unless_told(rng, tmp_path, monkeypatch):
+    """explain and plot write beside the user, not beside their input (a data set may be shared or
+    read-only), and say what they wrote."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    path, _ = saved_model(rng, shared, "grey", "scale")
+    photo = shared / "photo.jpg"
+    Image.fromarray(rng.integers(0, 256, (40, 40, 3)).astype(np.uint8)).save(photo)
+    history = shared / "history.json"
+    history.write_text(json.dumps({"epochs": [{"epoch": 1, "train_loss": 1.0, "train_accuracy": 0.5}]}))
+    here = tmp_path / "here"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    before = sorted(os.listdir(shared))
+    stem = os.path.splitext(os.path.basename(path))[0]
+    for args, written in ((["explain", path, str(photo)], "photo-explained.png"),
+                          (["plot", str(history)], "history.png"),
+                          (["plot", path, "--kernels"], f"{stem}-kernels.png"),
+                          (["plot", path, "--feature-maps", str(photo)], f"{stem}-features.png")):
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 0, result.output
+        assert result.output.splitlines()[-1] == f"Wrote {written}"
+        assert (here / written).read_bytes()[:8] == PNG_MAGIC
+    assert sorted(os.listdir(shared)) == before
 
 
 
@@ -80,8 +107,70 @@ def test_figures_are_returned_without_touching_pyplot_or_the_backend(tmp_path):
         "           plots.feature_maps_figure(np.zeros((8, 8)), np.ones((3, 5, 5))),\n"
         "           plots.confusion_figure([[1, 2], [3, 4]], ['a', 'b'])]\n"
         f"plots.save_figure(figures[0], {str(tmp_path / 'h.png')!r})\n"
-        "print(all(type(f).__name__ == 'Figure' for f in figures), 'matplotlib.pyplot' in sys.modules)\n"
+        "from matplotlib.figure import Figure\n"
+        "shown = figures[0]._repr_png_()\n"
+        "print(all(isinstance(f, Figure) for f in figures), shown[:4] == b'\\x89PNG', 'matplotlib.pyplot' in sys.modules)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.split() == ["True", "False"]
+    assert out.stdout.split() == ["True", "True", "False"]
     assert (tmp_path / "h.png").read_bytes()[:8] == PNG_MAGIC
+
+
+def history_of(epochs, accuracy=1.0):
+    import cnnfruit
+
+    return cnnfruit.History(epochs=[cnnfruit.EpochRecord(e, 1.0 / e, accuracy, 1.1 / e, accuracy)
+                                    for e in range(1, epochs + 1)])
+
+
+def test_ipython_displays_a_figure_as_a_png_without_the_inline_backend():
+    """What a notebook cell does with a figure as its last value: IPython's formatters, with no
+    `%matplotlib inline`, give an image/png (a plain Figure gives only its text)."""
+    formatters = pytest.importorskip("IPython.core.formatters")
+    from cnnfruit import plots
+
+    data, _ = formatters.DisplayFormatter().format(plots.history_figure(history_of(3)))
+    assert data["image/png"][:8] == PNG_MAGIC
+
+
+def test_figures_nobody_holds_are_freed():
+    """Made in a loop, figures do not pile up as pyplot's would until plt.close."""
+    import gc
+    import weakref
+
+    from cnnfruit import plots
+
+    alive = []
+    for _ in range(5):
+        fig = plots.history_figure(history_of(2))
+        fig._repr_png_()
+        alive.append(weakref.ref(fig))
+        del fig
+    gc.collect()
+    assert [ref() for ref in alive] == [None] * 5
+
+
+def test_history_ticks_are_whole_epochs_and_markers_at_100_percent_are_inside():
+    from cnnfruit import plots
+
+    fig = plots.history_figure(history_of(3, accuracy=1.0))
+    loss_ax, acc_ax = fig.axes[:2]
+    for ax in (loss_ax, acc_ax):
+        ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+        assert ticks and all(float(t).is_integer() for t in ticks), ticks
+    low, high = acc_ax.get_ylim()
+    assert low < 0 and high > 100  # a marker's radius of room at 0% and 100%
+    assert 0 in acc_ax.get_yticks() and 100 in acc_ax.get_yticks()
+
+
+def test_the_package_reaches_plots_and_explain_as_the_readme_writes_them():
+    """`import cnnfruit` alone, then cnnfruit.plots.history_figure and cnnfruit.explain: both load on
+    first use, and importing the package loads neither matplotlib nor numpy."""
+    code = (
+        "import sys, cnnfruit\n"
+        "light = not any(m in sys.modules for m in ('matplotlib', 'numpy', 'numba'))\n"
+        "print(light, callable(cnnfruit.plots.history_figure), callable(cnnfruit.explain),\n"
+        "      cnnfruit.explain.__module__, 'plots' in dir(cnnfruit))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["True", "True", "True", "cnnfruit.inference.explain", "True"]

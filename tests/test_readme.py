@@ -1,19 +1,23 @@
 """The documentation's examples run as written.
 
 Every ```python block of the README and of docs/ is a script: a page's blocks run in order, each in
-a fresh process, in one fresh folder per page (so a later block may use what an earlier one wrote).
-A block that reads command-line arguments is run by a test of its own, with arguments. Terminal
-sessions (plain ``` blocks) record real runs and are not executed; the README's set-up commands are
-checked against what CI runs.
+a fresh process, in one fresh folder per page (so a later block may use what an earlier one wrote),
+and then all again in the same folder: an example must survive its own rerun. A block that reads
+command-line arguments is run by a test of its own, with arguments. Terminal sessions (plain ```
+blocks) record real runs and are not executed, but every cnnfruit command line in them and in
+```bash blocks is parsed by the real command line: its command, flags and values must be ones it
+takes. The README's set-up commands are checked against what CI runs.
 """
 import ast
 import os
 import re
+import shlex
 import subprocess
 import sys
 from importlib.machinery import PathFinder
 from pathlib import Path
 
+import click
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -69,9 +73,10 @@ def test_the_python_examples_of_a_page_run_as_written(page, tmp_path):
             # this one has in sys.modules (a test may leave a stand-in module there)
             if module not in ("cnnfruit", *sys.builtin_module_names) and PathFinder.find_spec(module) is None:
                 pytest.skip(f"{page.name} needs {module}")
-    for number, block in enumerate(blocks):
-        result = run_script(block, tmp_path, f"block{number}.py")
-        assert result.returncode == 0, f"{page.name}, block {number}:\n{result.stderr}"
+    for run in ("", ", run again"):
+        for number, block in enumerate(blocks):
+            result = run_script(block, tmp_path, f"block{number}.py")
+            assert result.returncode == 0, f"{page.name}, block {number}{run}:\n{result.stderr[-3000:]}"
     if page == README:
         assert (tmp_path / "runs" / "api" / "best.npz").is_file()
         assert "['Pear']" in result.stdout.splitlines()
@@ -149,3 +154,95 @@ def heading_id(line):
     title = line.lstrip("#").strip().lower()
     title = re.sub(r"[^\w\s-]", "", title)
     return re.sub(r"[-\s]+", "-", title).strip("-")
+
+
+FENCE = re.compile(r"^```([\w-]*)[^\n]*\n(.*?)^```", flags=re.S | re.M)
+
+
+def command_lines(page):
+    """Each cnnfruit command line of a page's shell blocks and terminal sessions, as its words, with
+    the output a session shows after it."""
+    found = []
+    for language, code in FENCE.findall(page.read_text(encoding="utf-8")):
+        if language not in ("bash", "sh", "shell", "console", ""):
+            continue
+        code = code.replace("\\\n", " ")  # continued lines
+        lines = [(line, "") for line in code.splitlines()]
+        if language == "":  # a session: its "$ " lines are commands, the lines until the next one their output
+            shown = re.split(r"^\$ ", code, flags=re.M)[1:]
+            lines = [tuple(part.split("\n", 1)) if "\n" in part else (part, "") for part in shown]
+        for line, output in lines:
+            line = re.sub(r"<[^<>]*>", "...", line)  # "<5 photos of unseen fruits>": words left out, as "..."
+            lexer = shlex.shlex(line, posix=True, punctuation_chars=True)
+            lexer.whitespace_split, lexer.commenters = True, "#"
+            command = []
+            for word in [*lexer, ";"]:
+                if word in (";", "&", "&&", "|", "||"):
+                    while command and re.fullmatch(r"[A-Z_]+=.*", command[0]):  # VAR=value before the program
+                        command.pop(0)
+                    if command and command[0] == "cnnfruit":
+                        found.append((command[1:], output))
+                    command = []
+                elif word in (">", ">>", "<", "2>", "2>&1") or (command and command[-1] in (">", ">>", "<")):
+                    continue
+                else:
+                    command.append(word)
+    return found
+
+
+WITH_COMMANDS = [page for page in PAGES if command_lines(page)]
+
+
+@pytest.mark.parametrize("page", WITH_COMMANDS, ids=[page.name for page in WITH_COMMANDS])
+def test_every_command_line_shown_is_one_the_cli_takes(page, monkeypatch):
+    """Commands, flags and their values (choices, numbers, layouts) as the parser checks them; the
+    files they name are the writer's, so whether a path is wanted is checked, not the file. A
+    refusal is fine where the session shows that very error."""
+    from cnnfruit.cli import main
+
+    monkeypatch.setattr(click.Path, "convert", lambda self, value, param, ctx: value)
+    for words, output in command_lines(page):
+        elided = "..." in words  # "cnnfruit train ... --seed 0": words the text left out
+        words = [w for w in words if w != "..."]
+        if not words or words[0] in ("--version", "-h", "--help"):
+            continue
+        command = main.get_command(click.Context(main), words[0])
+        assert command is not None, f"{page.name}: no command {words[0]!r} in: cnnfruit {' '.join(words)}"
+        try:
+            command.make_context(words[0], words[1:])
+        except click.exceptions.Exit:  # -h
+            pass
+        except click.MissingParameter:
+            assert elided, f"{page.name}: cnnfruit {' '.join(words)} lacks an argument"
+        except click.UsageError as err:
+            message = err.format_message()
+            assert f"Error: {message}" in output, f"{page.name}: cnnfruit {' '.join(words)}: {message}"
+
+
+def test_command_lines_are_found_in_blocks_and_sessions():
+    lines = [words for page in PAGES for words, _ in command_lines(page)]
+    assert ["train", "--lr", "1e-6", "--epochs", "10"] in lines  # the set-up block, after &&
+    assert len(lines) > 50
+
+
+def test_every_cnnfruit_name_the_docs_write_is_reachable_as_written():
+    """`cnnfruit.plots.history_figure`, `cnnfruit.explain(...)`: after `import cnnfruit`, each name the
+    README and docs write resolves, attribute by attribute (a name in a subpackage once imported)."""
+    import importlib
+
+    names = set()
+    for page in PAGES:
+        for span in re.findall(r"`([^`]*)`", page.read_text(encoding="utf-8")):
+            names.update(re.findall(r"(?<![\w./-])cnnfruit(?:\.[A-Za-z_]\w*)+", span))
+    assert "cnnfruit.plots" in names
+    for name in sorted(names):
+        parts = name.split(".")
+        for cut in range(len(parts), 0, -1):  # the longest prefix that is a module, then attributes
+            try:
+                value = importlib.import_module(".".join(parts[:cut]))
+                break
+            except ImportError:
+                continue
+        for part in parts[cut:]:
+            assert hasattr(value, part), f"{name}: {'.'.join(parts[:cut])} has no {part}"
+            value = getattr(value, part)

@@ -289,5 +289,5 @@ def test_ctrl_c_while_loading_exits_130_and_saves_nothing(tmp_path, image_folder
     monkeypatch.setattr(DataSource, "load", interrupted)
     result = cli("train", "--data", image_folder, *TINY, "--out", tmp_path / "run")
     assert result.exit_code == 130
-    assert result.output == "Interrupted before training started; nothing was saved\n"
+    assert result.output == "Interrupted by SIGINT before training started; nothing was saved\n"
     assert not (tmp_path / "run").exists()

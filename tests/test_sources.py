@@ -9,12 +9,14 @@ from helpers import TINY_SETTINGS
 
 
 def test_a_source_reads_a_folder_as_read_image_folder_does(image_folder):
-    source = DataSource(str(image_folder), test_fraction=0.3)
+    classes = str(image_folder / "train")  # class folders alone: a test share is cut from each
+    source = DataSource(classes, test_fraction=0.3)
     dataset = source.load()
-    direct = cnnfruit.read_image_folder(image_folder, test_fraction=0.3)
+    direct = cnnfruit.read_image_folder(classes, test_fraction=0.3)
     assert dataset.class_names == direct.class_names and (dataset.train.images == direct.train.images).all()
-    assert DataSource.of(dataset) == DataSource(str(image_folder), test_fraction=0.3)  # never where the cache is
-    assert source.name == str(image_folder) and DataSource().name == "embedded"
+    assert DataSource.of(dataset) == DataSource(classes, test_fraction=0.3)  # never where the cache is
+    assert DataSource.of(DataSource(str(image_folder)).load()) == DataSource(str(image_folder))
+    assert source.name == classes and DataSource().name == "embedded"
 
 
 def test_no_folder_is_the_embedded_photos():
@@ -25,8 +27,10 @@ def test_a_recorded_source_reads_the_way_it_was_read(image_folder, tmp_path):
     record = {"source": str(tmp_path / "gone"), "digest": None, "skip_bad": True, "test_fraction": 0.3, "seed": 0}
     with pytest.raises(SettingError, match="was trained on is gone"):
         DataSource.recorded(record, "model.npz")
-    moved = DataSource.recorded(record, "model.npz", folder=image_folder, skip_bad=False)
-    assert moved == DataSource(str(image_folder), skip_bad=False, test_fraction=0.3)
+    moved = DataSource.recorded(record, "model.npz", folder=image_folder / "train", skip_bad=False)
+    assert moved == DataSource(str(image_folder / "train"), skip_bad=False, test_fraction=0.3)
+    # a folder with its own test/ cuts nothing with a recorded share: it is read without one
+    assert DataSource.recorded(record, "model.npz", folder=image_folder).test_fraction is None
     assert DataSource.recorded({}, "model.npz") == DataSource()
 
 

@@ -46,6 +46,11 @@ def test_one_hidden_layout_is_fixed_and_round_trips():
     ({"hidden": ["8", "x"]}, "hidden 'x' is not a comma-separated list of layer sizes"),
     ({"seed": "1,2"}, "a sweep sets seed itself"),
     ({"lr": "1e-3,1e-3"}, "lr lists a value twice"),
+    # braces are the user's text, never part of the message's template
+    ({"lr": "1,{0}"}, "lr '{0}' in '1,{0}' is not a number"),
+    ({"lr": "1e-3:{"}, "lr '{' in '1e-3:{' is not a number"),
+    ({"kernels": "a}b"}, "kernels 'a}b' in 'a}b' is not a whole number"),
+    ({"lr": "{lr}"}, "lr '{lr}' in '{lr}' is not a number"),
 ])
 def test_bad_text_names_the_setting(settings, message):
     with pytest.raises(SettingError) as err:

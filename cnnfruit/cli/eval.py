@@ -25,8 +25,8 @@ from cnnfruit.config import TTA_MODES
 @click.option("--tta", type=click.Choice(TTA_MODES), default="none", show_default=True, help=TTA_HELP)
 def evaluate(model, data_folder, split, as_json, plot_path, gallery_path, top, tta):
     """Accuracy, per-class precision and recall, and the confusion matrix of MODEL."""
-    check_figure_path(plot_path)
-    check_figure_path(gallery_path)
+    check_figure_path(plot_path, model)
+    check_figure_path(gallery_path, model)
     computing()
     from cnnfruit.inference.classifier import Classifier
     from cnnfruit.inference.mistakes import confident_mistakes

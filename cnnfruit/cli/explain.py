@@ -4,14 +4,14 @@ import os
 
 import click
 
-from cnnfruit.cli.options import computing, write_figure
+from cnnfruit.cli.options import check_figure_path, computing, write_figure
 
 
 @click.command()
 @click.argument("model", type=click.Path(dir_okay=False))
 @click.argument("image", type=click.Path(exists=True, dir_okay=False))
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
-              help="PNG file to write. Default: IMAGE's name with -explained.png.")
+              help="PNG file to write. Default: IMAGE's name with -explained.png, in the current folder.")
 @click.option("--class", "class_name", default=None, help="Explain this class instead of the predicted one.")
 @click.option("--score", type=click.Choice(["logit", "log-probability"]), default="logit", show_default=True,
               help="What the saliency is the gradient of (the logit: see docs/insight.md).")
@@ -32,6 +32,9 @@ def explain(model, image, output, class_name, score, patch, stride, as_json):
     from cnnfruit.inference.explain import explain as explain_photo
     from cnnfruit.plots import explanation_figure
 
+    # here, not beside IMAGE: a photo's folder may be a shared or read-only data set
+    output = output or os.path.splitext(os.path.basename(image))[0] + "-explained.png"
+    check_figure_path(output, model, image)
     computing()
     clf = Classifier.load(model)
     explanation = explain_photo(clf, image, class_name, score, patch, stride)
@@ -40,7 +43,6 @@ def explain(model, image, output, class_name, score, patch, stride, as_json):
             photo = np.asarray(ImageOps.exif_transpose(opened).convert("RGB"))
     except (OSError, ValueError) as err:
         raise CnnfruitError(f"cannot read image {image}: {err}") from None
-    output = output or os.path.splitext(image)[0] + "-explained.png"
     fig = explanation_figure(explanation, photo, title=(
         f"{os.path.basename(image)}: why {explanation.class_name} (p = {explanation.probability:.3f})"))
     e = explanation

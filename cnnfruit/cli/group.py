@@ -46,12 +46,23 @@ class Group(click.Group):
         return super().get_command(ctx, name)
 
     def invoke(self, ctx):
+        _tolerant_output()
         try:
             return super().invoke(ctx)
         except SettingError as err:
             raise click.ClickException(err.render(flag)) from None
         except CnnfruitError as err:
             raise click.ClickException(str(err)) from None
+
+
+def _tolerant_output():
+    """Output that a terminal cannot encode (class names in Chinese on an ASCII or Latin-1 locale,
+    say) is written as backslash escapes instead of raising UnicodeEncodeError mid-report."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.reconfigure(errors="backslashreplace")
+        except (AttributeError, ValueError, OSError):  # not a text file of its own (a test's capture, say)
+            pass
 
 
 @click.group(cls=Group, context_settings=CONTEXT_SETTINGS)

@@ -4,12 +4,23 @@ import json
 import click
 from click.core import ParameterSource
 
-from cnnfruit.cli.options import TRAIN_SETTINGS, computing, data_options, load_data, setting_options, write_figure
+from cnnfruit.cli.options import (TRAIN_SETTINGS, check_figure_path, computing, data_options, flag, load_data,
+                                  setting_options, write_figure)
 from cnnfruit.config import LR_FIND_END, LR_FIND_PROBE, LR_FIND_START, LR_FIND_STEPS, TrainConfig
 
 
+# The train flags that lr-find takes but does not use, and why
+UNUSED = {
+    "lr": "the sweep sets the learning rate",
+    "epochs": "lr-find trains --steps steps",
+    "patience": "lr-find trains --steps steps",
+    **{name: "the sweep sets the learning rate" for name in
+       ("lr_schedule", "lr_step_epochs", "lr_factor", "lr_warmup", "lr_patience")},
+}
+
+
 @click.command(name="lr-find")
-@setting_options(*TRAIN_SETTINGS)
+@setting_options(*TRAIN_SETTINGS, unused=UNUSED)
 @data_options
 @click.option("--start", type=float, default=LR_FIND_START, show_default=True, help="First learning rate of the sweep.")
 @click.option("--end", type=float, default=LR_FIND_END, show_default=True, help="Last learning rate of the sweep.")
@@ -24,7 +35,8 @@ from cnnfruit.config import LR_FIND_END, LR_FIND_PROBE, LR_FIND_START, LR_FIND_S
 def lr_find(ctx, source, start, end, steps, probe, output, as_json, **settings):
     """Find a learning rate: train from the run's initial weights while the rate grows exponentially.
 
-    Takes the train command's flags; the run it would start (its initial weights, data order,
+    Takes the train command's flags (those that set the learning rate or the run's length are
+    accepted and not used); the run it would start (its initial weights, data order,
     optimizer and batch size) is trained for --steps steps while the learning rate grows from
     --start to --end, and the loss on a fixed set of validation images is measured after each
     step. Prints a suggested range with its reasoning and draws the curve. Nothing is saved
@@ -33,16 +45,21 @@ def lr_find(ctx, source, start, end, steps, probe, output, as_json, **settings):
     from cnnfruit.training.lr_finder import find_lr
     from cnnfruit.plots import lr_sweep_figure
 
-    if ctx.get_parameter_source("lr") == ParameterSource.COMMANDLINE:
-        click.echo(f"Ignoring --lr {settings['lr']:g}: the sweep sets the learning rate", err=True)
+    for name, reason in UNUSED.items():
+        if ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE:
+            value = settings[name]
+            click.echo(f"Ignoring {flag(name)} {value:g}: {reason}" if isinstance(value, float) else
+                       f"Ignoring {flag(name)} {value}: {reason}", err=True)
     if probe < 0:
         raise click.BadParameter("must be zero or positive", param_hint="--probe")
     config = TrainConfig(**settings)
+    check_figure_path(output)
     computing()
     sweep = find_lr(load_data(source), config, start=start, end=end, steps=steps, probe=probe)
     write_figure(lr_sweep_figure(sweep), output)
     if as_json:
         click.echo(json.dumps(sweep.to_dict(), indent=2))
+        click.echo(f"Wrote {output}", err=True)  # stdout holds the JSON alone
         return
     s = sweep.suggestion
     click.echo(f"Suggested learning rate: {s.low:.0e} to {s.high:.0e} (lowest loss at {s.minimum:.1e}"

@@ -26,15 +26,23 @@ def _parse_hidden(ctx, param, value):
         raise click.BadParameter(err.render(flag)) from None
 
 
-def setting_options(*names):
-    """click options for these TrainConfig settings, with their defaults, choices and help."""
+def setting_options(*names, help=None, unused=()):
+    """click options for these TrainConfig settings, with their defaults, choices and help.
+
+    help: {name: text} for settings whose meaning in this command is not the setting's own (such
+    as what train's --resume makes of --epochs), so that each command's -h says what the flag
+    does there. unused: settings the command accepts (a train command line can be reused as it
+    is) but does not use; -h does not list them.
+    """
     settings = setting_fields()
+    help = help or {}
 
     def decorate(command):
         for name in reversed(names):
             f = settings[name]
             default, choices = default_of(f), f.metadata["choices"]
-            kwargs = {"default": default, "show_default": True, "help": f.metadata["help"]}
+            kwargs = {"default": default, "show_default": True, "help": help.get(name, f.metadata["help"]),
+                      "hidden": name in unused}
             if choices:
                 kwargs["type"] = click.Choice(choices)
             elif f.type is tuple:
@@ -121,12 +129,21 @@ def report_loading(dataset):
 # ---- figures
 
 
-def check_figure_path(path):
-    """Refuse a figure file name whose format is unknown, before any work is done."""
-    if path is not None:
-        from cnnfruit.plots import figure_format
+def check_figure_path(path, *inputs):
+    """Refuse, before any work is done, a figure file name whose format is unknown, or that names
+    one of the command's inputs (a photo given to explain, say), or something not a file."""
+    if path is None:
+        return
+    from cnnfruit.files import described, existing_kind, same_file
+    from cnnfruit.plots import figure_format
 
-        figure_format(path)
+    figure_format(path)
+    for given in inputs:
+        if given is not None and same_file(path, given):
+            raise CnnfruitError(f"{path} is an input of this command; write the figure to another file")
+    kind = existing_kind(path)
+    if kind not in (None, "file"):
+        raise CnnfruitError(f"cannot write {path}: {described(kind)}")
 
 
 def write_figure(fig, path):

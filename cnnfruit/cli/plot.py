@@ -6,6 +6,7 @@ import click
 
 from cnnfruit.cli.options import check_figure_path, computing, write_figure
 from cnnfruit.errors import CnnfruitError
+from cnnfruit.files import check_regular
 
 
 def is_checkpoint_file(path):
@@ -31,14 +32,14 @@ def is_sweep_file(path):
 @click.command()
 @click.argument("file", metavar="HISTORY_OR_MODEL", type=click.Path(exists=True, dir_okay=False))
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
-              help="File to write, in the format its suffix names (.png, .jpg, .svg or .pdf). Default: FILE with a "
-                   ".png suffix (-kernels.png / -features.png for a model).")
+              help="File to write, in the format its suffix names (.png, .jpg, .svg or .pdf). Default: FILE's name "
+                   "with a .png suffix (-kernels.png / -features.png for a model), in the current folder.")
 @click.option("--kernels", "show_kernels", is_flag=True, help="MODEL.npz: draw the learned conv kernels as a grid.")
 @click.option("--feature-maps", "feature_image", type=click.Path(exists=True, dir_okay=False), default=None,
               help="MODEL.npz: draw this image and the ReLU maps the conv layer makes of it.")
 def plot(file, output, show_kernels, feature_image):
     """Plot a history.json (loss and accuracy per epoch), a sweep.json (accuracy against each swept
-    setting) or what a model.npz learned.
+    setting) or what a model.npz learned, into a picture in the current folder (or -o).
 
     \b
       cnnfruit plot runs/x/history.json
@@ -46,10 +47,11 @@ def plot(file, output, show_kernels, feature_image):
       cnnfruit plot runs/x/model.npz --kernels -o kernels.png
       cnnfruit plot runs/x/model.npz --feature-maps photo.jpg -o features.png
     """
-    check_figure_path(output)
+    check_regular(file)  # before it is opened: a FIFO would block for ever
+    check_figure_path(output, file, feature_image)
     from cnnfruit import plots
 
-    stem = os.path.splitext(file)[0]
+    stem = os.path.splitext(os.path.basename(file))[0]  # written here, not beside FILE: its folder may be shared
     if not is_checkpoint_file(file) and is_sweep_file(file):
         from cnnfruit.sweep.report import SweepReport
 
@@ -86,4 +88,5 @@ def plot(file, output, show_kernels, feature_image):
                 f"{os.path.basename(feature_image)}: predicted {clf.class_names[int(probs.argmax())]} "
                 f"({100 * probs.max():.1f}%)"))
             output = output or stem + "-features.png"
+    check_figure_path(output, file, feature_image)  # again: the default name may be that of an input
     click.echo(f"Wrote {write_figure(fig, output)}")

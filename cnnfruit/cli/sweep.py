@@ -10,6 +10,9 @@ from cnnfruit.interrupt import EXIT_CODE, StopOnSignal
 from cnnfruit.sweep.space import SWEEP_DEFAULTS
 
 SEARCHABLE = tuple(name for name in setting_fields() if name != "seed")
+# Settings whose one value may hold commas (a layout, a weight per class): several are searched by
+# repeating the flag.
+REPEATED = ("hidden", "class_weights")
 
 
 def sweep_setting_options(command):
@@ -20,6 +23,9 @@ def sweep_setting_options(command):
         shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
         if f.type is tuple:
             more = "Repeat to search layouts, one per flag (--hidden 841,29 --hidden 256)."
+        elif name == "class_weights":
+            more = "Repeat to search several, one per flag (--class-weights none --class-weights 1,2,1); none,auto " \
+                   "searches both."
         elif f.metadata["choices"]:
             more = f"A comma list searches several ({', '.join(f.metadata['choices'])})."
         elif f.type is int:
@@ -27,7 +33,7 @@ def sweep_setting_options(command):
         else:
             more = "A comma list (1e-5,1e-4) or a range low:high[:log] searches it."
         shown = SWEEP_DEFAULTS.get(name, shown)
-        command = click.option(flag(name), name, multiple=f.type is tuple, default=None, metavar="TEXT",
+        command = click.option(flag(name), name, multiple=name in REPEATED, default=None, metavar="TEXT",
                                help=f"{f.metadata['help']} {more} [default: {shown}]")(command)
     return command
 
@@ -75,33 +81,27 @@ def sweep(ctx, seeds, trials, source, out, resume_folder, pruner, no_prune, work
     import threading
     from dataclasses import replace
 
-    from cnnfruit.data.sources import DataSource
     from cnnfruit.sweep.executors import require_extra
 
     require_extra(cluster=workers != 0 or scheduler is not None)
     import optuna
 
-    from cnnfruit.sweep.space import SearchSpace
     from cnnfruit.sweep.executors import default_workers
-    from cnnfruit.sweep.study import Sweep
+    from cnnfruit.sweep.study import STUDY_FILE, Sweep
     from cnnfruit.sweep.report import CSV_FILE, JSON_FILE
     from cnnfruit.cli.terminal import SweepProgressBar, print_sweep_report
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     given = {name: value for name, value in settings.items() if value not in (None, ())}
+    if scheduler is not None:
+        _check_scheduler_address(scheduler)
     if resume_folder:
-        if given or out or replace(source, cache_dir=None) != DataSource():
-            raise CnnfruitError("--resume goes on with the sweep's own settings, data and folder: give no training "
-                                "settings, no --data, --skip-bad or --test-fraction, and no --out with it")
+        _refuse_what_resume_ignores(ctx, given)
         space, seed_list, trials, stored, pruner_name = _stored_plan(resume_folder)
         source = replace(stored, cache_dir=source.cache_dir)
         out = resume_folder
     else:
-        space = SearchSpace.from_text(given)
-        seed_list = tuple(range(seeds))
-        if trials is None and not space.is_grid:
-            trials = 20
-        pruner_name = None if no_prune else pruner
+        space, seed_list, trials, pruner_name = _new_plan(given, seeds, trials, pruner, no_prune)
         out = out or _new_sweep_folder()
     if scheduler is None and workers is None:
         workers = default_workers(threads)
@@ -114,6 +114,8 @@ def sweep(ctx, seeds, trials, source, out, resume_folder, pruner, no_prune, work
              f"{workers} local worker(s) x {threads} thread(s)" if workers else "this process")
     click.echo(f"Sweep of {', '.join(f'{n} ({space.describe(n)})' for n in plan.space.names)}: {plan.trials} "
                f"setting(s) x {len(plan.seeds)} seed(s) = {plan.planned_runs} runs on {where}, into {plan.folder}")
+    if os.path.isfile(os.path.join(out, STUDY_FILE)):
+        click.echo(f"Going on with the sweep in {out}: the runs it has made are kept, the missing ones are made")
     stop = threading.Event()
     with StopOnSignal(lambda signum: stop.set()):
         load_data(source, quiet, plan.load_data)  # a Ctrl-C meanwhile ends the sweep before its first run
@@ -129,6 +131,8 @@ def sweep(ctx, seeds, trials, source, out, resume_folder, pruner, no_prune, work
         raise CnnfruitError(f"every run failed; the first: {report.runs[0]['error']}")
 
 
+def _shown(value):
+    return ",".join(map(str, value)) if isinstance(value, (tuple, list)) else str(value)
 def _run(plan, scheduler, workers, threads, **hooks):
     """The sweep's runs on the scheduler's cluster, a local cluster of `workers`, or (workers 0) here."""
     from cnnfruit.sweep.executors import local_cluster
@@ -138,7 +142,7 @@ def _run(plan, scheduler, workers, threads, **hooks):
 
         try:
             client = Client(scheduler, timeout=30)
-        except OSError as err:
+        except (OSError, ValueError, TypeError) as err:
             raise CnnfruitError(f"cannot reach the Dask scheduler at {scheduler}: {err}") from None
         with client:
             return plan.run(client, **hooks)
@@ -154,21 +158,67 @@ def _new_sweep_folder():
     return new_run_folder("sweeps")
 
 
+def _check_scheduler_address(address):
+    """A Dask scheduler address (tcp://HOST:PORT), checked before any work as Dask would parse it."""
+    from distributed.comm import parse_address
+    from distributed.comm.addressing import parse_host_port
+
+    try:
+        scheme, location = parse_address(address)
+        if scheme in ("tcp", "tls", "ws", "wss"):
+            parse_host_port(location)
+        from distributed.comm.registry import get_backend
+
+        get_backend(scheme)
+    except (ValueError, TypeError) as err:
+        raise CnnfruitError(f"--scheduler {address!r} is not a Dask scheduler address such as tcp://10.0.0.5:8786 "
+                            f"({err})") from None
+
+
 def _stored_plan(folder):
     """What the sweep in folder was started with: its space, seeds, trials, DataSource and pruner."""
-    import optuna
-
     from cnnfruit.data.sources import DataSource
     from cnnfruit.sweep.space import SearchSpace
-    from cnnfruit.sweep.study import SPEC_KEY, STUDY_FILE, STUDY_NAME
+    from cnnfruit.sweep.study import STUDY_FILE, stored_spec
 
-    path = os.path.join(folder, STUDY_FILE)
-    if not os.path.isfile(path):
-        raise CnnfruitError(f"{folder} holds no sweep ({STUDY_FILE} is missing)")
-    study = optuna.load_study(study_name=STUDY_NAME, storage="sqlite:///" + os.path.abspath(path))
-    spec = study.user_attrs.get(SPEC_KEY)
-    if spec is None:
-        raise CnnfruitError(f"{path} is not a cnnfruit sweep")
-    folder = None if spec["data"] == "embedded" else spec["data"]
-    source = DataSource(folder, **spec.get("data_options", {}))
-    return SearchSpace.from_dict(spec["space"]), tuple(spec["seeds"]), spec["trials"], source, spec["pruner"]
+    spec = stored_spec(folder)
+    try:
+        space = SearchSpace.from_dict(spec["space"])
+        seeds = tuple(int(seed) for seed in spec["seeds"])
+        data = None if spec["data"] == "embedded" else spec["data"]
+        source = DataSource(data, **spec.get("data_options", {}))
+    except CnnfruitError as err:
+        raise CnnfruitError(f"{os.path.join(folder, STUDY_FILE)} records a sweep this cnnfruit cannot run: {err}") \
+            from None
+    except (KeyError, TypeError, ValueError, AttributeError) as err:
+        raise CnnfruitError(f"{os.path.join(folder, STUDY_FILE)} is not a cnnfruit sweep, or its record of what it "
+                            f"searches is damaged ({type(err).__name__}: {err})") from None
+    return space, seeds, spec["trials"], source, spec["pruner"]
+
+
+def _refuse_what_resume_ignores(ctx, given):
+    """--resume goes on with the stored sweep: a setting or flag that would change it is refused."""
+    from click.core import ParameterSource
+
+    fixed = ("out", "seeds", "trials", "data", "skip_bad", "test_fraction", "pruner", "no_prune")  # the stored sweep's
+    refused = [flag(name) for name in given] + [
+        flag(name) for name in fixed
+        if ctx.get_parameter_source(name) in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)]
+    if refused:
+        raise CnnfruitError(f"--resume goes on with the sweep as it was started (its settings, seeds, trials, "
+                            f"data, pruner and folder): leave out {', '.join(refused)}")
+
+
+def _new_plan(given, seeds, trials, pruner, no_prune):
+    """(space, seeds, trials, pruner name) of a new sweep over the settings given on the command line."""
+    from cnnfruit.sweep.space import SearchSpace
+
+    space = SearchSpace.from_text(given)
+    if not space.searched:
+        single = ", ".join(f"{flag(name)} {_shown(value)}" for name, value in space.fixed.items())
+        raise CnnfruitError("a sweep needs at least one setting to search: a comma list (--lr 1e-4,1e-3), a "
+                            "range (--kernels 4:16), or --hidden or --class-weights repeated"
+                            + (f"; these are one value each: {single}" if single else ""))
+    if trials is None and not space.is_grid:
+        trials = 20
+    return space, tuple(range(seeds)), trials, None if no_prune else pruner

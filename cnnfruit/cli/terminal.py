@@ -1,65 +1,21 @@
-"""What the command line shows in a terminal: the training progress bar and the evaluation tables.
+"""What the command line shows in a terminal: run descriptions, the evaluation and sweep tables, the
+loading and sweep progress bars (the training bar is the library's, in progress.py).
 
 Kept apart from the commands, which parse flags and call the library; this module only draws, with rich.
 """
 import click
 
-
-class EpochProgress:
-    """A rich progress bar over one epoch's steps, drawn on stderr; a no-op when quiet.
-
-    Lines printed while the bar is up go through `echo`: when stdout and stderr are the same
-    terminal, rich prints them above the bar, which it clears first; otherwise a line written to
-    stdout would land after the bar left on screen (`... 1025/1030 0:00:01Epoch: 1 | ...`).
-    """
-
-    def __init__(self, quiet):
-        self.quiet = quiet
-        self.progress = None
-        self.task = None
-
-    def __enter__(self):
-        if not self.quiet:
-            from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-            self.progress = Progress(
-                TextColumn("epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
-                TimeRemainingColumn(), console=Console(stderr=True), transient=True,
-            )
-            self.progress.start()
-        return self
-
-    def __exit__(self, *exc):
-        if self.progress is not None:
-            self.progress.stop()
-
-    def echo(self, line):
-        """Print one line of output (to stdout), whole, whatever the bar is doing."""
-        if self.progress is not None and self.progress.live.is_started and _same_terminal():
-            self.progress.console.print(line, markup=False, highlight=False, emoji=False, soft_wrap=True)
-        else:
-            click.echo(line)
-
-    def step(self, epoch, done, total):
-        if self.progress is None:
-            return
-        if done == 1 or self.task is None:
-            if self.task is not None:
-                self.progress.remove_task(self.task)
-            self.task = self.progress.add_task("train", total=total, epoch=epoch)
-        if done % max(1, total // 200) == 0 or done == total:  # redraw often enough to move, rarely enough to be free
-            self.progress.update(self.task, completed=done)
+# Width of output that goes to a pipe, a file or a CI log: no table cell is cut ("validat…") and no
+# line is wrapped at rich's 80-column guess; a terminal keeps its own width.
+PIPE_WIDTH = 100_000
 
 
-def _same_terminal():
-    """Whether stdout and stderr are one terminal, where the bar (stderr) and the lines (stdout) meet."""
-    import os
+def output_console(stderr=False):
+    """A rich Console for stdout (or stderr): as wide as the terminal, or unbounded when not one."""
+    from rich.console import Console
 
-    try:
-        return os.isatty(1) and os.isatty(2) and os.path.samestat(os.fstat(1), os.fstat(2))
-    except OSError:
-        return False
+    console = Console(stderr=stderr)
+    return console if console.is_terminal else Console(stderr=stderr, width=PIPE_WIDTH)
 
 
 def describe_run(run, echo=click.echo):
@@ -108,11 +64,10 @@ MATRIX_TABLE_CLASSES = 20
 def print_report(report):
     """The evaluation report as tables; class names are shown as written (escaped: `[red]Lychee` is a name,
     not rich markup)."""
-    from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
 
-    console = Console()
+    console = output_console()
     console.print(f"Accuracy: {100 * report['accuracy']:.1f}% on {report['images']} images ({report['split']} split)")
     if "balanced_accuracy" in report:
         console.print(f"Balanced accuracy: {100 * report['balanced_accuracy']:.1f}% (the mean of the per-class "
@@ -134,7 +89,6 @@ def print_report(report):
 
 def print_summary(summary):
     """A summary.Summary as a table, then its totals and how backward FLOPs are counted."""
-    from rich.console import Console
     from rich.table import Table
 
     arch = summary.arch
@@ -146,7 +100,7 @@ def print_summary(summary):
                       f"{layer.forward_flops:,}", f"{layer.backward_flops:,}")
     table.add_row("total", "", f"{summary.total_parameters:,}", f"{summary.forward_flops:,}",
                   f"{summary.backward_flops:,}", style="bold")
-    console = Console()
+    console = output_console()
     console.print(table)
     console.print(f"Parameters: {summary.total_parameters:,} ({4 * summary.total_parameters / 2**20:.1f} MiB as float32)")
     console.print(f"Training step: {summary.training_flops:,} FLOPs per image (forward + backward); "
@@ -191,7 +145,7 @@ class SweepProgressBar:
                   f"{progress.failed} failed")
         self.progress.update(self.task, completed=ended, counts=counts)
         if record is not None:
-            self.progress.console.print(describe_sweep_run(record), highlight=False)
+            self.progress.console.print(describe_sweep_run(record), markup=False, highlight=False, soft_wrap=True)
 
 
 def _percent(value):
@@ -221,13 +175,12 @@ def describe_sweep_run(record):
 
 def print_sweep_report(report):
     """The settings best first, and how far validation accuracy ranks runs like test accuracy."""
-    from rich.console import Console
     from rich.table import Table
 
     def with_spread(median, spread):
         return "-" if median is None else f"{100 * median:.1f} ± {100 * spread / 2:.1f}"
 
-    console = Console()
+    console = output_console()
     table = Table(*report.swept, "validation %", "test %", "best val loss", "s / run", "runs", "state",
                   title=f"Settings by median validation accuracy over seeds {', '.join(map(str, report.seeds))}")
     for row in report.rows:

@@ -12,7 +12,8 @@ not spawn or forkserver, because those import the caller's main script again in 
 which reruns a script that lacks an `if __name__ == "__main__":` guard. Forking a process that
 runs other threads is risky only for locks those threads hold; the workers touch nothing but
 Pillow and numpy, and the loader's own threads (cache look-ups) have finished before the fork.
-Workers ignore Ctrl-C: the calling process gets it, and stops them.
+Workers ignore Ctrl-C: the calling process gets it, and stops them. They die with it when it is
+killed outright (Linux's parent-death signal), so none is left holding its caller's pipes.
 
 Where the cache lives, first match wins:
   1. the `cache_dir` argument (`read_image_folder(..., cache_dir=...)`); False turns it off;
@@ -25,17 +26,30 @@ bytes) and is never pruned, so a folder that is gone leaves its file behind unti
 What it holds: one .npz file per folder of images, named by a digest of its key. The key is the
 folder's absolute path, the image size, `preprocess.PREPROCESS_VERSION`, Pillow's version and
 this file format's version: a change to any of them (a new `load_image`, a Pillow upgrade)
-starts afresh. Inside, each image is keyed by its file name, size in bytes and modification time
-in nanoseconds; a file whose key changed, and only that file, is decoded again, and only the
-folders where something changed are written again (atomically, by files.write_atomically).
+starts afresh. Inside, each image is keyed by its file name, size in bytes, modification time,
+inode number and status-change time (ctime, in nanoseconds); a file whose key changed, and only
+that file, is decoded again, and only the folders where something changed are written again
+(atomically, by files.write_atomically).
+
+Why those four numbers: size and modification time alone miss a photo replaced by another of the
+same size whose modification time was kept, as unpacking a corrected archive does (tar and unzip
+set the archive's times). A file's ctime cannot be set at all: the kernel sets it to the current
+time at every write, rename, chmod or utime, so any replacement gives a new ctime, and a new file
+in the old one's place (unpacking, copying, `git checkout`) usually a new inode as well. What
+they cannot see is a change made with the clock set back to the old ctime, or a file system that
+keeps no real ctime; `--no-cache` (cache_dir=False) or deleting the cache folder then reads every
+file again. All four come from the one stat the listing makes anyway, so a cached load costs no
+more; hashing every file instead would read all of them on every load.
 
 The cache is never trusted blindly. It is read with allow_pickle=False (never pickle); every
 array must have the expected name, dtype and shape; the file repeats its whole key, which must
 match; the zip's CRC-32 covers every byte. A file that is damaged, truncated, foreign or
 unreadable is ignored and rebuilt: never a traceback, never wrong pixels. A file modified less
-than RACY_SECONDS before the load began is decoded but not cached: file systems keep coarse
-modification times, so a second change within the same tick would keep its size and time, and
-only an older time vouches for the contents (git calls such entries "racily clean").
+than RACY_SECONDS before the load began (its modification or status-change time) is decoded but
+not cached: file systems keep coarse times, so a second change within the same tick would keep
+them all, and only an older time vouches for the contents (git calls such entries "racily
+clean"). Temporary files that a killed load left in the cache folder are removed by the next one
+(files.remove_stale_temporaries).
 """
 import hashlib
 import multiprocessing
@@ -50,17 +64,22 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from cnnfruit.errors import CnnfruitError
-from cnnfruit.files import write_atomically
+from cnnfruit.files import remove_stale_temporaries, write_atomically
 from cnnfruit.config import IMAGE_SIZE
 from cnnfruit.data.preprocess import PREPROCESS_VERSION, load_image
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
 CACHE_DIR_VARIABLE = "CNNFRUIT_CACHE_DIR"
 OFF = "off"
 RACY_SECONDS = 2
 CHUNK = 64  # files a decode task takes: enough to amortise a task, few enough to share evenly
 LOOK_UP_THREADS = 4  # reading cache files: mostly waiting for the disk and zlib, which release the GIL
-ARRAYS = ("key", "names", "sizes", "mtimes", "pixels")
+ARRAYS = ("key", "names", "sizes", "mtimes", "inodes", "ctimes", "pixels")
+# A temporary file in the cache folder whose writer is not running here is stale once it is this
+# old (a cache shared over a network file system may have writers on other machines), and any
+# temporary file is once it is STALE_AFTER old: a cache write takes seconds.
+UNOWNED_AFTER = 60
+STALE_AFTER = 3600
 
 
 @dataclass(frozen=True)
@@ -68,6 +87,17 @@ class ImageFile:
     name: str  # the file's name in its folder
     size: int  # bytes, as listed; -1 if it could not be stat'ed (decoded, never cached)
     mtime_ns: int
+    inode: int = -1
+    ctime_ns: int = -1
+
+    @classmethod
+    def from_stat(cls, name, stat):
+        return cls(name, stat.st_size, stat.st_mtime_ns, stat.st_ino, stat.st_ctime_ns)
+
+    @property
+    def stamp(self):
+        """What says the file is unchanged: (size, mtime, inode, ctime)."""
+        return (self.size, self.mtime_ns, self.inode, self.ctime_ns)
 
 
 @dataclass
@@ -127,9 +157,8 @@ def cache_file(cache_dir, key):
 
 @dataclass
 class CachedFolder:
-    index: dict  # file name -> position in the lists below
-    sizes: list  # ints: comparing numpy scalars one by one costs more than the cache saves
-    mtimes: list
+    index: dict  # file name -> position in stamps
+    stamps: list  # each file's ImageFile.stamp, tuples of ints: numpy scalars would cost more than the cache saves
     pixels: np.ndarray  # (n, size, size, 3) uint8; None once copied out
 
 
@@ -146,7 +175,8 @@ def read_cache(path, key, size):
         return None
     n = len(arrays["sizes"])
     expected = {"key": (np.uint8, None), "names": (np.uint8, None), "sizes": (np.int64, (n,)),
-                "mtimes": (np.int64, (n,)), "pixels": (np.uint8, (n, size, size, 3))}
+                "mtimes": (np.int64, (n,)), "inodes": (np.uint64, (n,)), "ctimes": (np.int64, (n,)),
+                "pixels": (np.uint8, (n, size, size, 3))}
     for name, (dtype, shape) in expected.items():
         array = arrays[name]
         if array.dtype != dtype or (shape is None and array.ndim != 1) or (shape is not None and array.shape != shape):
@@ -156,7 +186,8 @@ def read_cache(path, key, size):
     names = [os.fsdecode(name) for name in arrays["names"].tobytes().split(b"\0")]
     if len(names) != n or len(set(names)) != n:
         return None
-    return CachedFolder(dict(zip(names, range(n))), arrays["sizes"].tolist(), arrays["mtimes"].tolist(), arrays["pixels"])
+    stamps = list(zip(*(arrays[name].tolist() for name in ("sizes", "mtimes", "inodes", "ctimes"))))
+    return CachedFolder(dict(zip(names, range(n))), stamps, arrays["pixels"])
 
 
 def write_cache(path, key, files, pixels):
@@ -165,7 +196,9 @@ def write_cache(path, key, files, pixels):
     def write(temporary):
         np.savez(temporary, key=np.frombuffer(key, dtype=np.uint8), names=names,
                  sizes=np.array([f.size for f in files], dtype=np.int64),
-                 mtimes=np.array([f.mtime_ns for f in files], dtype=np.int64), pixels=pixels)
+                 mtimes=np.array([f.mtime_ns for f in files], dtype=np.int64),
+                 inodes=np.array([f.inode for f in files], dtype=np.uint64),  # st_ino may pass 2**63
+                 ctimes=np.array([f.ctime_ns for f in files], dtype=np.int64), pixels=pixels)
 
     write_atomically(path, write)
 
@@ -180,7 +213,7 @@ def _reuse(folder, cache_dir, size, out):
     positions = []
     for i, f in enumerate(folder.files):
         at = cached.index.get(f.name)
-        if at is not None and f.size >= 0 and cached.sizes[at] == f.size and cached.mtimes[at] == f.mtime_ns:
+        if at is not None and f.size >= 0 and cached.stamps[at] == f.stamp:
             reused[i] = True
             positions.append(at)
     out[folder.rows[reused]] = cached.pixels[positions]
@@ -201,8 +234,31 @@ def decode_files(folder, names, size):
     return pixels.tobytes(), failures
 
 
-def _ignore_ctrl_c():
+def _start_worker(parent):
+    """In each decoding worker: die with the parent, and leave Ctrl-C to it.
+
+    A parent killed outright (SIGKILL, or SIGTERM without a handler) cannot stop its workers, and
+    they would live on without it, holding its caller's pipes open; Linux's parent-death signal
+    ends them. A worker forked just after its parent died sees another parent, and exits.
+    SIGINT goes to the parent, which stops them; SIGTERM gets its default meaning back, since a
+    handler the parent set for itself would only raise KeyboardInterrupt in the worker.
+    """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    _die_with_parent()
+    if os.getppid() != parent:
+        os._exit(1)
+
+
+def _die_with_parent():
+    """prctl(PR_SET_PDEATHSIG, SIGKILL) through ctypes (Linux; workers are forked only there)."""
+    import ctypes
+
+    PR_SET_PDEATHSIG = 1
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):  # no prctl: a worker outlives a parent killed outright
+        pass
 
 
 class _InCallingProcess:
@@ -232,7 +288,8 @@ def _decoder(workers, files):
     Image.preinit()  # import Pillow and its common plugins once, here, not in every worker
     workers = min(workers, -(-files // CHUNK))
     context = multiprocessing.get_context("fork")
-    return ProcessPoolExecutor(workers, mp_context=context, initializer=_ignore_ctrl_c), workers
+    return ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker,
+                               initargs=(os.getpid(),)), workers
 
 
 def _store(folder, cache_dir, size, out, keep, reused, cached):
@@ -253,6 +310,15 @@ def _store(folder, cache_dir, size, out, keep, reused, cached):
             os.unlink(path)
         except FileNotFoundError:
             pass
+
+
+def _clean(cache_dir):
+    """Remove what killed loads left in the cache folder: temporary files of up to the largest
+    folder's pixels each."""
+    try:
+        remove_stale_temporaries(cache_dir, unowned_after=UNOWNED_AFTER, stale_after=STALE_AFTER)
+    except OSError:  # no cache folder yet, or one this process cannot list: nothing to clean
+        pass
 
 
 def load_folders(folders, out, *, size=IMAGE_SIZE, cache_dir=None, workers=None, stop_at_failure=True,
@@ -304,6 +370,7 @@ class _Loader:
         if self.stats.cache_dir is None:
             looked_up = [(np.zeros(len(folder.files), dtype=bool), None) for folder in self.folders]
         else:
+            _clean(self.stats.cache_dir)
             with ThreadPoolExecutor(LOOK_UP_THREADS, thread_name_prefix="cnnfruit-cache") as pool:
                 looked_up = list(pool.map(self.look_up, self.folders))
         for reused, _ in looked_up:
@@ -345,10 +412,12 @@ class _Loader:
         if not self.writable:
             return
         folder, (reused, cached) = self.folders[f], looked_up[f]
-        trusted = np.array([0 <= file.mtime_ns < self.racy_after for file in folder.files], dtype=bool)
+        trusted = np.array([0 <= file.mtime_ns and max(file.mtime_ns, file.ctime_ns) < self.racy_after
+                            for file in folder.files], dtype=bool)
         try:
             os.makedirs(self.stats.cache_dir, exist_ok=True)
-            _store(folder, self.stats.cache_dir, self.size, self.out, ok[f] & trusted, reused, cached)
+            # a reused file matched a stamp that was settled when it was cached: still trusted
+            _store(folder, self.stats.cache_dir, self.size, self.out, ok[f] & (trusted | reused), reused, cached)
         except OSError as err:  # a full disk or a read-only cache: loading goes on, the next one decodes again
             self.stats.cache_problem = f"cannot write the image cache in {self.stats.cache_dir}: {err.strerror or err}"
             self.writable = False

@@ -14,6 +14,7 @@ images into tensors.
 - class folders alone: DIR/<class>/*. Then a test split is cut from every class alike: the same
   share, test_fraction, of each class's files (at least one, never all), chosen by a seeded hash
   of each file's name. A photo added or removed later moves few others between train and test.
+  A test_fraction given for a folder with split folders is refused: it would cut nothing.
 
 Ambiguous folders are errors: two folders for one split (train/ and Training/), a folder named
 like a class beside the split folders, a split-named folder that holds images itself beside
@@ -107,10 +108,17 @@ def _scan(folder):
         raise CnnfruitError(f"cannot list folder {printable(folder)}: {err.strerror or err}") from None
 
 
+def _is_dir(entry):
+    try:
+        return entry.is_dir()
+    except OSError:  # a link to itself, say: not a folder (as an image name, decoding says what it is)
+        return False
+
+
 def _subfolders(folder):
     """Sorted names of folder's subfolders, hidden ones left out."""
     with _scan(folder) as entries:
-        return sorted(e.name for e in entries if not e.name.startswith(".") and e.is_dir())
+        return sorted(e.name for e in entries if not e.name.startswith(".") and _is_dir(e))
 
 
 def _image_files(folder):
@@ -118,11 +126,10 @@ def _image_files(folder):
     files = []
     with _scan(folder) as entries:
         for entry in entries:
-            if not _is_image_name(entry.name) or entry.is_dir():
+            if not _is_image_name(entry.name) or _is_dir(entry):
                 continue
             try:
-                stat = entry.stat()
-                files.append(ImageFile(entry.name, stat.st_size, stat.st_mtime_ns))
+                files.append(ImageFile.from_stat(entry.name, entry.stat()))
             except OSError:  # a dangling link: kept, so that decoding it names the problem
                 files.append(ImageFile(entry.name, -1, -1))
     return sorted(files, key=lambda f: f.name)
@@ -214,6 +221,7 @@ class _Layout:
     parts: dict  # split -> [(class folder, [ImageFile])] in class order; one folder may serve two splits
     split_dirs: dict  # split -> the folder its images come from, for messages
     note: str
+    test_fraction: float = None  # the share of each class cut out as the test split; None: the folder has test/
 
 
 def _find_split_folders(root):
@@ -304,7 +312,7 @@ def _class_layout(root, others, test_fraction, seed):
     n_test, n_all = sum(len(files) for _, files in test), sum(len(files) for files in listed)
     note = (f"{printable(root)} has no train/ and test/ folders: held out {n_test} of its {n_all} images "
             f"as the test split, {test_fraction:g} of each class (seed {seed})")
-    return _Layout(list(others), {"train": train, "test": test}, {"train": root, "test": root}, note)
+    return _Layout(list(others), {"train": train, "test": test}, {"train": root, "test": root}, note, test_fraction)
 
 
 def hold_out(names, test_fraction, seed, folder="this class"):
@@ -323,9 +331,14 @@ def hold_out(names, test_fraction, seed, folder="this class"):
     return held_out
 
 
-def find_layout(root, test_fraction=TEST_FRACTION, seed=0):
-    """Which files of root go to which split, as the module docstring describes."""
+def find_layout(root, test_fraction=None, seed=0):
+    """Which files of root go to which split, as the module docstring describes (test_fraction:
+    None for TEST_FRACTION)."""
     splits, others = _find_split_folders(root)
+    if splits and test_fraction is not None:
+        raise SettingError("{test_fraction} cuts a test split out of class folders alone, but {root} has its own "
+                           "{test}/ folder; leave {test_fraction} out", root=printable(root),
+                           test=printable(splits.get("test", "test")))
     if splits:
         return _split_layout(root, splits, others)
     if not others:
@@ -333,15 +346,21 @@ def find_layout(root, test_fraction=TEST_FRACTION, seed=0):
             f"data folder {printable(root)} has no class folders: it needs <class>/* folders, "
             "or train/<class>/* and test/<class>/*"
         )
-    return _class_layout(root, others, test_fraction, seed)
+    return _class_layout(root, others, TEST_FRACTION if test_fraction is None else test_fraction, seed)
 
 
 # ---------------------------------------------------------------------------------------------
 # reading
 
 
+def has_split_folders(root):
+    """Whether the folder root has train/ and test/ (or their variants): then it needs no test_fraction."""
+    return os.path.isdir(root) and bool(_find_split_folders(root)[0])
+
+
 def _check_settings(test_fraction, seed, workers):
-    if isinstance(test_fraction, bool) or not isinstance(test_fraction, numbers.Real) or not 0 < test_fraction < 1:
+    if test_fraction is not None and (isinstance(test_fraction, bool) or not isinstance(test_fraction, numbers.Real)
+                                      or not 0 < test_fraction < 1):
         raise CnnfruitError(f"test_fraction must be in (0, 1), got {test_fraction!r}")
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
         raise CnnfruitError(f"seed must be an integer, 0 or more, got {seed!r}")
@@ -349,13 +368,14 @@ def _check_settings(test_fraction, seed, workers):
         raise CnnfruitError(f"workers must be a whole number, 1 or more, got {workers!r}")
 
 
-def read_image_folder(root, *, skip_bad=False, test_fraction=TEST_FRACTION, seed=0, cache_dir=None, workers=None,
+def read_image_folder(root, *, skip_bad=False, test_fraction=None, seed=0, cache_dir=None, workers=None,
                       progress=None):
     """Read an image folder in either layout of the module docstring into a Dataset.
 
     skip_bad leaves out images that cannot be decoded (counted in `skipped`, listed with their
-    reasons in `loading.failures`); otherwise the first one is an error. test_fraction and seed
-    cut the test split when the folder has no split folders. cache_dir: where decoded images are
+    reasons in `loading.failures`); otherwise the first one is an error. test_fraction (default
+    TEST_FRACTION) and seed cut the test split when the folder has no split folders; a
+    test_fraction for a folder that has them is refused. cache_dir: where decoded images are
     kept between loads, False for nowhere (see cnnfruit/data/cache.py for the default).
     workers: processes decoding images (default: one per processor; 1 decodes in this process,
     as do platforms other than Linux). progress(done, total) is
@@ -394,7 +414,7 @@ def read_image_folder(root, *, skip_bad=False, test_fraction=TEST_FRACTION, seed
     name = printable(os.path.basename(os.path.normpath(os.path.abspath(root))))
     return Dataset(name, layout.class_names, parts["train"], parts["test"], val=parts.get("val"),
                    source=os.path.abspath(root),
-                   options={"skip_bad": skip_bad, "test_fraction": test_fraction, "seed": seed},
+                   options={"skip_bad": skip_bad, "test_fraction": layout.test_fraction, "seed": seed},
                    skipped=len(stats.failures), layout_note=layout.note, loading=stats)
 
 

@@ -36,10 +36,13 @@ from them. `PREPROCESS_VERSION`
 names this behaviour and the decoded-image cache keys on it: raise it whenever `load_image`
 could give other pixels for some file.
 """
+import os
+
 import numpy as np
 
 from cnnfruit.config import COLOR_MODES, IMAGE_SIZE, NORMALIZE_MODES
 from cnnfruit.errors import CnnfruitError
+from cnnfruit.files import existing_kind
 
 PREPROCESS_VERSION = 1
 MAX_PIXELS = 64_000_000
@@ -71,6 +74,10 @@ def load_image(path, size=IMAGE_SIZE, max_pixels=MAX_PIXELS):
     """
     from PIL import Image, UnidentifiedImageError
 
+    if isinstance(path, (str, bytes, os.PathLike)):  # looked at first: a FIFO would block the decoder for ever
+        kind = existing_kind(path)
+        if kind not in (None, "file"):  # a missing file is left to open(), which says so
+            raise CnnfruitError(f"cannot read image {printable(path)}: {kind}")
     try:
         with Image.open(path) as image:
             width, height = image.size
@@ -144,7 +151,9 @@ def to_inputs(images, color="grey", normalize="none"):
     grey: one luma channel in 0..255; rgb: three channels. normalize: none keeps 0..255 (the
     report's scale), scale divides by 255, standardize gives each image zero mean, unit variance.
     """
-    images = np.asarray(images)
+    # C order first: numpy sums the luma's three products in another order on other layouts (a
+    # Fortran-ordered array, a quarter-turned view), which moved the last bit of some inputs.
+    images = np.ascontiguousarray(images)
     if images.ndim != 4 or images.shape[-1] != 3:
         raise CnnfruitError(f"expected images of shape (N, H, W, 3), got {images.shape}")
     pixels = images.astype(np.float32)

@@ -11,7 +11,7 @@ an evaluation of the train split reads the images exactly as the run did.
 import os
 from dataclasses import dataclass, fields
 
-from cnnfruit.data.datasets import TEST_FRACTION, fingerprint, load_embedded, read_image_folder
+from cnnfruit.data.datasets import fingerprint, has_split_folders, load_embedded, read_image_folder
 from cnnfruit.errors import CnnfruitError, SettingError
 
 # The options a checkpoint records: they decide which images land in which split. cache_dir only
@@ -24,19 +24,23 @@ class DataSource:
     """An image folder and how to read it, or (folder None) the embedded fruit photos.
 
     skip_bad: leave out unreadable images instead of stopping. test_fraction and seed: the test
-    cut of a folder of class folders alone. cache_dir: where decoded images are kept between
+    cut of a folder of class folders alone (test_fraction None: datasets.TEST_FRACTION; refused for
+    a folder with its own test/ and for the embedded photos, where it would cut nothing). cache_dir: where decoded images are kept between
     loads (None: the default cache, False: none). See read_image_folder.
     """
 
     folder: str = None
     skip_bad: bool = False
-    test_fraction: float = TEST_FRACTION
+    test_fraction: float = None
     seed: int = 0
     cache_dir: object = None
 
     def load(self, progress=None):
         """The Dataset; progress(done, total) is called now and then while a folder is read."""
         if self.folder is None:
+            if self.test_fraction is not None:
+                raise SettingError("{test_fraction} cuts a test split out of a data folder of class folders; the "
+                                   "embedded photos have their own test split")
             return load_embedded()
         return read_image_folder(self.folder, skip_bad=self.skip_bad, test_fraction=self.test_fraction, seed=self.seed,
                                  cache_dir=self.cache_dir, progress=progress)
@@ -69,6 +73,9 @@ class DataSource:
         if not folder and source is not None and not os.path.isdir(source):
             raise SettingError("the data folder {source} that {model} was trained on is gone; pass {data}",
                                source=source, model=model)
+        if source is None or has_split_folders(source):
+            # a model may record the default share for a folder where it cut nothing
+            options["test_fraction"] = None
         return cls(source, **options)
 
 

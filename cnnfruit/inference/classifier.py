@@ -5,6 +5,7 @@ them, or the files themselves, and applies the colour mode and normalisation it 
 There is no way to hand it already-preprocessed tensors, so a prediction can never be made on
 inputs prepared the wrong way.
 """
+import numbers
 import os
 from dataclasses import dataclass
 
@@ -16,7 +17,7 @@ from cnnfruit.errors import CnnfruitError, SettingError
 from cnnfruit.inference.metrics import classification_report
 from cnnfruit.nn.network import Network
 from cnnfruit.data.preprocess import load_image, to_inputs
-from cnnfruit.threads import one_blas_thread
+from cnnfruit.threads import compute_lock
 
 
 @dataclass
@@ -85,10 +86,14 @@ class Classifier:
 
     def save(self, path):
         """A checkpoint with the weights, class names and preprocessing (no training state to resume)."""
-        checkpoint.save(path, checkpoint.Checkpoint(
-            self.arch, self.class_names, self.params, color=self.color, normalize=self.normalize,
-            config=dict(self.config), history=self.history.to_dict() if self.history else {}, trained_on=dict(self.trained_on),
-        ))
+        try:
+            checkpoint.save(path, checkpoint.Checkpoint(
+                self.arch, self.class_names, self.params, color=self.color, normalize=self.normalize,
+                config=dict(self.config), history=self.history.to_dict() if self.history else {},
+                trained_on=dict(self.trained_on),
+            ))
+        except OSError as err:
+            raise CnnfruitError(f"cannot write checkpoint {path}: {err.strerror or err}") from None
 
     def export(self, path, opset=None):
         """Write this classifier, preprocessing included, as an ONNX file (needs cnnfruit[onnx]).
@@ -105,10 +110,19 @@ class Classifier:
         """uint8 RGB images (N, H, W, 3) from an array of them, one image, or a list of file paths."""
         if isinstance(images, (str, os.PathLike)):
             images = [images]
-        if isinstance(images, (list, tuple)) and all(isinstance(i, (str, os.PathLike)) for i in images):
-            return np.stack([load_image(path, self.arch.image_size) for path in images]) if images else \
-                np.zeros((0, self.arch.image_size, self.arch.image_size, 3), np.uint8)
-        pixels = np.asarray(images)
+        if isinstance(images, (list, tuple)) and any(_is_path(i) for i in images):
+            odd = next((n for n, i in enumerate(images) if not _is_path(i)), None)
+            if odd is not None:
+                raise CnnfruitError(f"a list of images must be all file paths or all arrays; item {odd} is a "
+                                    f"{type(images[odd]).__name__} among paths")
+            return np.stack([load_image(path, self.arch.image_size) for path in images])
+        if isinstance(images, (list, tuple)) and not images:
+            return np.zeros((0, self.arch.image_size, self.arch.image_size, 3), np.uint8)
+        try:
+            pixels = np.asarray(images)
+        except (TypeError, ValueError) as err:  # a ragged list of arrays, say
+            raise CnnfruitError(f"expected uint8 RGB images of shape (N, {self.arch.image_size}, "
+                                f"{self.arch.image_size}, 3) or file paths; got {type(images).__name__}: {err}") from None
         if pixels.ndim == 3:
             pixels = pixels[None]
         size = self.arch.image_size
@@ -130,19 +144,52 @@ class Classifier:
         """
         from cnnfruit.inference.tta import views
 
+        batch_size = check_batch_size(batch_size)
         pixels = self.images(images)
-        with one_blas_thread():  # each batch preprocessed when its turn comes: no float copy of the whole set
-            probs = [self.network.predict_proba(view, batch_size, inputs=self.inputs) for view in views(pixels, tta)]
+        probs = [self._probabilities(view, batch_size) for view in views(pixels, tta)]
         return probs[0] if len(probs) == 1 else np.mean(probs, axis=0, dtype=np.float64).astype(probs[0].dtype)
+
+    def _probabilities(self, pixels, batch_size):
+        """Softmax probabilities (N, M) of uint8 images, batch by batch.
+
+        Each batch is preprocessed when its turn comes (no float copy of the whole set), and its
+        forward pass is one unit of work under the compute lock, its probabilities copied out before
+        the lock is released: threads that share this classifier, and so its network's buffers, take
+        turns batch by batch.
+        """
+        out = np.empty((len(pixels), len(self.class_names)), self.network.dtype)
+        for start in range(0, len(pixels), batch_size):
+            chunk = slice(start, start + batch_size)
+            with compute_lock():
+                out[chunk] = self.network.predict_proba(pixels[chunk], batch_size, inputs=self.inputs)
+        return out
 
     def decide(self, probs, min_confidence=0.0):
         """The class name of each row of probs (N, M), or None where its probability is below min_confidence."""
-        best = np.asarray(probs).argmax(axis=1)
+        min_confidence = check_confidence(min_confidence)
+        try:
+            probs = np.asarray(probs)
+        except (TypeError, ValueError):  # a ragged list
+            probs = np.asarray(None)
+        if probs.size == 0 and probs.ndim in (1, 2):
+            return []
+        if probs.ndim != 2 or probs.shape[1] != len(self.class_names) or probs.dtype.kind not in "fiu":
+            raise CnnfruitError(f"expected probabilities (N, {len(self.class_names)}), one column per class; got "
+                                f"{probs.dtype} {probs.shape}")
+        best = probs.argmax(axis=1)
         return [self.class_names[m] if p[m] >= min_confidence else None for m, p in zip(best, probs)]
 
     def predict_files(self, paths, batch_size=256, tta="none"):
         """A FilePrediction for each file, in order; a file that cannot be read gets its reason in
         `error` instead of stopping the others. Files are read batch_size at a time."""
+        batch_size = check_batch_size(batch_size)
+        if _is_path(paths):  # one path is one file, not its characters
+            paths = [paths]
+        elif not isinstance(paths, (list, tuple)):
+            raise CnnfruitError(f"predict_files takes a list of file paths, got {type(paths).__name__}")
+        odd = next((n for n, path in enumerate(paths) if not _is_path(path)), None)
+        if odd is not None:
+            raise CnnfruitError(f"predict_files takes file paths; item {odd} is a {type(paths[odd]).__name__}")
         results = []
         for start in range(0, len(paths), batch_size):
             chunk = [FilePrediction(path) for path in paths[start:start + batch_size]]
@@ -161,6 +208,7 @@ class Classifier:
 
     def predict(self, images, batch_size=256, tta="none", min_confidence=0.0):
         """The most likely class name of each image; None (unsure) where its probability is below min_confidence."""
+        check_confidence(min_confidence)  # before the work
         return self.decide(self.predict_proba(images, batch_size, tta), min_confidence)
 
     def evaluate(self, split, batch_size=256, tta="none"):
@@ -169,20 +217,33 @@ class Classifier:
         With tta, the predictions are those of the averaged probabilities, and the loss is their
         cross-entropy, each probability counted as at least kernels.PROBABILITY_FLOOR.
         """
-        labels = np.asarray(split.labels, dtype=np.int64)
-        if len(labels) and not 0 <= labels.min() <= labels.max() < len(self.class_names):
+        from cnnfruit.inference.tta import check_mode
+
+        batch_size, tta = check_batch_size(batch_size), check_mode(tta)
+        try:
+            labels = np.asarray(split.labels)
+        except (AttributeError, TypeError, ValueError):
+            raise CnnfruitError(f"evaluate takes a labelled Split (such as dataset.test), got "
+                                f"{type(split).__name__}") from None
+        whole = labels.dtype.kind in "iu" or (labels.dtype.kind == "f" and bool(np.all(labels == np.round(labels))))
+        if labels.ndim != 1 or not whole or \
+                (len(labels) and not 0 <= labels.min() <= labels.max() < len(self.class_names)):
             raise CnnfruitError(f"labels must be class indices from 0 to {len(self.class_names) - 1}")
+        labels = labels.astype(np.int64)
         if not len(labels):
             raise CnnfruitError("there are no images to evaluate")
+        pixels = self.images(split.images)
+        if len(pixels) != len(labels):
+            raise CnnfruitError(f"the split has {len(pixels)} images and {len(labels)} labels")
         if tta == "none":
             probs = np.empty((len(labels), len(self.class_names)), self.network.dtype)
-            with one_blas_thread():
-                loss, accuracy, predictions = self.network.evaluate(self.images(split.images), labels, batch_size,
-                                                                    inputs=self.inputs, probabilities=probs)
+            with compute_lock():  # the whole pass is one unit of work: its loss is the mean over every image
+                loss, accuracy, predictions = self.network.evaluate(pixels, labels, batch_size, inputs=self.inputs,
+                                                                    probabilities=probs)
         else:
             from cnnfruit.nn.kernels import PROBABILITY_FLOOR
 
-            probs = self.predict_proba(split.images, batch_size, tta)
+            probs = self.predict_proba(pixels, batch_size, tta)
             predictions = probs.argmax(axis=1)
             accuracy = float((predictions == labels).mean())
             true = probs[np.arange(len(labels)), labels].astype(np.float64)
@@ -224,4 +285,28 @@ class Classifier:
 
     def feature_maps(self, image):
         """The conv layer's ReLU maps (K, P, P) of one image (uint8 (H, W, 3) or a file path)."""
-        return self.network.feature_maps(self.inputs(image))[0]
+        pixels = self.images(image)
+        if len(pixels) != 1:
+            raise CnnfruitError(f"feature_maps takes one image, got {len(pixels)}")
+        with compute_lock():
+            return self.network.feature_maps(self.inputs(pixels))[0]
+
+
+def _is_path(value):
+    return isinstance(value, (str, os.PathLike))
+
+
+def check_batch_size(batch_size):
+    """A batch size as the loops need it: a whole number, 1 or more (0 stops range(), and a negative
+    one would leave the probabilities' rows unwritten)."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
+        raise SettingError("{batch_size} must be a whole number, 1 or more, got {value!r}", value=batch_size)
+    return int(batch_size)
+
+
+def check_confidence(min_confidence):
+    """A probability threshold: a number from 0 to 1 (a string cannot be compared with probabilities)."""
+    if isinstance(min_confidence, bool) or not isinstance(min_confidence, numbers.Real) or \
+            not 0 <= min_confidence <= 1:
+        raise SettingError("{min_confidence} must be a number from 0 to 1, got {value!r}", value=min_confidence)
+    return float(min_confidence)

@@ -72,11 +72,11 @@ def input_gradient(classifier, images, class_index, score="logit"):
     """d score(class_index) / d pixel value, (N, H, W, 3) float64, for uint8 RGB images (N, H, W, 3)."""
     if score not in SCORES:
         raise CnnfruitError(f"score must be one of {', '.join(SCORES)}, got {score!r}")
-    from cnnfruit.threads import one_blas_thread
+    from cnnfruit.threads import compute_lock
 
     pixels = classifier.images(images)
     network = classifier.network
-    with one_blas_thread():
+    with compute_lock():  # one unit of work on the classifier's network, results copied out
         network.forward(classifier.inputs(pixels))
         labels = np.full(len(pixels), class_index, dtype=np.int64)
         network.loss(labels)  # sets dpres[-1] to probs - onehot, the gradient of -log p(class)

@@ -26,12 +26,13 @@ Three things differ from the numba path on purpose:
 `onnx` is imported only when a model is built, so cnnfruit itself does not depend on it.
 """
 import json
+import os
 
 import numpy as np
 
 from cnnfruit.config import COLOR_MODES, NORMALIZE_MODES
 from cnnfruit.errors import CnnfruitError
-from cnnfruit.files import write_atomically
+from cnnfruit.files import described, existing_kind, same_file, write_atomically
 from cnnfruit.data.preprocess import LUMA_WEIGHTS
 
 INPUT_NAME = "images"
@@ -116,7 +117,10 @@ def build_onnx(arch, params, class_names, color, normalize, opset=DEFAULT_OPSET)
 
 
 def export_onnx(arch, params, class_names, color, normalize, path, opset=DEFAULT_OPSET):
-    """Write the model of build_onnx to path (atomically); returns the onnx.ModelProto."""
+    """Write the model of build_onnx to path (atomically); returns the onnx.ModelProto.
+
+    An earlier ONNX file at path is replaced; any other file there is refused (check_output)."""
+    check_output(path)
     model = build_onnx(arch, params, class_names, color, normalize, opset)
     onnx = _import_onnx()
     try:
@@ -130,8 +134,40 @@ def export_checkpoint(model_path, onnx_path, opset=DEFAULT_OPSET):
     """Read a cnnfruit checkpoint (checked as for eval) and write it to onnx_path as ONNX."""
     from cnnfruit import checkpoint
 
+    if same_file(model_path, onnx_path):
+        raise CnnfruitError(f"{onnx_path} is the checkpoint being exported; write the ONNX file to another name, "
+                            f"such as {_onnx_name(model_path)}")
+    check_output(onnx_path)
     ckpt = checkpoint.load(model_path)
     return export_onnx(ckpt.arch, ckpt.params, ckpt.class_names, ckpt.color, ckpt.normalize, onnx_path, opset)
+
+
+def check_output(path):
+    """Refuse to write over anything but an earlier ONNX file: a checkpoint, a history or a photo
+    named by mistake would be lost. An ONNX model starts with its ir_version field (byte 0x08)."""
+    kind = existing_kind(path)
+    if kind is None:
+        return
+    if kind != "file":
+        raise CnnfruitError(f"cannot write {path}: {described(kind)}; give a file name{_such_as(path)}")
+    try:
+        with open(path, "rb") as f:
+            head = f.read(1)
+    except OSError as err:
+        raise CnnfruitError(f"cannot read {path}: {err.strerror or err}") from None
+    if head not in (b"", b"\x08"):
+        raise CnnfruitError(f"{path} exists and is not an ONNX file; export replaces only an earlier export, so "
+                            f"give another name{_such_as(path)}")
+
+
+def _onnx_name(path):
+    stem = os.path.splitext(os.path.basename(os.path.normpath(str(path))))[0] or "model"
+    return os.path.join(os.path.dirname(str(path)), f"{stem}.onnx")
+
+
+def _such_as(path):
+    name = _onnx_name(path)
+    return f", such as {name}" if name != str(path) else ""
 
 
 def _check(onnx, arch, params, class_names, color, normalize, opset):

@@ -9,8 +9,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from cnnfruit.nn import memory
 from cnnfruit.nn.architecture import init_parameters
 from cnnfruit.nn.network import Network
+from cnnfruit.threads import compute_lock
 
 
 @dataclass
@@ -43,6 +45,12 @@ def check_gradients(arch, seed=0, images=2, max_entries=300, eps=1e-6, dropout=0
     dropout at that rate (the same masks at every evaluation), class_weights (M numbers) and
     label_smoothing in the loss. Returns a list of ParameterCheck.
     """
+    memory.check_gradient_check(arch, images)
+    with compute_lock():  # one unit of work (threads.py): its kernels never run beside another thread's
+        return _check_gradients(arch, seed, images, max_entries, eps, dropout, class_weights, label_smoothing)
+
+
+def _check_gradients(arch, seed, images, max_entries, eps, dropout, class_weights, label_smoothing):
     rng = np.random.default_rng(seed)
     # he whatever the training default: under a zero logit layer (he-zero) every gradient below it
     # is zero, and comparing zeros with zeros would check nothing.

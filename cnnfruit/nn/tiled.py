@@ -9,8 +9,8 @@ GIL), so every core works and the result is the same bits with one worker or man
 
 BLAS runs on one thread per call: OpenBLAS's sums change with its own thread count in some
 products (tests/test_determinism.py), and two workers each calling a threaded BLAS would also
-fight over the cores. threads.py holds OpenBLAS there (configure_threads, one_blas_thread);
-gemm.py loads MKL in its sequential mode.
+fight over the cores. threads.py holds OpenBLAS there (configure_threads, compute_lock); gemm.py
+loads MKL in its sequential mode.
 
     forward:   out (N, O) = relu(x (N, I) @ w (I, O) + b)      tiles: column slices of w and out
     backward:  for each row tile [r0, r1) of w (I, O), on its live block: the images whose dout

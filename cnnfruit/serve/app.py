@@ -126,7 +126,6 @@ def _json(body, status=200):
 
 def create_app(service):
     """The ASGI app answering for service (a Service)."""
-    classifier = service.classifier
     page = {path: (resources.files(__package__).joinpath("page", name).read_bytes(), kind)
             for path, (name, kind) in PAGE_FILES.items()}
 
@@ -146,56 +145,10 @@ def create_app(service):
         return _json(openapi(service.description["class_names"]))
 
     async def predict(request):
-        _only(request, ("min_confidence", "tta", "view", "name"))
-        min_confidence = _confidence(request, service.min_confidence)
-        tta = _choice(request, "tta", model.TTA_MODES, "none")
-        view = _choice(request, "view", ("0", "1"), "0") == "1"
-        uploads = await read_uploads(request, service.limits, _name_of, request.query_params.get("name"))
-        photos = await service.decode(uploads, view)
-        readable = [photo for photo in photos if photo.error is None]
-        probs = {}
-        if readable:
-            rows = await asyncio.wrap_future(service.batcher.predict(np.stack([p.pixels for p in readable]), tta))
-            answers = classifier.decide(rows, min_confidence)
-            probs = {id(photo): (row, answer) for photo, row, answer in zip(readable, rows, answers)}
-        images = []
-        for photo in photos:
-            if photo.error is not None:
-                images.append({"file": photo.name, "error": photo.error})
-                continue
-            row, answer = probs[id(photo)]
-            entry = {"file": photo.name, "class": classifier.class_names[int(row.argmax())], "unsure": answer is None,
-                     "probabilities": {name: float(p) for name, p in zip(classifier.class_names, row)}}
-            if view:
-                entry["view"] = photo.view
-            images.append(entry)
-        body = {"images": images, "min_confidence": min_confidence, "tta": tta}
-        if not readable:
-            body["error"] = (images[0]["error"] if len(images) == 1 else
-                             f"none of the {len(images)} images could be read")
-            return _json(body, 422)
-        return _json(body)
+        return await _predict(service, request)
 
     async def explain(request):
-        _only(request, ("map", "class", "name"))
-        kind = _choice(request, "map", model.MAPS, "occlusion")
-        class_name = request.query_params.get("class")
-        if class_name is not None and class_name not in classifier.class_names:
-            raise RequestError(400, f"the model has no class {class_name!r}; its classes: "
-                                    f"{', '.join(classifier.class_names)}")
-        uploads = await read_uploads(request, service.limits, _name_of, request.query_params.get("name"))
-        if len(uploads) != 1:
-            for upload in uploads:
-                upload.close()
-            raise RequestError(400, f"explain takes one image per request, got {len(uploads)}")
-        photo, = await service.decode(uploads)
-        if photo.error is not None:
-            raise RequestError(422, photo.error)
-        index, probability, heat = await asyncio.wrap_future(
-            service.batcher.call(model.explain_photo, classifier, photo.pixels, class_name, kind))
-        png = await asyncio.wrap_future(service.decoders.submit(model.overlay_png, photo.data, photo.pixels, heat))
-        return Response(png, media_type="image/png", headers={
-            **HEADERS, "X-Cnnfruit-Class-Index": str(index), "X-Cnnfruit-Probability": repr(probability)})
+        return await _explain(service, request)
 
     async def refused(request, err):
         return _json({"error": err.message}, err.status)
@@ -217,3 +170,61 @@ def create_app(service):
     ]
     return Starlette(routes=routes, exception_handlers={RequestError: refused, HTTPException: http_error,
                                                         Exception: defect})
+
+
+async def _predict(service, request):
+    """POST /api/predict: the probabilities of each uploaded image, or why it cannot be read."""
+    classifier = service.classifier
+    _only(request, ("min_confidence", "tta", "view", "name"))
+    min_confidence = _confidence(request, service.min_confidence)
+    tta = _choice(request, "tta", model.TTA_MODES, "none")
+    view = _choice(request, "view", ("0", "1"), "0") == "1"
+    uploads = await read_uploads(request, service.limits, _name_of, request.query_params.get("name"))
+    photos = await service.decode(uploads, view)
+    readable = [photo for photo in photos if photo.error is None]
+    probs = {}
+    if readable:
+        rows = await asyncio.wrap_future(service.batcher.predict(np.stack([p.pixels for p in readable]), tta))
+        answers = classifier.decide(rows, min_confidence)
+        probs = {id(photo): (row, answer) for photo, row, answer in zip(readable, rows, answers)}
+    images = []
+    for photo in photos:
+        if photo.error is not None:
+            images.append({"file": photo.name, "error": photo.error})
+            continue
+        row, answer = probs[id(photo)]
+        entry = {"file": photo.name, "class": classifier.class_names[int(row.argmax())], "unsure": answer is None,
+                 "probabilities": {name: float(p) for name, p in zip(classifier.class_names, row)}}
+        if view:
+            entry["view"] = photo.view
+        images.append(entry)
+    body = {"images": images, "min_confidence": min_confidence, "tta": tta}
+    if not readable:
+        body["error"] = (images[0]["error"] if len(images) == 1 else
+                         f"none of the {len(images)} images could be read")
+        return _json(body, 422)
+    return _json(body)
+
+
+async def _explain(service, request):
+    """POST /api/explain: a PNG of one image's map, with the class explained in the headers."""
+    classifier = service.classifier
+    _only(request, ("map", "class", "name"))
+    kind = _choice(request, "map", model.MAPS, "occlusion")
+    class_name = request.query_params.get("class")
+    if class_name is not None and class_name not in classifier.class_names:
+        raise RequestError(400, f"the model has no class {class_name!r}; its classes: "
+                                f"{', '.join(classifier.class_names)}")
+    uploads = await read_uploads(request, service.limits, _name_of, request.query_params.get("name"))
+    if len(uploads) != 1:
+        for upload in uploads:
+            upload.close()
+        raise RequestError(400, f"explain takes one image per request, got {len(uploads)}")
+    photo, = await service.decode(uploads)
+    if photo.error is not None:
+        raise RequestError(422, photo.error)
+    index, probability, heat = await asyncio.wrap_future(
+        service.batcher.call(model.explain_photo, classifier, photo.pixels, class_name, kind))
+    png = await asyncio.wrap_future(service.decoders.submit(model.overlay_png, photo.data, photo.pixels, heat))
+    return Response(png, media_type="image/png", headers={
+        **HEADERS, "X-Cnnfruit-Class-Index": str(index), "X-Cnnfruit-Probability": repr(probability)})

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 
 from cnnfruit.errors import CnnfruitError
 from cnnfruit.files import write_text_atomically
-from cnnfruit.sweep.worker import RunOutcome, run_one
+from cnnfruit.sweep.worker import LOST, RunOutcome, run_one
 
 INSTALL_HINT = "pip install 'cnnfruit[sweep]'"
 
@@ -61,7 +61,8 @@ class InProcess:
 
 
 class OnDask:
-    """Runs as Dask tasks; a worker that dies mid-run has its run retried by Dask on another."""
+    """Runs as Dask tasks; a worker that dies mid-run has its run retried by Dask on another, and a
+    run lost for good (its workers died more often than Dask retries) is run again on resume."""
 
     def __init__(self, client):
         self.client = client
@@ -73,7 +74,7 @@ class OnDask:
         try:
             return future.result()
         except Exception as err:  # noqa: BLE001 - the cluster lost the run: a worker died too often, say
-            return RunOutcome("failed", error=f"{type(err).__name__}: {err}")
+            return RunOutcome("failed", error=f"{LOST} ({type(err).__name__}: {err})")
 
     def cancel(self, futures):
         self.client.cancel(list(futures))
@@ -89,14 +90,38 @@ def local_cluster(workers, threads=1):
     require_extra()
     from distributed import Client, LocalCluster
 
+    # No dashboard; the scheduler's HTTP endpoints (health, metrics) on a free port, not 8787, which
+    # another cluster may hold ("Port 8787 is already in use" on stderr otherwise). The cluster's own
+    # logs stay quiet: what goes wrong with a run comes back as its outcome, with the error, and a
+    # worker still training when Ctrl-C closes the cluster would log a failed heartbeat's traceback.
     cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-                           dashboard_address=None, silence_logs=logging.ERROR,
-                           env={"NUMBA_NUM_THREADS": str(threads)})
+                           dashboard_address=None, scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
+                           silence_logs=logging.CRITICAL, env={"NUMBA_NUM_THREADS": str(threads)})
     try:
         with Client(cluster) as client:
+            client.register_plugin(ignore_ctrl_c(), name="cnnfruit-ignore-ctrl-c")
             yield client
     finally:
         cluster.close()
+
+
+def ignore_ctrl_c():
+    """A Dask worker plugin that makes the worker process ignore SIGINT.
+
+    The local cluster's workers share the terminal with the sweep, so Ctrl-C reaches them too, and
+    each would die printing a KeyboardInterrupt traceback. The sweep itself handles Ctrl-C: it
+    cancels the runs in flight, saves, and closes the cluster. Dask sets the plugin up on every
+    worker, a restarted one included, in the worker's main thread (where signal handlers are set).
+    """
+    from distributed.diagnostics.plugin import WorkerPlugin
+
+    class IgnoreCtrlC(WorkerPlugin):
+        def setup(self, worker):
+            import signal
+
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    return IgnoreCtrlC()
 
 
 def default_workers(threads=1):

@@ -14,13 +14,16 @@ Needs numpy only (no Optuna), so `cnnfruit plot sweep.json` works without the sw
 import csv
 import io
 import json
+import math
 import os
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from cnnfruit import jsontext
+from cnnfruit.config import setting_fields
 from cnnfruit.errors import CnnfruitError
-from cnnfruit.files import write_text_atomically
+from cnnfruit.files import check_regular, write_text_atomically
 
 KIND = "cnnfruit-sweep"
 VERSION = 1
@@ -95,19 +98,106 @@ class SweepReport:
 
     @classmethod
     def load(cls, path):
+        """A sweep.json, checked in everything a figure or a table reads from it (see from_dict)."""
+        check_regular(path, "sweep report")
         try:
+            if os.path.getsize(path) > MAX_FILE_BYTES:
+                raise CnnfruitError(f"{path} is larger than any sweep.json ({MAX_FILE_BYTES // 2**20} MiB at most)")
             with open(path, encoding="utf-8") as f:
-                record = json.load(f)
-        except (OSError, ValueError) as err:
+                text = f.read()
+        except (OSError, UnicodeDecodeError) as err:
             raise CnnfruitError(f"cannot read {path}: {err}") from None
+        record = jsontext.parse(text, path)
         if not is_sweep_record(record):
             raise CnnfruitError(f"{path} is not a cnnfruit sweep.json")
-        return cls(record["swept"], record["fixed"], record["seeds"], record["rows"], record["runs"],
-                   record.get("validation_vs_test", {}), record.get("seconds"), record.get("interrupted", False))
+        return cls.from_dict(record, source=path)
 
+    @classmethod
+    def from_dict(cls, record, source="the sweep report"):
+        """A SweepReport from its JSON form, refused unless every field a figure reads is in range:
+        a swept setting is a training setting (so a figure has a bounded number of panels), each
+        run holds a value of each, accuracies are numbers from 0 to 1, and so on."""
+        def bad(problem):
+            return CnnfruitError(f"{source} is not a cnnfruit sweep.json: {problem}")
+
+        version = record.get("version", VERSION)
+        if not _whole(version) or not 1 <= version <= VERSION:
+            raise bad(f"its version is not one this cnnfruit reads (1 to {VERSION})")
+        swept = record.get("swept")
+        settings = setting_fields()
+        if not isinstance(swept, list) or not swept or len(set(map(str, swept))) != len(swept) or \
+                not all(isinstance(name, str) and name in settings for name in swept):
+            raise bad("its swept settings are not distinct names of training settings")
+        seeds, fixed, rows, runs = (record.get(key) for key in ("seeds", "fixed", "rows", "runs"))
+        if not isinstance(seeds, list) or len(seeds) > MAX_RUNS or not all(_whole(seed) and seed >= 0 for seed in seeds):
+            raise bad("its seeds are not whole numbers from 0")
+        if not isinstance(fixed, dict) or not isinstance(rows, list) or not all(isinstance(row, dict) for row in rows):
+            raise bad("it needs a fixed object and a list of rows")
+        if not isinstance(runs, list) or len(runs) > MAX_RUNS or len(rows) > MAX_RUNS:
+            raise bad(f"it needs a list of at most {MAX_RUNS:,} runs")
+        for number, run in enumerate(runs, 1):
+            problem = _run_problem(run, swept)
+            if problem:
+                raise bad(f"run {number} {problem}")
+        seconds = record.get("seconds")
+        if seconds is not None and not (_number(seconds) and 0 <= seconds <= 1e12):
+            raise bad("its seconds are not a number from 0 to 1e12")
+        comparison = record.get("validation_vs_test", {})
+        return cls(swept, fixed, seeds, rows, runs, comparison if isinstance(comparison, dict) else {}, seconds,
+                   record.get("interrupted") is True)
+
+
+OUTCOMES = ("finished", "pruned", "failed", "running")
+MAX_RUNS = 100_000  # runs (and rows, and seeds) a sweep.json may list: far above any sweep's
+MAX_TEXT = 255  # a text value or a validation split's name
+MAX_FILE_BYTES = 256 * 2**20  # a sweep.json of MAX_RUNS runs is about 60 MiB
 
 ROW_COLUMNS = ["state", "finished", "pruned", "failed", "val_accuracy", "val_accuracy_spread", "test_accuracy",
                "test_accuracy_spread", "best_val_loss", "seconds", "folders"]
+
+
+def _run_problem(run, swept):
+    """What is wrong with one run's record for the figure and the table, or None."""
+    if not isinstance(run, dict) or not isinstance(run.get("params"), dict):
+        return "is not an object with params"
+    for name in swept:
+        if name not in run["params"] or not _value(run["params"][name]):
+            return f"has no value of {name} of a setting's kind (a number, short text or a list of sizes)"
+    if run.get("outcome") not in OUTCOMES:
+        return f"has an outcome that is not one of {', '.join(OUTCOMES)}"
+    if not (isinstance(run.get("val_split"), str) and len(run["val_split"]) <= MAX_TEXT):
+        return "has no validation split"
+    if run.get("seed") is not None and not (_whole(run["seed"]) and run["seed"] >= 0):
+        return "has a seed that is not a whole number from 0"
+    for key in ("val_accuracy", "test_accuracy"):
+        value = run.get(key)
+        if (value is not None or run["outcome"] == "finished") and not (_number(value) and 0 <= value <= 1):
+            return f"has a {key} that is not a number from 0 to 1"
+    for key in ("val_loss", "best_val_loss", "seconds"):
+        value = run.get(key)
+        if value is not None and not (_number(value) and (value >= 0 or math.isnan(value))):
+            return f"has a {key} that is not a number of 0 or more"
+    if run.get("error") is not None and not isinstance(run["error"], str):
+        return "has an error that is not text"
+    return None
+
+
+def _number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and (math.isfinite(value) or math.isnan(value))
+
+
+def _whole(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _value(value):
+    """A swept setting's value as a sweep records it: a finite number, short text, a flag, or a
+    layout (a short list of sizes)."""
+    if isinstance(value, bool) or (isinstance(value, str) and len(value) <= MAX_TEXT):
+        return True
+    if isinstance(value, (int, float)):
+        return math.isfinite(value)
+    return isinstance(value, list) and len(value) <= 64 and all(_whole(v) for v in value)
 
 
 def is_sweep_record(record):

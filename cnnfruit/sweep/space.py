@@ -72,7 +72,8 @@ class SearchSpace:
 
     @classmethod
     def from_text(cls, settings):
-        """From command-line text: name -> "v", "v1,v2", "low:high[:log]"; hidden -> a list of layouts."""
+        """From command-line text: name -> "v", "v1,v2", "low:high[:log]"; hidden -> a list of layouts;
+        class_weights -> a list of settings ("none", "auto" or "1,2,1" each)."""
         fields_ = setting_fields()
         fixed, searched = {}, {}
         for name, text in settings.items():
@@ -86,8 +87,12 @@ class SearchSpace:
                 elif parsed:
                     searched[name] = Choice(tuple(parsed))
                 continue
-            if name == "class_weights" and _numbers(text):  # "1,2.5,1" is one weight per class, not a choice
-                fixed[name] = text
+            if name == "class_weights":
+                values = _class_weight_values(text)
+                if len(values) == 1:
+                    fixed[name] = values[0]
+                elif values:
+                    searched[name] = Choice(tuple(values))
                 continue
             value = _parse_text(name, fields_[name].type, text)
             (searched if isinstance(value, (Choice, Range)) else fixed)[name] = value
@@ -156,6 +161,15 @@ def from_param(name, value):
     return parse_hidden(value) if name == "hidden" else value
 
 
+def _class_weight_values(texts):
+    """Class-weight settings from command-line text, one text or a list of them (a repeated flag):
+    "1,2.5,1" is one weight per class, one setting; "none,auto" is two."""
+    values = []
+    for text in [texts] if isinstance(texts, str) else list(texts):
+        values += [text] if _numbers(text) else [part.strip() for part in str(text).split(",")]
+    return values
+
+
 def _numbers(text):
     """True for text like "1,2.5,1": numbers only."""
     if not isinstance(text, str):
@@ -212,8 +226,9 @@ def _parse_text(name, kind, text):
             try:
                 number = float(part) if kind is float else int(part)
             except ValueError:
-                raise SettingError("{%s} %s in {value!r} is not a %s" % (
-                    name, repr(part), "number" if kind is float else "whole number"), value=text) from None
+                # the user's text goes in as values, never into the template itself
+                raise SettingError("{%s} {part!r} in {value!r} is not a {kind}" % name, part=part, value=text,
+                                   kind="number" if kind is float else "whole number") from None
             return number
         return part
 

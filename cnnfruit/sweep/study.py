@@ -22,18 +22,21 @@ checks before it starts.
 import json
 import math
 import os
+import re
 import time
 import warnings
 from collections import deque
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 
 from cnnfruit.config import TrainConfig
 from cnnfruit.data.sources import DataSource
 from cnnfruit.errors import CnnfruitError
+from cnnfruit.files import described, existing_kind
 from cnnfruit.sweep.executors import InProcess, OnDask, check_shared_folder, require_extra
 from cnnfruit.sweep.space import SWEEP_DEFAULTS, SearchSpace, from_param, to_param
-from cnnfruit.sweep.report import SweepReport, run_record
-from cnnfruit.sweep.worker import RunOutcome, RunTask
+from cnnfruit.sweep.report import CSV_FILE, JSON_FILE, SweepReport, run_record
+from cnnfruit.sweep.worker import CANCELLED, RunOutcome, RunTask, to_run_again
 
 STUDY_NAME = "cnnfruit-sweep"
 STUDY_FILE = "study.db"
@@ -122,26 +125,30 @@ class Sweep:
         require_extra(cluster=client is not None)
         import optuna
 
+        study_path = os.path.join(self.folder, STUDY_FILE)
+        check_study_file(study_path)
         os.makedirs(os.path.join(self.folder, RUNS_FOLDER), exist_ok=True)
+        if not os.path.isfile(study_path) or os.path.getsize(study_path) == 0:
+            self._check_results_known(set())  # before Optuna writes a new study there
         dataset = self.load_data()
-        storage_url = "sqlite:///" + os.path.join(self.folder, STUDY_FILE)
-        if client is not None:
-            from optuna_integration import DaskStorage
+        storage_url = "sqlite:///" + study_path
+        with reading_study(study_path):
+            if client is not None:
+                from optuna_integration import DaskStorage
 
-            check_shared_folder(client, self.folder)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                storage = DaskStorage(storage_url, client=client)
-            runner = OnDask(client)
-        else:
-            storage = optuna.storages.RDBStorage(storage_url)
-            runner = InProcess()
-        study = self._open_study(optuna, storage)
-        self.started = time.perf_counter()
-        progress = SweepProgress(self.planned_runs)
-        queue = deque(self._recover(study, progress))
-        settings = len({_setting_key(self.space, t.params) for t in study.get_trials(deepcopy=False)
-                        if self._is_run(t)})
+                check_shared_folder(client, self.folder)
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                    storage = DaskStorage(storage_url, client=client)
+            else:
+                storage = optuna.storages.RDBStorage(storage_url)
+            study = self._open_study(optuna, storage)
+            self.started = time.perf_counter()
+            progress = SweepProgress(self.planned_runs)
+            queue = deque(self._recover(study, progress))
+            settings = len({_setting_key(self.space, t.params) for t in study.get_trials(deepcopy=False)
+                            if self._is_run(t)})
+        runner = OnDask(client) if client is not None else InProcess()
         pending = {}  # future -> (trial, seed)
         interrupted = False
         try:
@@ -173,7 +180,7 @@ class Sweep:
             interrupted = True
             runner.cancel(pending)
             for trial, _ in pending.values():
-                self._tell(study, trial, RunOutcome("failed", error="cancelled"), progress)
+                self._tell(study, trial, RunOutcome("failed", error=CANCELLED), progress)
             progress.running = 0
         report = self.report(study, interrupted=interrupted)
         report.save(self.folder)
@@ -188,9 +195,15 @@ class Sweep:
         else:
             sampler = optuna.samplers.TPESampler(seed=0)
         pruner = self._optuna_pruner(optuna)
-        study = optuna.create_study(study_name=STUDY_NAME, storage=storage, sampler=sampler, pruner=pruner,
-                                    direction="minimize", load_if_exists=True)
+        # Loaded when it exists, not created and caught: on a cluster the storage lives on the
+        # scheduler, which logs a caught DuplicatedStudyError as a 99-line traceback.
+        if any(s.study_name == STUDY_NAME for s in storage.get_all_studies()):
+            study = optuna.load_study(study_name=STUDY_NAME, storage=storage, sampler=sampler, pruner=pruner)
+        else:
+            study = optuna.create_study(study_name=STUDY_NAME, storage=storage, sampler=sampler, pruner=pruner,
+                                        direction="minimize", load_if_exists=True)
         recorded = study.user_attrs.get(SPEC_KEY)
+        self._check_results_known({trial.number for trial in study.get_trials(deepcopy=False)})
         if recorded is None:
             study.set_user_attr(SPEC_KEY, self.spec())
         elif recorded != self.spec():
@@ -199,6 +212,27 @@ class Sweep:
         self._distributions = _distributions(optuna, self.space)
         self._pruner = pruner
         return study
+
+    def _check_results_known(self, known):
+        """Refuse a folder whose results its study does not know (known: its trials' numbers): a
+        study.db that was deleted, emptied or replaced by an older copy would otherwise start
+        afresh and write its first runs and its report over the earlier ones."""
+        from cnnfruit.training.run_folder import RUN_FILES
+
+        runs = os.path.join(self.folder, RUNS_FOLDER)
+        unknown = []
+        for name in sorted(os.listdir(runs)):
+            number = re.fullmatch(r"trial-(\d+)", name)
+            if number and int(number.group(1)) not in known and \
+                    any(os.path.lexists(os.path.join(runs, name, run_file)) for run_file in RUN_FILES):
+                unknown.append(os.path.join(RUNS_FOLDER, name))
+        if not known:
+            unknown = [name for name in (JSON_FILE, CSV_FILE) if os.path.lexists(os.path.join(self.folder, name))] + unknown
+        if unknown:
+            shown = ", ".join(unknown[:3]) + (f" and {len(unknown) - 3} more" if len(unknown) > 3 else "")
+            raise CnnfruitError(f"{self.folder} holds results that its {STUDY_FILE} does not know ({shown}): the study "
+                                "was deleted, emptied or replaced, and going on would write over them; move them "
+                                "away, or give another folder")
 
     def _optuna_pruner(self, optuna):
         """The Optuna pruner a name stands for, with its patience set from the sweep's epochs.
@@ -232,13 +266,14 @@ class Sweep:
     def _recover(self, study, progress):
         """(params, seed) of runs to make again: those a stopped or crashed sweep left unfinished.
 
-        Trials still marked running (a sweep killed outright) are recorded as cancelled first.
+        Trials still marked running (a sweep killed outright) are recorded as cancelled first; runs
+        cancelled or lost by the cluster are made again (worker.to_run_again).
         """
         from optuna.trial import TrialState
 
         for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING)):
             study._storage.set_trial_user_attr(trial._trial_id, "outcome", "failed")
-            study._storage.set_trial_user_attr(trial._trial_id, "error", "cancelled")
+            study._storage.set_trial_user_attr(trial._trial_id, "error", CANCELLED)
             study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
         latest = {}
         for trial in study.get_trials(deepcopy=False):
@@ -249,7 +284,7 @@ class Sweep:
             params = next(iter(runs.values())).params
             for seed in self.seeds:
                 trial = runs.get(seed)
-                if trial is None or trial.user_attrs.get("error") == "cancelled":
+                if trial is None or to_run_again(trial.user_attrs.get("error")):
                     again.append((params, seed))
                 else:
                     _count(progress, trial.user_attrs.get("outcome", "failed"))
@@ -285,7 +320,7 @@ class Sweep:
             if outcome.outcome == "finished":
                 trial.set_user_attr("error", "the validation loss is not a finite number")
             study.tell(trial, state=TrialState.FAIL)
-        _count(progress, outcome.outcome if outcome.error != "cancelled" else "cancelled")
+        _count(progress, outcome.outcome if not to_run_again(outcome.error) else "again")
         return run_record(trial.number, self._params_of(trial), trial.user_attrs,
                           self.space.config(trial.params, trial.user_attrs["seed"]))
 
@@ -316,6 +351,49 @@ class Sweep:
         if self.data is None:
             self.data = self.source.load(progress)
         return self.data
+
+
+def check_study_file(path):
+    """A study.db must be a file (or not yet exist): SQLite would block on a FIFO, fail on a folder."""
+    kind = existing_kind(path)
+    if kind not in (None, "file"):
+        raise CnnfruitError(f"{path} cannot hold a sweep's study: {described(kind)}")
+
+
+@contextmanager
+def reading_study(path):
+    """What Optuna, SQLAlchemy and SQLite raise on a damaged, truncated or foreign study.db, as one
+    CnnfruitError: their exceptions have no common base class short of Exception."""
+    try:
+        yield
+    except CnnfruitError:
+        raise
+    except Exception as err:  # noqa: BLE001 - see the docstring
+        detail = str(err).splitlines()[0][:200] if str(err) else ""
+        raise CnnfruitError(f"{path} cannot be read as a sweep's study ({type(err).__name__}: {detail}); it is damaged, "
+                            "truncated or not a cnnfruit sweep's; move it away to start afresh") from None
+
+
+def stored_spec(folder):
+    """What the sweep in folder was started with, as Sweep.spec recorded it in its study, checked
+    enough to be used: a CnnfruitError for a missing, damaged or foreign study."""
+    import optuna
+
+    path = os.path.join(folder, STUDY_FILE)
+    check_study_file(path)
+    if not os.path.isfile(path) or os.path.getsize(path) == 0:
+        raise CnnfruitError(f"{folder} holds no sweep ({STUDY_FILE} is missing or empty)")
+    with reading_study(path):
+        try:
+            study = optuna.load_study(study_name=STUDY_NAME, storage="sqlite:///" + os.path.abspath(path))
+        except KeyError:  # Optuna's "Record does not exist": a study.db of other studies
+            raise CnnfruitError(f"{path} holds no cnnfruit sweep") from None
+        spec = study.user_attrs.get(SPEC_KEY)
+    needs = {"space": dict, "seeds": list, "trials": int, "data": str}
+    if not isinstance(spec, dict) or any(not isinstance(spec.get(key), kind) for key, kind in needs.items()) or \
+            spec.get("pruner") not in (None, *PRUNERS) or not isinstance(spec.get("data_options", {}), dict):
+        raise CnnfruitError(f"{path} is not a cnnfruit sweep, or its record of what it searches is damaged")
+    return spec
 
 
 def _count(progress, outcome):

@@ -26,6 +26,17 @@ class RunTask:
     threads: int  # Numba threads for this run
 
 
+# A run that did not end on its own, so that resuming the sweep runs it again: cancelled by the
+# sweep (Ctrl-C, a killed sweep), or lost by the cluster (its worker died more often than Dask retries).
+CANCELLED = "cancelled"
+LOST = "lost by the cluster"
+
+
+def to_run_again(error):
+    """Whether a run that ended with this error is run again when its sweep resumes."""
+    return error == CANCELLED or (isinstance(error, str) and error.startswith(LOST))
+
+
 @dataclass
 class RunOutcome:
     outcome: str  # "finished", "pruned" or "failed"
@@ -55,12 +66,18 @@ def run_one(task, stop=None):
     epochs = []
     try:
         configure_threads(task.threads)  # per thread: Numba's thread count belongs to the calling thread
-        study = optuna.load_study(study_name=task.study_name, storage=_reach(task.storage),
+        storage = _reach(task.storage)
+        study = optuna.load_study(study_name=task.study_name, storage=storage,
                                   sampler=optuna.samplers.RandomSampler(), pruner=task.pruner or NeverPrune())
         trial = optuna.trial.Trial(study, task.trial_id)
 
         def on_epoch(record):
             epochs.append(record)
+            if storage.get_trial(task.trial_id).state != optuna.trial.TrialState.RUNNING:
+                # The sweep cancelled this run (Ctrl-C) and recorded it: Dask does not stop a task
+                # that has started, so it stops here, without a report the study would refuse.
+                stop.set()
+                return
             with warnings.catch_warnings():  # a retried run reports epochs already reported: kept as they were
                 warnings.simplefilter("ignore")
                 trial.report(record.val_loss, record.epoch)
@@ -68,13 +85,16 @@ def run_one(task, stop=None):
                 pruned.set()
                 stop.set()  # ends the run after this epoch, saved and resumable like any stopped run
 
-        result = fit(task.data, TrainConfig(**task.config), out=task.folder, on_epoch=on_epoch, stop=stop)
+        # The folder is this trial's own (Sweep checks that its study knows every run folder): what
+        # it may hold is an earlier attempt of this very run, lost with its worker and retried by Dask.
+        result = fit(task.data, TrainConfig(**task.config), out=task.folder, overwrite=True, on_epoch=on_epoch,
+                     stop=stop, verbose=0)  # the sweep shows its own progress
     except Exception as err:  # noqa: BLE001 - whatever went wrong is the run's outcome, not the sweep's
         return _outcome("failed", epochs, None, started, error=f"{type(err).__name__}: {err}")
     history = result.history
     if result.stopped == "interrupted":
         return _outcome("pruned" if pruned.is_set() else "failed", epochs, history, started,
-                        error=None if pruned.is_set() else "cancelled")
+                        error=None if pruned.is_set() else CANCELLED)
     return _outcome("finished", epochs, history, started)
 
 

@@ -33,6 +33,7 @@ from cnnfruit.nn.optimizers import make_optimizer
 from cnnfruit.data.preprocess import to_inputs
 from cnnfruit.nn.schedules import make_schedule
 from cnnfruit.data.splits import dropout_generator, generators, validation_cut
+from cnnfruit.threads import compute_lock
 
 
 class ImageRows:
@@ -225,21 +226,22 @@ class TrainingLoop:
         net, params = self.network, self.network.params
         config, schedule, first_step = self.config, self.schedule, self.epoch * self.steps_per_epoch
         for step in range(partial["step"], self.steps_per_epoch):
-            chunk = slice(step * batch, (step + 1) * batch)
-            labels = splits.y_train[order[chunk]]
-            x = plan.apply(splits.inputs(splits.images_train[order[chunk]]), chunk)
-            if schedule.varies:
-                self.optimizer.lr = schedule.lr(first_step + step)
-            dropout_rng = dropout_generator(config.seed, self.epoch, step) if config.dropout else None
-            net.forward(x, dropout_rng)
-            step_loss = float(net.loss(labels, self._loss_weights, config.label_smoothing).sum())
-            if not math.isfinite(step_loss):
-                raise Diverged(self.epoch + 1, step + 1, "the loss", self.config.lr)
-            loss_sum += step_loss
-            correct += int((net.probs.argmax(axis=1) == labels).sum())
-            if mean_loss:
-                net.dpres[-1] *= net.dtype.type(1 / len(labels))  # the logit gradient of the mean loss
-            net.backward_step(self.optimizer)  # the update fused into the backward pass
+            with compute_lock():  # one step is one unit of work (threads.py); on_step runs outside it
+                chunk = slice(step * batch, (step + 1) * batch)
+                labels = splits.y_train[order[chunk]]
+                x = plan.apply(splits.inputs(splits.images_train[order[chunk]]), chunk)
+                if schedule.varies:
+                    self.optimizer.lr = schedule.lr(first_step + step)
+                dropout_rng = dropout_generator(config.seed, self.epoch, step) if config.dropout else None
+                net.forward(x, dropout_rng)
+                step_loss = float(net.loss(labels, self._loss_weights, config.label_smoothing).sum())
+                if not math.isfinite(step_loss):
+                    raise Diverged(self.epoch + 1, step + 1, "the loss", self.config.lr)
+                loss_sum += step_loss
+                correct += int((net.probs.argmax(axis=1) == labels).sum())
+                if mean_loss:
+                    net.dpres[-1] *= net.dtype.type(1 / len(labels))  # the logit gradient of the mean loss
+                net.backward_step(self.optimizer)  # the update fused into the backward pass
             if on_step is not None:
                 on_step(step + 1, self.steps_per_epoch)
             if self.stop.is_set() and step + 1 < self.steps_per_epoch:
@@ -253,7 +255,9 @@ class TrainingLoop:
         record = EpochRecord(epoch=self.epoch + 1, train_loss=loss_sum / n, train_accuracy=correct / n,
                              lr=schedule.lr(first_step))
         if len(splits.y_val):
-            record.val_loss, record.val_accuracy, _ = net.evaluate(splits.images_val, splits.y_val, inputs=splits.inputs)
+            with compute_lock():  # the validation pass is one unit of work
+                record.val_loss, record.val_accuracy, _ = net.evaluate(splits.images_val, splits.y_val,
+                                                                       inputs=splits.inputs)
         record.seconds = partial["seconds"] + time.perf_counter() - started
         self.history.epochs.append(record)
         self.partial = None
@@ -279,7 +283,8 @@ class TrainingLoop:
     def finish(self, total_seconds):
         """Test accuracy on the held-out test split, recorded in the history."""
         splits = self.splits
-        loss, accuracy, _ = self.network.evaluate(splits.images_test, splits.y_test, inputs=splits.inputs)
+        with compute_lock():
+            loss, accuracy, _ = self.network.evaluate(splits.images_test, splits.y_test, inputs=splits.inputs)
         self.history.test_loss, self.history.test_accuracy = loss, accuracy
         self.history.total_seconds = total_seconds
         return accuracy

@@ -22,7 +22,7 @@ import numpy as np
 
 from cnnfruit.config import LR_FIND_END, LR_FIND_PROBE, LR_FIND_START, LR_FIND_STEPS, TrainConfig
 from cnnfruit.errors import CnnfruitError, SettingError
-from cnnfruit.threads import one_blas_thread
+from cnnfruit.threads import compute_lock
 
 # The sweep stops once the loss is this many times its lowest value (fastai's rule), both taken as
 # medians of the last few steps, so that one spike does not end it, and the lowest counted as at
@@ -82,8 +82,7 @@ def find_lr(dataset, config, start=LR_FIND_START, end=LR_FIND_END, steps=LR_FIND
     """
     from cnnfruit.training.loop import Diverged, TrainingLoop  # here, so the CLI can read this module's defaults without Numba
 
-    if isinstance(config, dict):
-        config = TrainConfig(**config)
+    config = TrainConfig.of(config)
     if not (0 < start < end and math.isfinite(end)):
         raise SettingError("the learning-rate range needs 0 < {start} < {end}, got {low:g} and {high:g}",
                            low=start, high=end)
@@ -93,7 +92,8 @@ def find_lr(dataset, config, start=LR_FIND_START, end=LR_FIND_END, steps=LR_FIND
     # The sweep sets every step's rate itself; a --lr-schedule would overwrite it at each step.
     loop = TrainingLoop.start(dataset, replace(config, lr_schedule="constant").check())
     network, optimizer, data = loop.network, loop.optimizer, loop.splits
-    x_probe, y_probe = data.inputs(data.images_val[:probe]), data.y_val[:probe]
+    with compute_lock():
+        x_probe, y_probe = data.inputs(data.images_val[:probe]), data.y_val[:probe]
     optimizer.lr = float(schedule[0])
     train_losses, probe_losses = [], []
     window = max(5, steps // 20)
@@ -102,7 +102,8 @@ def find_lr(dataset, config, start=LR_FIND_START, end=LR_FIND_END, steps=LR_FIND
 
     def on_step(done, total):
         train_losses.append(float(network.losses.mean()))  # this step's batch, before its update
-        loss = network.evaluate(x_probe, y_probe)[0] if len(y_probe) else train_losses[-1]
+        with compute_lock():  # the probe's pass is a unit of work of its own, after the step's
+            loss = network.evaluate(x_probe, y_probe)[0] if len(y_probe) else train_losses[-1]
         probe_losses.append(loss)
         recent = float(np.median(probe_losses[-window:]))
         if len(probe_losses) >= window:
@@ -118,12 +119,11 @@ def find_lr(dataset, config, start=LR_FIND_START, end=LR_FIND_END, steps=LR_FIND
         else:
             optimizer.lr = float(schedule[len(probe_losses)])
 
-    with one_blas_thread():
-        try:
-            while not loop.stop.is_set():
-                loop.run_epoch(on_step)
-        except Diverged:
-            state["stopped"] = "the loss stopped being a finite number"
+    try:
+        while not loop.stop.is_set():
+            loop.run_epoch(on_step)
+    except Diverged:
+        state["stopped"] = "the loss stopped being a finite number"
     finite = int(np.isfinite(probe_losses).sum()) if probe_losses else 0
     if finite < 5:
         raise CnnfruitError(f"the sweep ended after {len(probe_losses)} steps ({state['stopped']}): start lower "

@@ -18,13 +18,13 @@ from cnnfruit.nn import memory
 from cnnfruit.nn.architecture import Architecture
 from cnnfruit.inference.classifier import Classifier
 from cnnfruit.config import TrainConfig
-from cnnfruit.data.datasets import check_class_names
+from cnnfruit.data.datasets import Dataset, check_class_names
 from cnnfruit.data.sources import DataSource, check_classes, same_images
 from cnnfruit.errors import CnnfruitError, SettingError
 from cnnfruit.history import History
+from cnnfruit.progress import progress_display
 from cnnfruit.files import write_atomically
 from cnnfruit.training.run_folder import BEST_FILE, RunFolder, describe_point
-from cnnfruit.threads import one_blas_thread
 from cnnfruit.training.loop import Diverged, TrainingLoop
 
 
@@ -94,9 +94,8 @@ class Run:
         A folder that already holds a run is refused unless overwrite, which deletes its run files
         first; a folder another run is writing is refused always.
         """
-        if isinstance(config, dict):
-            config = TrainConfig(**config)
-        config.check()
+        config = TrainConfig.of(config)
+        check_data(data)
         check_class_names(list(data.class_names))  # what its checkpoints could not hold
         arch = Architecture.from_config(config, len(data.class_names))
         memory.check_training(arch, config, len(data.train) + len(data.test))
@@ -139,6 +138,7 @@ class Run:
             raise SettingError("{path} has already completed its {done} epochs; pass {epochs} N with N > {done} "
                                "to train on", path=path, done=ckpt.epoch)
         dataset = _training_data(path, ckpt, *_data_and_source(data, source), skip_bad)
+        check_data(dataset)
         memory.check_training(ckpt.arch, config, len(dataset.train) + len(dataset.test))
         source = os.path.dirname(path) or "."
         folder = out or source
@@ -163,20 +163,24 @@ class Run:
     def config(self):
         return self.loop.config
 
-    def fit(self, on_epoch=None, on_step=None, stop=None):
+    def fit(self, on_epoch=None, on_step=None, stop=None, verbose="auto"):
         """Train to config.epochs (or an early stop, or the stop event); returns a FitResult.
 
         on_epoch(record) is called with each finished epoch's EpochRecord; on_step(done, total)
-        after each step. Raises Diverged when the loss or a weight stops being finite.
+        after each step. verbose: "auto" (or 1) a progress bar in a notebook or a terminal and
+        nothing in a pipe, 2 one line per epoch, 0 nothing (see progress.py). Raises Diverged when
+        the loss or a weight stops being finite.
         """
         loop = self.loop
+        display = progress_display(verbose, loop.config.epochs)
         if stop is not None:
             loop.stop = stop
         if self.run_folder is not None:
             self.run_folder.lock()  # held since start or resume; again if fit runs a second time
         try:
-            with one_blas_thread():
-                stopped = self._epochs(on_epoch, on_step)
+            with display:  # each step runs under threads.compute_lock
+                stopped = self._epochs(_both(display.epoch_ended, on_epoch),
+                                       _both(lambda done, total: display.step(loop.epoch + 1, done, total), on_step))
             self._flush()
         except Diverged as err:
             self._flush()
@@ -249,16 +253,40 @@ class Run:
             self._best_params = {name: value.copy() for name, value in self.loop.network.params.items()}
 
 
-def fit(data, config, out=None, *, overwrite=False, on_epoch=None, on_step=None, stop=None):
+def fit(data, config, out=None, *, overwrite=False, on_epoch=None, on_step=None, stop=None, verbose="auto"):
     """Train a new network of `config` (a TrainConfig) on `data` (a Dataset); see Run.start and Run.fit."""
-    return Run.start(data, config, out, overwrite).fit(on_epoch=on_epoch, on_step=on_step, stop=stop)
+    return Run.start(data, config, out, overwrite).fit(on_epoch=on_epoch, on_step=on_step, stop=stop, verbose=verbose)
 
 
 def resume(path, *, epochs=None, data=None, source=None, out=None, overwrite=False, on_epoch=None, on_step=None,
-           stop=None):
+           stop=None, verbose="auto"):
     """Continue the run saved at path (model.npz) to `epochs` in all; see Run.resume and Run.fit."""
     return Run.resume(path, data=data, source=source, epochs=epochs, out=out, overwrite=overwrite).fit(
-        on_epoch=on_epoch, on_step=on_step, stop=stop)
+        on_epoch=on_epoch, on_step=on_step, stop=stop, verbose=verbose)
+
+
+def _both(first, then):
+    """One callback that calls first, then `then` unless it is None."""
+    if then is None:
+        return first
+
+    def call(*args):
+        first(*args)
+        then(*args)
+    return call
+
+
+def check_data(data):
+    """Refuse data that a run could not finish on: every run ends scored on its test images, and a
+    run without them would save a history and checkpoints that every command then refuses."""
+    if not isinstance(data, Dataset):
+        raise CnnfruitError(f"the data must be a Dataset (cnnfruit.load_embedded(), cnnfruit.read_image_folder(folder)), "
+                            f"got {type(data).__name__}")
+    if not len(data.test):
+        raise CnnfruitError(f"the data {data.name} has no test images: a run is scored on them when it ends; give "
+                            "it a test split")
+    if not len(data.train):
+        raise CnnfruitError(f"the data {data.name} has no training images")
 
 
 def _bring_best(source, run_folder, ckpt):

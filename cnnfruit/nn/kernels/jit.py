@@ -5,7 +5,9 @@ instead of compiling it.
 """
 import types
 
-import numba
+from cnnfruit.threads import import_numba
+
+numba = import_numba()  # with a folder for the compiled code, whatever the install allows
 
 # Fast-math flags in one place. nnan/ninf are left out so that NaN and inf checks stay honest;
 # reassoc lets LLVM vectorise reductions (the same order on every run, whatever the threads).
