@@ -121,3 +121,14 @@ def test_conv_forward_keeps_a_nan_for_the_divergence_check():
     for kernel in (kernels.conv_relu_forward, kernels.conv_relu_forward_serial):
         kernel(out, x, w, b)
         assert np.isnan(out[0, :, 0:3, 1:4]).all() and not np.isnan(out[0, :, 3]).any() and (out[0, 0, 3] == 0).all()
+
+
+def test_the_conv_forward_takes_inputs_in_any_memory_order(rng):
+    from cnnfruit.nn import dispatch
+
+    x = rng.standard_normal((3, 2, 12, 12)).astype(np.float32)
+    w, b = rng.standard_normal((4, 2, 3, 3)).astype(np.float32), rng.standard_normal(4).astype(np.float32)
+    ordered, strided = np.empty((3, 4, 10, 10), np.float32), np.empty((3, 4, 10, 10), np.float32)
+    dispatch.conv_relu_forward(ordered, x, w, b)
+    dispatch.conv_relu_forward(strided, np.asfortranarray(x), w, b)
+    assert np.array_equal(ordered, strided)

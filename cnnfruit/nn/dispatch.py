@@ -84,7 +84,8 @@ def conv_work(x, w):
 
 
 def conv_relu_forward(out, x, w, b):
-    sized(kernels.conv_relu_forward, conv_work(x, w))(out, x, w, b)
+    """The kernel reads each input plane as one flat run: x must be C-ordered (a copy if not)."""
+    sized(kernels.conv_relu_forward, conv_work(x, w))(out, np.ascontiguousarray(x), w, b)
 
 
 def conv_backward(dw, db, x, dout):

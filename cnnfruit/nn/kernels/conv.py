@@ -8,7 +8,7 @@ from cnnfruit.nn.kernels.jit import njit_parallel_ordered, serial_twin
 
 @njit_parallel_ordered
 def conv_relu_forward(out, x, w, b):
-    """out (N, K, P, P) = relu(conv(x (N, C, H, H), w (K, C, S, S)) + b (K,)).
+    """out (N, K, P, P) = relu(conv(x (N, C, H, H), w (K, C, S, S)) + b (K,)); x C-ordered.
 
     Each output plane is computed as one flat run of (P - 1) * H + P numbers laid over the input
     plane's rows: output (i, j) sits at i * H + j, and tap (p, q) reads the input at that index
