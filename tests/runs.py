@@ -19,6 +19,19 @@ def saved_arrays(path):
         return {name: z[name] for name in z.files}
 
 
+def as_format_1(arrays):
+    """The arrays of a format-2 checkpoint of the report's shape of network as format 1 wrote them:
+    the network by its kernels, kernel size and hidden widths instead of its layer spec."""
+    from cnnfruit import layerspec
+
+    arrays = dict(arrays)
+    conv, *hidden = layerspec.parse(str(arrays.pop("arch_layers")))
+    assert isinstance(conv, layerspec.ConvSpec) and conv.padding == "valid", conv
+    arrays.update(format_version=np.array(1), arch_kernels=np.array(conv.kernels),
+                  arch_kernel_size=np.array(conv.size), arch_hidden=np.array([h.units for h in hidden], np.int64))
+    return arrays
+
+
 def without_timings(history):
     """The history with wall-clock times taken out: the only part of a run that may differ."""
     history = dict(history)

@@ -59,7 +59,7 @@ class Classifier:
         self.history = history  # the training History, when known
         self.data = data or {}  # where the training images came from (Checkpoint.data), when known
         self.path = None  # the checkpoint it was loaded from, if any
-        memory.check_prediction(arch, params["conv_w"].dtype.itemsize)
+        memory.check_prediction(arch, next(iter(params.values())).dtype.itemsize)
         self.network = Network(arch, params)
 
     @property
@@ -229,6 +229,7 @@ class Classifier:
         """How messages name this classifier: its file, once loaded from one."""
         return self.path or "the model"
 
-    def feature_maps(self, image):
-        """The conv layer's ReLU maps (K, P, P) of one image (uint8 (H, W, 3) or a file path)."""
-        return self.network.feature_maps(self.inputs(image))[0]
+    def feature_maps(self, image, layer=None):
+        """A conv layer's ReLU maps (K, P, Q) of one image (uint8 (H, W, 3) or a file path): the first
+        conv layer's, or `layer`'s, by name (conv1) or by position among the conv layers (0, 1, ...)."""
+        return self.network.feature_maps(self.inputs(image), layer)[0]

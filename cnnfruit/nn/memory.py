@@ -40,9 +40,13 @@ def describe(nbytes):
 
 
 def activation_floats(arch):
-    """Floats of Network's workspace per image: conv maps, their gradient and the flat input
-    gradient; each dense layer's output, gradient and pre-ReLU gradient; probabilities and the loss."""
-    return 3 * arch.features + 3 * sum(fan_out for _, fan_out in arch.dense_widths) + arch.classes + 1
+    """Floats of Network's workspace per image: each layer's output and its gradient, and a scratch
+    of the input's size (a dense layer's unmasked input gradient, a pool's argmax); probabilities
+    and the loss."""
+    units = arch.units()
+    outputs = sum(_count(unit.out_shape) for unit in units)
+    inputs = sum(_count(unit.in_shape) for unit in units)
+    return 2 * outputs + inputs + arch.classes + 1
 
 
 def training_needs(arch, config, images):
@@ -95,9 +99,11 @@ def _culprit(arch, config, parts):
         return "batch_size", config.batch_size
     if biggest == "images as tensors":
         return None, None
-    if arch.hidden and max(arch.hidden) >= arch.features:
-        return "hidden", ",".join(map(str, arch.hidden))
-    return "kernels", arch.kernels
+    if config.layers:
+        return "layers", config.layers
+    if config.hidden and max(config.hidden) >= arch.features:
+        return "hidden", ",".join(map(str, config.hidden))
+    return "kernels", config.kernels
 
 
 def _count(shape):
