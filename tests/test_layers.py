@@ -17,13 +17,14 @@ from cnnfruit.threads import one_blas_thread
 import naive
 
 LIMIT = 1e-6
-# A stack with every kind and both paddings on a small input: the products path (more than 4 input
-# channels), the direct path with padding, pools on even maps, dense layers on flattened maps.
+# A stack with every kind and both paddings on a small input: conv layers as products, pools on
+# even maps, dense layers on flattened maps.
 STACK = "conv4x3 same, conv6x3 same, maxpool2, conv5x2 same, conv7x3, maxpool2, dense9"
 
 
-def conv_unit(C, H, spec, relu_input=False):
-    return Conv("conv1", spec, (C, H, H), number=2, relu_input=relu_input, below_has_parameters=True)
+def conv_unit(C, H, spec, relu_input=False, direct=False):
+    return Conv("conv1", spec, (C, H, H), direct=direct, number=2, relu_input=relu_input,
+                below_has_parameters=True)
 
 
 def run_conv(unit, x, w, b):
@@ -85,6 +86,13 @@ def test_the_shorthands_describe_the_report_network_and_do_not_mix_with_a_spec()
         Architecture(layers="dense8", hidden=(8,))
 
 
+def test_only_the_report_shape_runs_on_the_direct_kernels():
+    assert [u.direct for u in Architecture().units() if u.kind == "conv"] == [True]
+    assert [u.direct for u in Architecture(layers="conv8x4, dense9").units() if u.kind == "conv"] == [True]
+    for layers in ("conv8x4 same, dense9", "conv8x3, maxpool2, dense9", "conv8x4, conv8x3, dense9"):
+        assert not any(u.direct for u in Architecture(layers=layers).units() if u.kind == "conv"), layers
+
+
 def test_parameters_are_named_by_layer():
     single = Architecture(layers="conv2x3, maxpool2, dense4")
     assert list(single.parameter_shapes()) == ["conv_w", "conv_b", "dense0_w", "dense0_b", "dense1_w", "dense1_b"]
@@ -99,12 +107,14 @@ def test_parameters_are_named_by_layer():
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("C, H, spec", [
-    (5, 9, ConvSpec(4, 3, "same")), (6, 8, ConvSpec(3, 2, "same")), (5, 7, ConvSpec(2, 3)), (8, 6, ConvSpec(3, 6)),
-    (2, 7, ConvSpec(3, 4, "same")), (3, 6, ConvSpec(2, 3, "same")), (1, 9, ConvSpec(3, 4)),
+@pytest.mark.parametrize("C, H, spec, direct", [
+    (5, 9, ConvSpec(4, 3, "same"), False), (6, 8, ConvSpec(3, 2, "same"), False), (5, 7, ConvSpec(2, 3), False),
+    (8, 6, ConvSpec(3, 6), False), (2, 7, ConvSpec(3, 4, "same"), False), (1, 9, ConvSpec(3, 4), False),
+    (3, 6, ConvSpec(2, 3), True), (1, 9, ConvSpec(3, 4), True),
 ])
-def test_conv_forward_matches_numpy_on_both_paths(rng, dtype, C, H, spec):
-    unit = conv_unit(C, H, spec)
+def test_conv_forward_matches_numpy_on_both_paths(rng, dtype, C, H, spec, direct):
+    unit = conv_unit(C, H, spec, direct=direct)
+    assert unit.direct == direct
     x = rng.standard_normal((3, C, H, H)).astype(dtype)
     w, b = rng.standard_normal((spec.kernels, C, spec.size, spec.size)).astype(dtype), rng.standard_normal(spec.kernels).astype(dtype)
     out, _ = run_conv(unit, x, w, b)
@@ -130,13 +140,16 @@ def test_maxpool_matches_numpy(rng, P, side):
 # ---- each kind's gradients against finite differences
 
 
-@pytest.mark.parametrize("C, H, spec", [
-    (5, 7, ConvSpec(3, 3, "same")), (6, 6, ConvSpec(2, 2, "same")), (5, 6, ConvSpec(3, 3)),  # products
-    (3, 6, ConvSpec(3, 3, "same")), (2, 5, ConvSpec(2, 2, "same")),  # direct, padded
+@pytest.mark.parametrize("C, H, spec, direct", [
+    (5, 7, ConvSpec(3, 3, "same"), False), (6, 6, ConvSpec(2, 2, "same"), False), (5, 6, ConvSpec(3, 3), False),
+    (2, 5, ConvSpec(2, 2, "same"), False), (3, 6, ConvSpec(3, 3), True), (1, 7, ConvSpec(2, 4), True),
 ])
 @pytest.mark.parametrize("relu_input", [False, True])
-def test_conv_gradients(rng, C, H, spec, relu_input):
-    unit = conv_unit(C, H, spec, relu_input)
+def test_conv_gradients(rng, C, H, spec, direct, relu_input):
+    if direct and relu_input:
+        pytest.skip("the direct kernels compute the report's conv layer, on the image")
+    unit = conv_unit(C, H, spec, relu_input, direct)
+    assert unit.direct == direct
     x = rng.standard_normal((2, C, H, H))
     if relu_input:  # a ReLU's output: the unit masks its input gradient where x is 0
         x = np.maximum(x, 0)

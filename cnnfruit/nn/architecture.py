@@ -21,7 +21,7 @@ from cnnfruit import layerspec
 from cnnfruit.config import IMAGE_SIZE, INIT_SCHEMES
 from cnnfruit.errors import CnnfruitError, SettingError
 from cnnfruit.layerspec import DenseSpec
-from cnnfruit.nn.layers import UNIT_OF_SPEC, Dense, LayerCost
+from cnnfruit.nn.layers import UNIT_OF_SPEC, Conv, Dense, LayerCost
 from cnnfruit.nn.layers.base import describe_source, side_text
 
 REPORT_KERNELS, REPORT_KERNEL_SIZE, REPORT_HIDDEN = 8, 4, (841, 29)  # TrainConfig's defaults
@@ -113,6 +113,7 @@ class Architecture:
         for spec in self.layers:
             counts[type(spec)] = counts.get(type(spec), 0) + 1
         seen = {}
+        report_shape = self.is_report_shape
         for number, spec in enumerate((*self.layers, DenseSpec(self.classes)), 1):
             logits = number == len(self.layers) + 1
             kind = type(spec)
@@ -122,12 +123,22 @@ class Architecture:
                      "source": describe_source(number - 1, below, shape)}
             if logits:
                 unit = Dense(f"dense{index}", spec, shape, logits=True, **where)
+            elif kind is layerspec.ConvSpec:
+                unit = Conv(_name(kind, index, counts[kind]), spec, shape, direct=report_shape, **where)
             else:
                 unit = UNIT_OF_SPEC[kind](_name(kind, index, counts[kind]), spec, shape, **where)
             units.append(unit)
             shape, below = unit.out_shape, unit
             relu, learned = unit.relu_output, learned or bool(unit.parameter_shapes())
         return tuple(units)
+
+    @property
+    def is_report_shape(self):
+        """Whether this is the report's shape of network: one valid conv layer on the image, then dense
+        layers (what the shorthands kernels, kernel_size and hidden describe)."""
+        first, *rest = self.layers or (None,)
+        return isinstance(first, layerspec.ConvSpec) and first.padding == "valid" and \
+            all(isinstance(layer, DenseSpec) for layer in rest)
 
     @property
     def dense_widths(self):

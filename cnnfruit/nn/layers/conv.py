@@ -4,16 +4,19 @@
     split (S - 1) // 2 before and the rest after, as ONNX's SAME_UPPER and TensorFlow do)
     w (K, C, S, S), b (K,)
 
-Two ways to run it, chosen by the input's channels alone, so that a run's numbers do not depend
-on the thread count:
+Two ways to run it, chosen by the network's shape alone, never by the thread count:
 - direct: the Numba kernels of kernels.py (conv_relu_forward, conv_backward_lanes), parallel over
-  images and kernels; for an input of a few channels (the image itself), where each output pixel
-  sums C * S * S = 16 to 48 products, too few to feed a matrix product.
+  images and kernels. The conv layer of the report's shape of network (one valid conv layer on
+  the image, then dense layers: all that kernels, kernel_size and hidden describe) runs on them,
+  as it always has, so its runs repeat bit for bit across versions. Measured at batch 32, one
+  thread, they are slower than the products at every shape tried (the report's 8 x 4 x 4 on grey:
+  0.69 + 0.72 ms against 0.25 + 0.35 ms forward + backward; 32 x 3 x 3 same on rgb: 2.74 + 3.57
+  against 0.93 + 1.35), so every other network runs its conv layers as products.
 - products: each image's S x S windows unrolled into the columns of a matrix (im2col), so that the
   layer is three sgemm products per image, run as tiles of images on the tile pool (tiled.py):
-      forward      out[n] (K, PQ) = w (K, CSS) @ cols[n] (CSS, PQ), + b, ReLU
-      w gradient   dw (K, CSS)    = sum over n of dout[n] (K, PQ) @ cols[n]^T (PQ, CSS)
-      input grad.  dx[n]          = col2im(w^T (CSS, K) @ dout[n] (K, PQ)), masked by x > 0
+      forward      out[n] (K, PQ)  = w (K, CSS) @ cols[n] (CSS, PQ), + b, ReLU
+      w gradient   dw^T (CSS, K)   = sum over n of cols[n] (CSS, PQ) @ dout[n]^T (PQ, K)
+      input grad.  dx[n]           = col2im(w^T (CSS, K) @ dout[n] (K, PQ)), masked by x > 0
   The weight gradient is summed image after image within each tile of IMAGES_PER_TILE images,
   then tile after tile in order: the tiles' edges depend on the batch size alone.
 """
@@ -21,8 +24,6 @@ import numpy as np
 
 from cnnfruit.nn.layers.base import Layer
 
-# Inputs with at most this many channels run on the direct kernels (see the module's docstring).
-DIRECT_MAX_CHANNELS = 4
 # Images per tile of the weight gradient: a tile's images are summed in one partial gradient, so
 # fewer images per tile mean more partial gradients to add; more mean coarser shares of the work.
 IMAGES_PER_TILE = 4
@@ -32,9 +33,11 @@ class Conv(Layer):
     kind = "conv"
     relu_output = True
 
-    def __init__(self, name, spec, in_shape, **where):
+    def __init__(self, name, spec, in_shape, direct=False, **where):
         self.kernels, self.size, self.padding = spec.kernels, spec.size, spec.padding
         super().__init__(name, spec, in_shape, **where)
+        # The direct kernels (see the module's docstring) compute valid convolutions of the image.
+        self.direct = direct and self.padding == "valid" and not self.relu_input
 
     # ---- shapes and sizes
 
@@ -81,17 +84,7 @@ class Conv(Layer):
 
     # ---- the passes
 
-    @property
-    def direct(self):
-        return self.in_shape[0] <= DIRECT_MAX_CHANNELS
-
     def allocate(self, capacity, dtype):
-        C, H, W = self.in_shape
-        before, after = self.pads
-        self._padded = self._dpadded = None
-        if self.direct and before + after:
-            shape = (capacity, C, H + before + after, W + before + after)
-            self._padded, self._dpadded = np.zeros(shape, dtype), np.zeros(shape, dtype)
         self._capacity, self._dtype = capacity, dtype
         self._tiles = None  # the products' buffers, made for the tile pool on first use
 
@@ -99,39 +92,19 @@ class Conv(Layer):
         from cnnfruit.nn import dispatch
 
         if self.direct:
-            dispatch.conv_relu_forward(out, self._padded_input(x), p["w"], p["b"])
+            dispatch.conv_relu_forward(out, x, p["w"], p["b"])
         else:
             self._products().forward(out, x, p["w"], p["b"])
 
     def backward(self, dx, dout, x, out, p, g):
         from cnnfruit.nn import dispatch
-        from cnnfruit.nn.layers import _kernels_conv as kc
 
         if not self.direct:
             self._products().backward(g["w"], g["b"], dx, dout, x, p["w"], self.relu_input)
             return
-        padded = self._padded_input(x, fill=False)
-        dispatch.conv_backward(g["w"], g["b"], padded, dout)
-        if dx is None:
-            return
-        if padded is x:
+        dispatch.conv_backward(g["w"], g["b"], x, dout)
+        if dx is not None:  # the image's gradient: explain's saliency maps
             dispatch.conv_backward_input(dx, dout, p["w"])
-        else:
-            dpadded = self._dpadded[:len(x)]
-            dispatch.conv_backward_input(dpadded, dout, p["w"])
-            kc.crop(dx, dpadded, self.pads[0])
-        if self.relu_input:
-            kc.relu_mask(dx, x)
-
-    def _padded_input(self, x, fill=True):
-        """x, or x with its zero border (written when fill; the forward's copy otherwise)."""
-        if self._padded is None:
-            return x
-        padded = self._padded[:len(x)]
-        if fill:
-            before = self.pads[0]
-            padded[:, :, before:before + x.shape[2], before:before + x.shape[3]] = x
-        return padded
 
     def _products(self):
         from cnnfruit.nn import tiled
@@ -146,36 +119,52 @@ class Conv(Layer):
 class ConvProducts:
     """One conv layer as sgemm products on image tiles (see the module's docstring), with its buffers.
 
-    Per worker: one image's columns in both layouts and a weight-gradient product; per tile of
-    images: a partial weight and bias gradient, added in tile order at the end.
+    The products run on a wide grid: each image's planes padded and laid out flat, Wp values a row
+    (Wp = W + pad), so that the columns of one tap are a contiguous run of L = P * Wp values and
+    output (i, j) is column i * Wp + j; the columns with j >= Q are computed and dropped (Wp / Q
+    more arithmetic: 6% on 32 x 32 maps with same padding, for an im2col of long copies). Per
+    worker: the padded planes, the columns, the wide output or gradient; per tile of images: a
+    partial weight gradient, as w^T (CSS, K) = cols @ dout^T (the product's fast layout), and a
+    partial bias gradient, added in tile order at the end.
     """
 
     def __init__(self, layer, capacity, dtype, workers):
         C, H, W = layer.in_shape
         K, P, Q = layer.out_shape
-        self.S, self.before, self.K, self.P, self.Q = layer.size, layer.pads[0], K, P, Q
-        taps, pixels = C * layer.size**2, P * Q
+        before, after = layer.pads
+        S = layer.size
+        self.S, self.before, self.K, self.Wp = S, before, K, W + before + after
+        self.L = P * self.Wp
+        taps, plane = C * S * S, (H + before + after) * self.Wp + S - 1  # S - 1: the last tap's run ends past the plane
         self.workers = workers
-        self.cols = [np.zeros((taps, pixels), dtype) for _ in range(workers)]
-        self.cols_t = [np.zeros((pixels, taps), dtype) for _ in range(workers)]
-        self.dw = [np.zeros((K, taps), dtype) for _ in range(workers)]
+        zeros = lambda *shape: [np.zeros(shape, dtype) for _ in range(workers)]  # noqa: E731
+        self.padded, self.dpadded = zeros(C, plane), zeros(C, plane)
+        self.cols = zeros(taps, self.L)
+        self.wide, self.dwide = zeros(K, self.L), zeros(K, self.L)  # dwide's columns j >= Q stay 0
+        self.dw_t = zeros(taps, K)
         tiles = -(-capacity // IMAGES_PER_TILE)
-        self.partial_w = np.zeros((tiles, K, taps), dtype)
+        self.partial_w = np.zeros((tiles, taps, K), dtype)
         self.partial_b = np.zeros((tiles, K), dtype)
+        self.total_w = np.zeros((taps, K), dtype)
         self.pool = None
+
+    def _columns(self, x, worker):
+        from cnnfruit.nn.layers import _kernels_conv as kc
+
+        padded, cols = self.padded[worker], self.cols[worker]
+        kc.pad_into(padded, x, self.before, self.Wp)
+        kc.im2col_wide(cols, padded, self.S, self.Wp)
+        return cols
 
     def forward(self, out, x, w, b):
         from cnnfruit.nn.layers import _kernels_conv as kc
 
-        K, S, before, P, Q = self.K, self.S, self.before, self.P, self.Q
-        w2 = w.reshape(K, -1)
+        w2 = w.reshape(self.K, -1)
 
         def tile(n, worker):
-            cols = self.cols[worker]
-            kc.im2col(cols, x[n], S, before, P, Q)
-            image = out[n].reshape(K, -1)
-            np.matmul(w2, cols, out=image)
-            kc.bias_relu_rows(image, b)
+            wide = self.wide[worker]
+            np.matmul(w2, self._columns(x[n], worker), out=wide)
+            kc.crop_bias_relu(out[n], wide, b, self.Wp)
 
         self.pool.run(tile, len(x))
 
@@ -183,28 +172,30 @@ class ConvProducts:
         """dw, db: the gradients; dx (None: not needed) the input's, masked by x > 0 if relu_input."""
         from cnnfruit.nn.layers import _kernels_conv as kc
 
-        K, S, before, P, Q, N = self.K, self.S, self.before, self.P, self.Q, len(x)
+        K, N = self.K, len(x)
         w2 = w.reshape(K, -1)
         tiles = -(-N // IMAGES_PER_TILE)
 
         def tile(t, worker):
             partial_w, partial_b = self.partial_w[t], self.partial_b[t]
+            dwide = self.dwide[worker]
             for n in range(t * IMAGES_PER_TILE, min((t + 1) * IMAGES_PER_TILE, N)):
-                d = dout[n].reshape(K, -1)
                 first = n == t * IMAGES_PER_TILE
-                cols_t = self.cols_t[worker]
-                kc.im2col_t(cols_t, x[n], S, before, P, Q)
-                product = partial_w if first else self.dw[worker]
-                np.matmul(d, cols_t, out=product)
+                cols = self._columns(x[n], worker)
+                kc.widen(dwide, dout[n], self.Wp)
+                product = partial_w if first else self.dw_t[worker]
+                np.matmul(cols, dwide.T, out=product)
                 if not first:
                     kc.add_into(partial_w, product)
-                kc.add_row_sums(partial_b, d, first)
+                kc.add_row_sums(partial_b, dout[n].reshape(K, -1), first)
                 if dx is not None:
-                    dcols = self.cols[worker]
-                    np.matmul(w2.T, d, out=dcols)
-                    kc.col2im(dx[n], dcols, x[n], S, before, P, Q, relu_input)
+                    dcols = cols  # the columns are no longer needed: their gradient takes their place
+                    np.matmul(w2.T, dwide, out=dcols)
+                    dpadded = self.dpadded[worker]
+                    kc.col2im_wide(dpadded, dcols, self.S, self.Wp)
+                    kc.crop_mask(dx[n], dpadded, self.before, self.Wp, x[n], relu_input)
 
         self.pool.run(tile, tiles)
-        kc.sum_tiles(dw.reshape(-1), self.partial_w[:tiles].reshape(tiles, -1))
+        kc.sum_tiles(self.total_w.reshape(-1), self.partial_w[:tiles].reshape(tiles, -1))
+        dw.reshape(K, -1)[...] = self.total_w.T
         kc.sum_tiles(db, self.partial_b[:tiles])
-
