@@ -35,7 +35,7 @@ def setting_options(*names):
         for name in reversed(names):
             f = settings[name]
             default, choices = default_of(f), f.metadata["choices"]
-            kwargs = {"default": default, "show_default": True, "help": f.metadata["help"]}
+            kwargs = {"default": default, "show_default": default != "", "help": f.metadata["help"]}
             if choices:
                 kwargs["type"] = click.Choice(choices)
             elif f.type is tuple:

@@ -20,6 +20,9 @@ def sweep_setting_options(command):
         shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
         if f.type is tuple:
             more = "Repeat to search layouts, one per flag (--hidden 841,29 --hidden 256)."
+        elif name == "layers":
+            more = ("Repeat, or separate specs by ';', to search several (--layers 'conv16x3, dense64' --layers "
+                    "'conv16x3 same, maxpool2, dense64').")
         elif f.metadata["choices"]:
             more = f"A comma list searches several ({', '.join(f.metadata['choices'])})."
         elif f.type is int:
@@ -27,8 +30,10 @@ def sweep_setting_options(command):
         else:
             more = "A comma list (1e-5,1e-4) or a range low:high[:log] searches it."
         shown = SWEEP_DEFAULTS.get(name, shown)
-        command = click.option(flag(name), name, multiple=f.type is tuple, default=None, metavar="TEXT",
-                               help=f"{f.metadata['help']} {more} [default: {shown}]")(command)
+        default_text = f" [default: {shown}]" if shown != "" else ""
+        command = click.option(flag(name), name, multiple=f.type is tuple or name == "layers", default=None,
+                               metavar="TEXT",
+                               help=f"{f.metadata['help']} {more}{default_text}")(command)
     return command
 
 
@@ -65,6 +70,7 @@ def sweep(ctx, seeds, trials, data, out, resume_folder, pruner, no_prune, worker
       cnnfruit sweep --lr 1e-5,1e-4,1e-3 --kernels 4,8 --seeds 2 --epochs 5
       cnnfruit sweep --lr 1e-6:1e-3:log --kernels 4:16 --trials 30
       cnnfruit sweep --hidden 841,29 --hidden 256 --scheduler tcp://10.0.0.5:8786
+      cnnfruit sweep --layers "conv16x3, dense64; conv16x3 same, maxpool2, dense64" --color rgb
 
     Each run is a training run with its own folder (OUT/runs/trial-NNNN). The study lives in
     OUT/study.db (optuna-dashboard sqlite:///OUT/study.db shows it); Ctrl-C cancels the runs in
