@@ -5,13 +5,11 @@ on the tile pool's threads, and every sum runs in the order it is written. Shape
 kernels.py, with Q the output width (P x Q output maps) and CSS = C * S * S the taps of a window;
 `before` is the zero padding above and left of the input (conv.Conv.pads).
 
-The products work on a "wide" grid (conv.ConvProducts): each padded input plane is one flat run
-of Wp-wide rows, so the pixels a tap reads for all outputs are one contiguous run of L = P * Wp
-values. im2col is then CSS copies of L values each, instead of CSS * P short ones (measured on
-the 32 x 32 maps of 32 channels: 286 us for the short copies, as long as the product itself).
-Every loop indexes a slice by its own loop variable: an index like `start + l` could be negative
-for all Numba knows, and its wraparound check kept the copy from vectorising (138 us, against
-19 us through a slice of the run).
+Each image's input is first copied into padded planes, one flat row-major (H + pad) x Wp map per
+channel, so that every copy is a run of Q values with no bounds to check. Every loop indexes a
+slice by its own loop variable: an index like `start + j` could be negative for all Numba knows,
+and its wraparound check kept the copies from vectorising (im2col of 32 channels of 32 x 32: 138
+us per image that way, as long as a third of the layer's products; 32 us through slices).
 """
 import numpy as np
 
@@ -32,65 +30,64 @@ def pad_into(xp, x, before, Wp):
 
 
 @njit_tile
-def im2col_wide(cols, xp, S, Wp):
-    """cols (CSS, L): row (c, p, q) is the run of L padded pixels of plane c from (p, q) on, so that
-    column l = i * Wp + j of the product w @ cols is the output (i, j) for j < Q; columns j >= Q
-    wrap into the next row and are ignored."""
-    L = cols.shape[1]
+def im2col(cols, xp, S, Wp, P, Q):
+    """cols (CSS, >= P * Q): row (c, p, q) holds, at column i * Q + j, the padded input xp[c] at (i + p,
+    j + q), for the P x Q outputs; each output row's Q values are one run of the padded plane."""
     C = xp.shape[0]
     for c in range(C):
+        plane = xp[c]
         for p in range(S):
             for q in range(S):
                 row = cols[(c * S + p) * S + q]
-                start = p * Wp + q
-                run = xp[c, start:start + L]
-                for l in range(L):
-                    row[l] = run[l]
+                for i in range(P):
+                    start = (i + p) * Wp + q
+                    source, target = plane[start:start + Q], row[i * Q:(i + 1) * Q]
+                    for j in range(Q):
+                        target[j] = source[j]
 
 
 @njit_tile
-def crop_bias_relu(out, wide, b, Wp):
-    """out (K, P, Q) = relu(wide[k, i * Wp + j] + b[k]): the output maps of one image from its product."""
+def bias_relu_copy(out, product, b):
+    """out (K, P, Q) = relu(product[k, i * Q + j] + b[k]): one image's maps from its product (K, >= P * Q)."""
     K, P, Q = out.shape
     for k in range(K):
         bias = b[k]
         for i in range(P):
-            base = i * Wp
-            source, target = wide[k, base:base + Q], out[k, i]
+            source, target = product[k, i * Q:(i + 1) * Q], out[k, i]
             for j in range(Q):
                 value = source[j] + bias
                 target[j] = value if value > 0 else 0
 
 
 @njit_tile
-def widen(wide, dout, Wp):
-    """wide[k, i * Wp + j] = dout[k, i, j] (K, P, Q); the columns j >= Q are left as they are (zeros)."""
+def copy_maps(target, dout):
+    """target[k, i * Q + j] = dout[k, i, j]: one image's gradient (K, P, Q) into a (K, >= P * Q) buffer."""
     K, P, Q = dout.shape
     for k in range(K):
         for i in range(P):
-            base = i * Wp
-            target, source = wide[k, base:base + Q], dout[k, i]
+            source, row = dout[k, i], target[k, i * Q:(i + 1) * Q]
             for j in range(Q):
-                target[j] = source[j]
+                row[j] = source[j]
 
 
 @njit_tile
-def col2im_wide(dxp, dcols, S, Wp):
-    """dxp (C, >= (H + pad) * Wp): the gradient of the padded planes, each row of dcols (CSS, L)
-    added back over the run of pixels im2col_wide took it from, tap after tap."""
+def col2im(dxp, dcols, S, Wp, P, Q):
+    """dxp (C, >= (H + pad) * Wp): the gradient of the padded planes, each value of the columns'
+    gradient dcols (CSS, >= P * Q) added back where im2col took it from, tap after tap."""
     C, size = dxp.shape
-    L = dcols.shape[1]
     for c in range(C):
         for t in range(size):
             dxp[c, t] = 0
     for c in range(C):
+        plane = dxp[c]
         for p in range(S):
             for q in range(S):
                 row = dcols[(c * S + p) * S + q]
-                start = p * Wp + q
-                run = dxp[c, start:start + L]
-                for l in range(L):
-                    run[l] += row[l]
+                for i in range(P):
+                    start = (i + p) * Wp + q
+                    target, source = plane[start:start + Q], row[i * Q:(i + 1) * Q]
+                    for j in range(Q):
+                        target[j] += source[j]
 
 
 @njit_tile
