@@ -59,10 +59,10 @@ def load_data():
     from cnnfruit.config import TrainConfig
     from cnnfruit.data.datasets import load_embedded
     from cnnfruit.data.splits import generators
-    from cnnfruit.training.loop import prepare
+    from cnnfruit.training.loop import split_images
 
     _, split_rng, shuffle_rng = generators(SEED)
-    data = prepare(load_embedded(), TrainConfig(seed=SEED), split_rng)
+    data = split_images(load_embedded(), TrainConfig(seed=SEED), split_rng)
     order = shuffle_rng.permutation(len(data.y_train))
     return data.inputs(data.images_train[order]), data.y_train[order], data.inputs(data.images_test), data.y_test
 
@@ -113,7 +113,7 @@ class Cnnfruit:
         self.optimizer = make_optimizer(optimizer, self.network.params, **settings)
 
     def step(self, x, y):
-        """What Trainer.run_epoch does per step, with the same fused-or-not choice."""
+        """What TrainingLoop.run_epoch does per step, with the same fused-or-not choice."""
         net = self.network
         net.forward(x)
         net.loss(y)
@@ -447,7 +447,7 @@ class Worker:
     def __init__(self, name):
         self.name = name
         env = dict(os.environ)
-        if name == "cnnfruit":  # as the cnnfruit command line runs it (see cnnfruit/cli.py)
+        if name == "cnnfruit":  # BLAS on one thread, as cnnfruit/threads.py holds it
             env.setdefault("OPENBLAS_NUM_THREADS", "1")
         self.process = subprocess.Popen(
             [sys.executable, os.path.abspath(__file__), "--worker", name],
@@ -538,10 +538,28 @@ def compare_processes(epochs, batch, runs, tmp, with_torch):
     print(line, flush=True)
 
 
-def help_imports_numba():
-    code = "import sys; from cnnfruit import cli; print('numba' in sys.modules)"
+def python_seconds(code, runs=5):
+    """Best wall time of `python -c code` in a fresh process, over runs."""
+    best = float("inf")
+    for _ in range(runs):
+        started = time.perf_counter()
+        subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, check=True)
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
+def help_start_up():
+    """What `cnnfruit --help` imports of numpy and numba, and its time against `import numba`'s."""
+    code = ("import sys; from cnnfruit.cli import main\ntry:\n main(['--help'])\nexcept SystemExit: pass\n"
+            "print('numpy' in sys.modules, 'numba' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
-    return out.stdout.strip() == "True"
+    numpy_loaded, numba_loaded = out.stdout.split()[-2:]
+    help_s = python_seconds(code)
+    numba_s = python_seconds("import numba")
+    bare = python_seconds("pass")
+    return (f"`cnnfruit --help` imports numpy: {numpy_loaded}, numba: {numba_loaded}; best of 5 wall: --help "
+            f"{help_s:.3f} s, `import numba` {numba_s:.3f} s, bare python {bare:.3f} s; --help beyond bare python "
+            f"is {(help_s - bare) / max(numba_s - bare, 1e-9):.2f} of `import numba`'s")
 
 
 def check_agreement(workers, tmp, optimizer="sgd"):
@@ -723,7 +741,7 @@ def main():
               f"({', '.join(f'{s:.2f}' for s in warm)})")
         print(f"  cnnfruit eval MODEL, cold compile cache (empty NUMBA_CACHE_DIR): median "
               f"{statistics.median(cold):.2f} s wall ({', '.join(f'{s:.2f}' for s in cold)})")
-        print(f"  `cnnfruit --help` imports numba: {help_imports_numba()}")
+        print(f"  {help_start_up()}")
 
 
 if __name__ == "__main__":

@@ -4,9 +4,9 @@
                                             [--seeds 0,1,2] [--data ../shared/fruits-360-103]
 
 Everything but the framework is cnnfruit's own: the images are read and turned into tensors by
-cnnfruit.data and cnnfruit.preprocess.to_inputs (so the preprocessing is identical), split into
+cnnfruit.data.datasets and cnnfruit.data.preprocess.to_inputs (so the preprocessing is identical), split into
 train and validation by cnnfruit's seeded split (splits.generators + splits.train_val_split, through
-train.prepare), and shuffled each epoch by the same seeded generator in the same order. The
+training.loop.split_images), and shuffled each epoch by the same seeded generator in the same order. The
 network is conv K x S x S + ReLU -> dense ... + ReLU -> logits, the loss cross-entropy over the
 batch (summed like cnnfruit's default, or PyTorch's usual mean), the optimizer torch.optim.Adam.
 
@@ -43,12 +43,12 @@ def train_one(torch, dataset, args, seed):
     from cnnfruit.nn.architecture import Architecture, init_parameters
     from cnnfruit.config import TrainConfig
     from cnnfruit.data.splits import generators
-    from cnnfruit.training.loop import prepare
+    from cnnfruit.training.loop import split_images
 
     config = TrainConfig(seed=seed, color=args.color, normalize=args.normalize, hidden=args.hidden,
                          kernels=args.kernels, kernel_size=args.kernel_size, batch_size=args.batch_size)
     init_rng, split_rng, shuffle_rng = generators(seed)
-    data = prepare(dataset, config, split_rng)
+    data = split_images(dataset, config, split_rng)
     x_train, x_test = data.inputs(data.images_train), data.inputs(data.images_test)
     arch = Architecture.from_config(config, len(dataset.class_names))
     torch.manual_seed(seed)

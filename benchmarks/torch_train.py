@@ -99,12 +99,12 @@ def main():
     import cnnfruit
     from cnnfruit.nn.architecture import Architecture, init_parameters
     from cnnfruit.data.splits import generators
-    from cnnfruit.training.loop import prepare
+    from cnnfruit.training.loop import split_images
 
     config = cnnfruit.TrainConfig(lr=args.lr, epochs=args.epochs, batch_size=args.batch_size, seed=args.seed)
     dataset = cnnfruit.load_embedded()
     init_rng, split_rng, shuffle_rng = generators(config.seed)
-    data = prepare(dataset, config, split_rng)
+    data = split_images(dataset, config, split_rng)
     x_train, x_val, x_test = (data.inputs(images) for images in (data.images_train, data.images_val, data.images_test))
     arch = Architecture.from_config(config, len(dataset.class_names))
     model = build_model(torch, arch, init_parameters(arch, init_rng, scheme=config.init))

@@ -11,10 +11,8 @@ types and finiteness of the weights, the text fields against their choices, the 
 optimizer state against the optimizer, and the JSON fields (nesting bounded) against each other.
 docs/reliability.md lists the checks and the tests that hold them.
 """
-import inspect
 import math
 import os
-import unicodedata
 import zipfile
 import zlib
 from dataclasses import dataclass, field
@@ -25,6 +23,7 @@ from cnnfruit import jsontext, layerspec
 from cnnfruit.nn import memory
 from cnnfruit.nn.architecture import Architecture
 from cnnfruit.config import COLOR_MODES, IMAGE_SIZE, NORMALIZE_MODES, OPTIMIZERS, TrainConfig
+from cnnfruit.data.datasets import check_class_names
 from cnnfruit.errors import CnnfruitError, SettingError
 from cnnfruit.files import write_atomically
 
@@ -32,8 +31,9 @@ FORMAT_VERSION = 2
 
 # The arrays of each format besides param_<name> and optstate_<name>. Format 1 knew the report's
 # network only, by its kernels, kernel size and hidden widths; format 2 holds any network as the
-# text of its layer spec (layerspec.py). The last three came later in format 1, so older
-# checkpoints may lack them. Every format still reads.
+# text of its layer spec (layerspec.py). Every format still reads. The last three of the common
+# arrays are optional: a checkpoint without them is read with their defaults (no data record, no
+# interrupted epoch, no schedule state).
 _COMMON = ("format_version", "arch_in_channels", "arch_image_size", "class_names", "preprocess_color",
            "preprocess_normalize", "train_epoch", "optimizer_name", "train_rng_state", "train_config", "train_history",
            "train_data", "train_partial", "train_schedule")
@@ -42,10 +42,6 @@ FIELDS_OF_FORMAT = {1: (*_COMMON, "arch_kernels", "arch_kernel_size", "arch_hidd
 FIELDS = FIELDS_OF_FORMAT[FORMAT_VERSION]
 MAX_SIDE = layerspec.MAX_SIDE  # any single size (kernels, a layer's width, a class count): keeps index arithmetic sane
 MAX_SPEC_LENGTH = 100_000  # characters of arch_layers: thousands of layers, far more than a CPU trains
-MAX_NAME_LENGTH = 255  # a class name is a folder name
-# Control and format characters (newlines, escapes, bidi overrides, zero-width marks) would break
-# or disguise the lines that print class names; lone surrogates cannot be printed at all.
-UNPRINTABLE_CATEGORIES = {"Cc", "Cf", "Cs", "Zl", "Zp"}
 PARTIAL_FIELDS = {"step": int, "loss_sum": float, "correct": int, "seconds": float}
 
 
@@ -63,9 +59,9 @@ class Checkpoint:
     config: dict = field(default_factory=dict)  # the training flags
     history: dict = field(default_factory=dict)
     # Where the training images came from: {"source": absolute folder or None for the embedded
-    # set, "digest": data.fingerprint of the images, and the options it was read with, such as
+    # set, "digest": datasets.fingerprint of the images, and the options it was read with, such as
     # "skip_bad"}, so that a resumed run trains on the same data.
-    data: dict = field(default_factory=dict)
+    trained_on: dict = field(default_factory=dict)
     # An epoch stopped part-way (Ctrl-C): {"step", "loss_sum", "correct", "seconds"} so far; then
     # rng_state is the shuffling generator's state at the START of that epoch. None otherwise.
     partial: dict = None
@@ -99,7 +95,7 @@ def save(path, ckpt):
         "train_rng_state": _text(ckpt.rng_state),
         "train_config": _text(ckpt.config),
         "train_history": _text(ckpt.history),
-        "train_data": _text(ckpt.data),
+        "train_data": _text(ckpt.trained_on),
         "train_partial": _text(ckpt.partial),
         "train_schedule": _text(ckpt.schedule),
     }
@@ -233,7 +229,7 @@ def _from_arrays(arrays, version):
     epoch = _integer(arrays, "train_epoch", 0, _max_epochs())
     config = _json(arrays, "train_config", {})
     history = _json(arrays, "train_history", {})
-    data = _json(arrays, "train_data", {}, optional=True)
+    trained_on = _json(arrays, "train_data", {}, optional=True)
     partial = _json(arrays, "train_partial", None, optional=True)
     schedule = _json(arrays, "train_schedule", None, optional=True)
     if config:
@@ -248,10 +244,10 @@ def _from_arrays(arrays, version):
         _check_schedule(schedule, config)
     if history:
         _check_history(history, class_names, epoch if training else None)
-    _check_data(data)
+    _check_trained_on(trained_on)
     return Checkpoint(arch=arch, class_names=class_names, params=params, color=color, normalize=normalize,
                       epoch=epoch, optimizer=optimizer, optimizer_state=optimizer_state, rng_state=training,
-                      config=config, history=history, data=data, partial=partial, schedule=schedule)
+                      config=config, history=history, trained_on=trained_on, partial=partial, schedule=schedule)
 
 
 def _kind(value):
@@ -293,40 +289,12 @@ def _json(arrays, name, default, optional=False):
     return value
 
 
-def class_name_problem(name, number):
-    """Why `name`, the number-th class name, cannot be one (None if it can). Checkpoints and new
-    training runs check alike, so that a run never saves a model it could not load."""
-    if not isinstance(name, str):
-        return f"class name {number} is not text"
-    if len(name) > MAX_NAME_LENGTH:
-        return f"class name {number} is longer than {MAX_NAME_LENGTH} characters"
-    if not name.strip():
-        return f"class name {number} is empty"
-    if any(unicodedata.category(c) in UNPRINTABLE_CATEGORIES for c in name):
-        return f"class name {name!r} has a control character"
-    return None
-
-
-def check_class_names(names):
-    """Two or more names, unique, each printable on one line; CnnfruitError naming the first bad one."""
-    if len(names) < 2:
-        raise CnnfruitError(f"class_names holds {len(names)} name; a classifier needs at least 2")
-    if len(names) > MAX_SIDE:
-        raise CnnfruitError(f"class_names holds {len(names)} names, more than {MAX_SIDE}")
-    seen = set()
-    for number, name in enumerate(names, 1):
-        problem = class_name_problem(name, number)
-        if problem is not None:
-            raise CnnfruitError(problem)
-        if name in seen:
-            raise CnnfruitError(f"class name {name!r} appears twice")
-        seen.add(name)
-
-
 def _class_names(value):
     if value.ndim != 1 or value.dtype.kind != "U":
         raise CnnfruitError(f"class_names must be a list of text, got {_kind(value)}")
     names = [str(name) for name in value]
+    if len(names) > MAX_SIDE:
+        raise CnnfruitError(f"class_names holds {len(names)} names, more than {MAX_SIDE}")
     check_class_names(names)
     return names
 
@@ -493,9 +461,9 @@ def _check_history(record, class_names, epoch):
         raise CnnfruitError(f"train_history must hold epochs 1 to {epoch}, as train_epoch says")
 
 
-def _check_data(record):
-    """What a resumed run or an eval passes to read_image_folder(source, **options)."""
-    from cnnfruit.data.datasets import read_image_folder
+def _check_trained_on(record):
+    """What a resumed run or an eval reads its images by: DataSource(source, **options)."""
+    from cnnfruit.data.sources import accepted_options
 
     source, digest = record.get("source"), record.get("digest")
     if source is not None and not (isinstance(source, str) and source and "\0" not in source):
@@ -504,8 +472,7 @@ def _check_data(record):
                                    all(c in "0123456789abcdef" for c in digest)):
         raise CnnfruitError("train_data's digest must be 64 hexadecimal digits (SHA-256) or null")
     options = {key: value for key, value in record.items() if key not in ("source", "digest")}
-    accepted = inspect.signature(read_image_folder).parameters
-    unknown = sorted(key for key in options if key not in accepted or key == "root")
+    unknown = sorted(key for key in options if key not in accepted_options())
     if unknown:
         raise CnnfruitError(f"train_data has an option that image folders do not take: {', '.join(unknown)}")
     for key, value in options.items():

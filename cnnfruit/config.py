@@ -24,6 +24,13 @@ TTA_MODES = ("none", "flip", "rotate")  # test-time augmentation: see tta.py
 VAL_SPLITS = ("random", "block")
 LR_SCHEDULES = ("constant", "step", "cosine", "onecycle", "plateau")  # see schedules.py
 
+# The learning-rate finder's sweep (training/lr_finder.py): its defaults, here so that the
+# lr-find command can show them in --help without importing numpy.
+LR_FIND_START = 1e-8
+LR_FIND_END = 1.0
+LR_FIND_STEPS = 200
+LR_FIND_PROBE = 128  # validation images whose loss is measured after every step
+
 
 # ---- checks: each returns None for a good value, else a SettingError template about {name}
 
@@ -180,7 +187,7 @@ class TrainConfig:
     init: str = setting("he-zero", "Initial weights: he (He-normal, zero biases), torch (PyTorch's default, "
                                    "uniform +-1/sqrt(fan-in) weights and biases), glorot (Glorot-uniform, zero "
                                    "biases), he-zero (he with a zero logit layer).", choices=INIT_SCHEMES)
-    # ---- issue 13: learning-rate schedules, class weights, regularisation (see docs/training-features.md)
+    # ---- learning-rate schedules, class weights, regularisation (see docs/training-features.md)
     lr_schedule: str = setting("constant", "How the learning rate moves during the run: constant; step (times "
                                            "--lr-factor every --lr-step-epochs epochs); cosine (per step from "
                                            "--lr down to 0); onecycle (per step up from --lr/25 to --lr over "
@@ -239,9 +246,9 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, settings):
-        """The config a checkpoint stored; settings it lacks (older files) take their defaults.
+        """The config a checkpoint stored; settings it does not record take their defaults.
 
-        Except init: every checkpoint written before it was a setting was initialised with he.
+        Except init: a checkpoint that records no init was initialised with he.
         """
         if not isinstance(settings, dict):
             raise SettingError("the stored settings are not a dict of name: value")

@@ -37,7 +37,7 @@ class EpochRecord:
     val_loss: float = None  # None when the run holds out no validation images
     val_accuracy: float = None
     seconds: float = 0.0
-    lr: float = None  # the learning rate of the epoch's first step (None in histories from before schedules)
+    lr: float = None  # the learning rate of the epoch's first step (None in a history that does not record it)
 
     def __str__(self):
         """The report's log line: `Epoch: N | Training Loss: ... | Validation Loss: ... | ...`."""

@@ -1,8 +1,8 @@
 """Rebuild cnnfruit's embedded dataset from an image folder (DIR/train/<class>/*, DIR/test/<class>/*).
 
-    python scripts/build_dataset.py ../shared/fruits-360 cnnfruit/datasets/fruits360-32.npz
+    python scripts/build_dataset.py ../shared/fruits-360 cnnfruit/data/embedded/fruits360-32.npz
 
-Every image goes through cnnfruit.preprocess.load_image (RGB, box-filtered to 32x32, uint8), the
+Every image goes through cnnfruit.data.preprocess.load_image (RGB, box-filtered to 32x32, uint8), the
 same function that `--data` and `predict` use, so the shipped arrays equal what those paths give.
 The dataset's LICENSE is copied next to the output.
 """

@@ -1,25 +1,11 @@
-"""Shared fixtures: image folders, small datasets and settings that train in milliseconds."""
+"""Shared fixtures: image folders, small datasets and settings that train in milliseconds (made by
+the functions of helpers.py)."""
 import numpy as np
 import pytest
-from PIL import Image
 
-from cnnfruit.data.datasets import Dataset, Split
+from cnnfruit.data.datasets import Dataset
 
-# A network small enough for a step to take well under a millisecond.
-TINY_SETTINGS = {"kernels": 2, "kernel_size": 5, "hidden": (6,)}
-
-
-def write_image_folder(root, classes=("apple", "kiwi", "plum"), train=8, test=3, size=32, fmt="png", seed=0):
-    """root/train/<class>/*.fmt and root/test/<class>/*.fmt; classes differ in brightness."""
-    rng = np.random.default_rng(seed)
-    for part, count in (("train", train), ("test", test)):
-        for label, name in enumerate(classes):
-            folder = root / part / name
-            folder.mkdir(parents=True, exist_ok=True)
-            for i in range(count):
-                pixels = rng.integers(0, 90, (size, size, 3)) + 80 * label
-                Image.fromarray(pixels.astype(np.uint8)).save(folder / f"{i}.{fmt}")
-    return root
+from helpers import tinted, write_image_folder
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -51,10 +37,4 @@ def image_folder(tmp_path_factory):
 @pytest.fixture
 def synthetic_dataset(rng):
     """Three classes of random 32x32 photos, each class tinted so the task is learnable."""
-    def split(n):
-        labels = np.arange(n) % 3
-        images = rng.integers(0, 120, (n, 32, 32, 3))
-        images[np.arange(n), :, :, labels] += 120
-        return Split(images.astype(np.uint8), labels.astype(np.int64), [])
-
-    return Dataset("synthetic", ["a", "b", "c"], split(24), split(9))
+    return Dataset("synthetic", ["a", "b", "c"], tinted(24, rng), tinted(9, rng))

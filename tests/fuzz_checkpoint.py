@@ -23,22 +23,14 @@ import cnnfruit
 from cnnfruit import checkpoint
 from cnnfruit.config import TrainConfig
 from cnnfruit.errors import CnnfruitError
-from cnnfruit.training.loop import Trainer
-
-TINY = {"kernels": 2, "kernel_size": 5, "hidden": (6,)}
-
-
-def tinted(n, rng):
-    labels = np.arange(n) % 3
-    images = rng.integers(0, 120, (n, 32, 32, 3))
-    images[np.arange(n), :, :, labels] += 120
-    return cnnfruit.Split(images.astype(np.uint8), labels.astype(np.int64), [])
+from cnnfruit.training.loop import TrainingLoop
+from helpers import TINY_SETTINGS, tinted
 
 
 def base_checkpoint(folder):
     rng = np.random.default_rng(5)
     data = cnnfruit.Dataset("tinted", ["apple", "kiwi", "plum"], tinted(16, rng), tinted(3, rng))
-    config = TrainConfig(epochs=1, optimizer="adam", lr=1e-3, batch_size=4, **TINY)
+    config = TrainConfig(epochs=1, optimizer="adam", lr=1e-3, batch_size=4, **TINY_SETTINGS)
     cnnfruit.fit(data, config, out=os.path.join(folder, "run"))
     stop = threading.Event()
     cnnfruit.resume(os.path.join(folder, "run", "model.npz"), epochs=2, data=data, stop=stop,
@@ -170,8 +162,8 @@ def exercise(path, data, pixels):
     if ckpt.rng_state:
         config = TrainConfig.from_dict(ckpt.config)
         config.epochs = ckpt.epoch + 1
-        trainer = Trainer.resume(data, config, ckpt)
-        trainer.run_epoch()
+        loop = TrainingLoop.resume(data, config, ckpt)
+        loop.run_epoch()
 
 
 def main(examples):

@@ -119,15 +119,6 @@ def sampled_gradient(f, array, entries, eps=1e-6):
     return grad
 
 
-def relative_error(a, b):
-    """||a - b|| / (||a|| + ||b||): a scale-free distance between two gradient arrays.
-
-    Taken over the whole array rather than per element, so that entries that are zero up to
-    rounding (behind a ReLU, say) cannot turn noise into a large ratio.
-    """
-    return float(np.linalg.norm(a - b) / max(np.linalg.norm(a) + np.linalg.norm(b), 1e-300))
-
-
 def dense_backward_sgd(x, dout, w, b, lr):
     """The fused kernel's results by the unfused math: (ReLU-masked dx, updated w, updated b)."""
     dx, dw, db = dense_backward(x, dout, w)

@@ -5,7 +5,7 @@ import pytest
 import cnnfruit
 from cnnfruit.data.augment import MAX_SHIFT, augment
 
-from conftest import TINY_SETTINGS
+from helpers import TINY_SETTINGS
 
 
 def test_flip_mirrors_about_half_the_images_and_nothing_else(rng):
@@ -47,7 +47,7 @@ def test_augmented_training_is_repeatable(synthetic_dataset):
 
 @pytest.mark.parametrize("mode", ["none", "flip", "flip-vh", "rotate", "shift"])
 def test_a_plan_applied_batch_by_batch_equals_the_whole_epoch_at_once(rng, mode):
-    """The trainer augments each batch when its step comes, from choices drawn for the epoch."""
+    """The loop augments each batch when its step comes, from choices drawn for the epoch."""
     from cnnfruit.data.augment import draw_plan
 
     x = rng.standard_normal((23, 3, 9, 9))

@@ -7,7 +7,7 @@ import pytest
 
 from cnnfruit.checkpoint import FORMAT_VERSION
 
-from runs import TINY, cli, saved_arrays
+from helpers import TINY, cli, rewrite
 
 
 @pytest.fixture(scope="session")
@@ -127,13 +127,6 @@ def test_output_folder_that_cannot_be_created(tmp_path):
 # checkpoints: eval, predict and train --resume all read them through checkpoint.load
 
 
-def rewrite(source, target, change):
-    arrays = saved_arrays(source)
-    change(arrays)
-    np.savez(target, **arrays)
-    return target
-
-
 def bad_checkpoints(model, folder):
     """(path, message) for each kind of broken checkpoint."""
     text = folder / "text.npz"
@@ -201,7 +194,7 @@ def test_broken_checkpoints(tmp_path, trained, image_folder, command):
 def test_eval_with_data_whose_classes_differ(tmp_path, trained, make_image_folder):
     other = make_image_folder(tmp_path / "data", classes=("fig", "kiwi", "plum"))
     assert_error(cli("eval", trained / "model.npz", "--data", other),
-                 "the data's classes (fig, kiwi, plum) differ from the model's (apple, kiwi, plum)")
+                 f"the data's classes (fig, kiwi, plum) differ from those of {trained / 'model.npz'} (apple, kiwi, plum)")
 
 
 def test_predict_input_that_is_not_an_image(tmp_path, trained):

@@ -59,13 +59,13 @@ def test_the_random_split_is_unchanged_and_the_embedded_set_has_its_file_names()
 
 def test_train_and_eval_cut_the_same_block_validation_images():
     from cnnfruit import TrainConfig
-    from cnnfruit.training.loop import Trainer
+    from cnnfruit.training.loop import TrainingLoop
 
     dataset = load_embedded()
     config = TrainConfig(val_split="block", kernels=2, kernel_size=5, hidden=(6,), seed=3)
-    trainer = Trainer.start(dataset, config)
+    loop = TrainingLoop.start(dataset, config)
     val = splits.named_split(dataset, "val", config.to_dict())
-    assert len(val) == len(trainer.data.y_val) and np.array_equal(val.labels, trainer.data.y_val)
+    assert len(val) == len(loop.splits.y_val) and np.array_equal(val.labels, loop.splits.y_val)
     random_val = splits.named_split(dataset, "val", {**config.to_dict(), "val_split": "random"})
     assert val.paths == [dataset.train.paths[i] for i in splits.validation_cut(
         dataset.train, 0.3, "block", splits.generators(3)[1])[1]] != random_val.paths

@@ -3,8 +3,8 @@
 A checkpoint is data from anywhere. Each case below takes a real one (a tiny Adam run, stopped
 mid-epoch so every field is filled) and changes one thing; loading must refuse it with a message
 that names the field, or, where the change is harmless (float16 or big-endian weights), work.
-The cases that used to reach the Numba kernels with the wrong shapes run in a subprocess, so
-that memory corruption fails the test instead of killing pytest.
+The cases that, unchecked, would reach the Numba kernels with the wrong shapes run in a
+subprocess, so that memory corruption fails the test instead of killing pytest.
 """
 import io
 import json
@@ -22,22 +22,14 @@ from PIL import Image
 import cnnfruit
 from cnnfruit import checkpoint
 from cnnfruit.nn import optimizers as optim
-from cnnfruit.nn.architecture import Architecture, init_parameters
+from cnnfruit.nn.architecture import init_parameters
 from cnnfruit.config import OPTIMIZERS
 from cnnfruit.errors import CnnfruitError
 from cnnfruit.nn.network import Network
 
-from conftest import TINY_SETTINGS
-from runs import as_format_1, cli, saved_arrays
+from helpers import TINY_SETTINGS, as_format_1, cli, rewrite, saved_arrays, tinted, tiny_arch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def tinted(n, rng):
-    labels = np.arange(n) % 3
-    images = rng.integers(0, 120, (n, 32, 32, 3))
-    images[np.arange(n), :, :, labels] += 120
-    return cnnfruit.Split(images.astype(np.uint8), labels.astype(np.int64), [])
 
 
 @pytest.fixture(scope="module")
@@ -74,13 +66,6 @@ def photo(tmp_path_factory):
     path = tmp_path_factory.mktemp("photo") / "photo.png"
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (40, 40, 3)).astype(np.uint8)).save(path)
     return path
-
-
-def rewrite(model, target, change):
-    arrays = saved_arrays(model)
-    change(arrays)
-    np.savez(target, **arrays)
-    return target
 
 
 def text(value):
@@ -386,7 +371,7 @@ def test_pickled_arrays_are_still_refused_from_the_header(model, tmp_path):
 
 def test_every_optimizer_declares_the_state_it_keeps():
     """checkpoint.load checks optimizer state against optim.state_shapes: it must say what step() keeps."""
-    arch = Architecture(kernels=2, kernel_size=5, hidden=(6,), classes=3)
+    arch = tiny_arch()
     params = init_parameters(arch, np.random.default_rng(0))
     shapes = {name: p.shape for name, p in params.items()}
     for name in OPTIMIZERS:
@@ -399,7 +384,7 @@ def test_every_optimizer_declares_the_state_it_keeps():
 
 
 def small_network():
-    arch = Architecture(kernels=2, kernel_size=5, hidden=(6,), classes=3)
+    arch = tiny_arch()
     return arch, init_parameters(arch, np.random.default_rng(0))
 
 
@@ -446,7 +431,7 @@ def test_training_refuses_class_names_that_a_checkpoint_could_not_hold(tmp_path)
 def test_eval_shows_rich_markup_in_class_names_as_written(tmp_path, make_image_folder):
     """`[red]Lychee` is a fine folder name; rich must not take it for a colour and eat it."""
     names = ["Pear", "[bold]", "[red]Lychee"]  # sorted, as folders are
-    arch = Architecture(kernels=2, kernel_size=5, hidden=(6,), classes=3)
+    arch = tiny_arch()
     clf = cnnfruit.Classifier(arch, init_parameters(arch, np.random.default_rng(0)), names)
     clf.save(str(tmp_path / "model.npz"))
     data = make_image_folder(tmp_path / "data", classes=names, train=2, test=2)

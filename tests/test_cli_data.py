@@ -3,24 +3,13 @@ a val folder, many classes, and the decoded-image cache."""
 import json
 import os
 
-import numpy as np
-from PIL import Image
-
-from runs import TINY, cli
-
-
-def photos(folder, count, shade, seed=0):
-    rng = np.random.default_rng(seed)
-    folder.mkdir(parents=True, exist_ok=True)
-    for k in range(count):
-        pixels = rng.integers(0, 90, (32, 32, 3)) + shade
-        Image.fromarray(pixels.astype(np.uint8)).save(folder / f"{k}_100.png")
+from helpers import TINY, cli, write_images
 
 
 def test_training_and_test_folders_named_as_fruits_360_names_them(tmp_path):
     for split, count in (("Training", 6), ("Test", 3)):
         for label, name in enumerate(("Kiwi", "Plum")):
-            photos(tmp_path / "data" / split / name, count, 100 * label)
+            write_images(tmp_path / "data" / split / name, count, side=32, suffix="_100.png", shade=100 * label)
     result = cli("train", "--data", tmp_path / "data", *TINY, "--epochs", 1, "--out", tmp_path / "run")
     assert result.exit_code == 0, result.output
     assert "8 train / 4 validation / 6 test images, classes Kiwi, Plum" in result.output
@@ -28,7 +17,7 @@ def test_training_and_test_folders_named_as_fruits_360_names_them(tmp_path):
 
 def test_class_folders_alone_get_a_test_split_that_eval_cuts_again(tmp_path):
     for label, name in enumerate(("Kiwi", "Plum", "Fig")):
-        photos(tmp_path / "data" / name, 10, 70 * label)
+        write_images(tmp_path / "data" / name, 10, side=32, suffix="_100.png", shade=70 * label)
     result = cli("train", "--data", tmp_path / "data", *TINY, "--epochs", 1, "--test-fraction", 0.3,
                  "--out", tmp_path / "run")
     assert result.exit_code == 0, result.output
@@ -42,7 +31,7 @@ def test_class_folders_alone_get_a_test_split_that_eval_cuts_again(tmp_path):
 def test_a_val_folder_is_the_validation_split(tmp_path):
     for split, count in (("train", 6), ("val", 2), ("test", 3)):
         for label, name in enumerate(("Kiwi", "Plum")):
-            photos(tmp_path / "data" / split / name, count, 100 * label)
+            write_images(tmp_path / "data" / split / name, count, side=32, suffix="_100.png", shade=100 * label)
     result = cli("train", "--data", tmp_path / "data", *TINY, "--epochs", 1, "--out", tmp_path / "run")
     assert result.exit_code == 0, result.output
     assert "12 train / 4 validation (its val folder) / 6 test images" in result.output
@@ -51,8 +40,8 @@ def test_a_val_folder_is_the_validation_split(tmp_path):
 def test_many_classes_are_summarised(tmp_path):
     names = [f"Fruit {k:02d}" for k in range(12)]
     for label, name in enumerate(names):
-        photos(tmp_path / "data" / "train" / name, 3, 15 * label)
-        photos(tmp_path / "data" / "test" / name, 1, 15 * label)
+        write_images(tmp_path / "data" / "train" / name, 3, side=32, suffix="_100.png", shade=15 * label)
+        write_images(tmp_path / "data" / "test" / name, 1, side=32, suffix="_100.png", shade=15 * label)
     result = cli("train", "--data", tmp_path / "data", *TINY, "--epochs", 1, "--val-fraction", 0, "--out",
                  tmp_path / "run")
     assert result.exit_code == 0, result.output

@@ -6,13 +6,10 @@ from cnnfruit.nn import dispatch
 from cnnfruit.nn import kernels
 
 import naive
+from helpers import relu_like
 
 # (N, C, H, K, S), as in test_kernels.py
 CONV_SHAPES = [(1, 1, 8, 2, 3), (3, 1, 10, 4, 4), (2, 3, 9, 3, 2), (2, 2, 7, 5, 7), (1, 1, 6, 1, 1)]
-
-
-def relu_like(rng, shape, dtype):
-    return np.maximum(rng.standard_normal(shape), 0).astype(dtype)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

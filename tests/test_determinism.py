@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from runs import TINY, assert_same_model, cli, saved_arrays
+from helpers import TINY, assert_same_model, cli, saved_arrays
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -50,3 +50,19 @@ def test_another_seed_gives_another_model(tmp_path, image_folder):
         assert cli("train", "--data", image_folder, *TINY, "--epochs", 1, "--seed", seed, "--out", tmp_path / str(seed)).exit_code == 0
     first, other = (saved_arrays(tmp_path / str(seed) / "model.npz") for seed in (3, 4))
     assert not np.array_equal(first["param_conv_w"], other["param_conv_w"])
+
+
+def test_an_images_probabilities_do_not_depend_on_its_batch_or_its_neighbours():
+    """The report's own shapes, where OpenBLAS rounds the 841 -> 29 product differently below 48
+    rows: one image alone, in batches of every size, and among other images, gets the same bits."""
+    from cnnfruit.nn.architecture import Architecture, init_parameters
+    from cnnfruit.nn.network import Network
+
+    arch = Architecture()
+    net = Network(arch, init_parameters(arch, np.random.default_rng(0), scheme="torch"))
+    x = np.random.default_rng(1).standard_normal((150, 1, 32, 32)).astype(np.float32)
+    alone = np.concatenate([net.predict_proba(x[i:i + 1]) for i in range(0, 150, 7)])
+    for batch in (1, 15, 16, 47, 64, 100, 256):
+        assert np.array_equal(net.predict_proba(x, batch)[::7], alone), batch
+    shifted = net.predict_proba(np.concatenate([x[100:], x]))[50:]
+    assert np.array_equal(shifted[::7], alone)

@@ -5,12 +5,13 @@ import numpy as np
 import pytest
 
 from cnnfruit.nn.architecture import Architecture, init_parameters
+from cnnfruit.nn.gradcheck import relative_error
 from cnnfruit.inference.classifier import Classifier
 from cnnfruit.inference.explain import explain, input_gradient, occlusion_map, preprocess_backward
 from cnnfruit.data.preprocess import to_inputs
 
 import naive
-from runs import cli
+from helpers import cli, tiny_arch
 
 MODES = [(color, normalize) for color in ("grey", "rgb") for normalize in ("none", "scale", "standardize")]
 
@@ -28,7 +29,7 @@ def test_preprocess_backward_by_finite_differences(rng, color, normalize):
     upstream = rng.standard_normal((2, 1 if color == "grey" else 3, 5, 5))
     analytic = preprocess_backward(pixels, upstream, color, normalize)
     numeric = naive.numerical_gradient(lambda: naive.preprocess(pixels, color, normalize), pixels, upstream, eps=1e-4)
-    assert naive.relative_error(analytic, numeric) < 1e-6
+    assert relative_error(analytic, numeric) < 1e-6
 
 
 STACK = "conv4x3 same, maxpool2, conv6x3 same, conv6x5, maxpool4, dense8"  # explain goes through every kind
@@ -96,7 +97,7 @@ def test_explain_defaults_to_the_predicted_class(clf):
 
 
 def test_the_command_draws_the_maps(tmp_path, image_folder):
-    arch = Architecture(kernels=2, kernel_size=5, hidden=(6,), classes=3)
+    arch = tiny_arch()
     model = tmp_path / "m.npz"
     Classifier(arch, init_parameters(arch, np.random.default_rng(1)), ["apple", "kiwi", "plum"], "grey",
                "standardize").save(model)

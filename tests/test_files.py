@@ -73,7 +73,7 @@ def test_train_that_cannot_write_says_so_and_leaves_nothing_half_written(tmp_pat
                                        "--epochs", "1", "-q", "--out", str(out)])
     assert result.exit_code == 1
     assert result.output.splitlines()[-1] == f"Error: cannot write to {out}: No space left on device"
-    assert os.listdir(out) in ([], [".cnnfruit.lock"])  # the lock file stays (see runs.py), empty
+    assert os.listdir(out) in ([], [".cnnfruit.lock"])  # the lock file stays (see training/run_folder.py), empty
 
 
 def test_plot_that_cannot_write_keeps_the_old_png(tmp_path, monkeypatch):

@@ -9,12 +9,11 @@ import cnnfruit
 from cnnfruit import checkpoint
 from cnnfruit.data.datasets import Dataset, Split
 
-from conftest import TINY_SETTINGS
+from helpers import TINY_SETTINGS, tiny_config
 
 
 def tiny(**overrides):
-    return cnnfruit.TrainConfig(**{**TINY_SETTINGS, "epochs": 2, "batch_size": 4, "lr": 1e-3,
-                                   "normalize": "scale", **overrides})
+    return tiny_config(**{"epochs": 2, "batch_size": 4, "lr": 1e-3, "normalize": "scale", **overrides})
 
 
 def same_weights(a, b):
@@ -146,38 +145,38 @@ def test_a_diverging_run_names_the_learning_rate(synthetic_dataset):
 
 def test_patience_counts_epochs_since_the_lowest_validation_loss(synthetic_dataset):
     from cnnfruit.history import EpochRecord
-    from cnnfruit.training.loop import Trainer
+    from cnnfruit.training.loop import TrainingLoop
 
-    trainer = Trainer.start(synthetic_dataset, cnnfruit.TrainConfig(patience=2, **TINY_SETTINGS))
+    loop = TrainingLoop.start(synthetic_dataset, cnnfruit.TrainConfig(patience=2, **TINY_SETTINGS))
     stops = []
     for epoch, val_loss in enumerate([1.0, 0.5, 0.7, 0.4, float("nan"), 0.45], start=1):
-        trainer.history.epochs.append(EpochRecord(epoch, 1.0, 0.5, val_loss, 0.5))
-        trainer._track_best(trainer.history.epochs[-1])
-        stops.append(trainer.should_stop())
+        loop.history.epochs.append(EpochRecord(epoch, 1.0, 0.5, val_loss, 0.5))
+        loop._track_best(loop.history.epochs[-1])
+        stops.append(loop.should_stop())
     assert stops == [False, False, False, False, False, True]
-    assert trainer.history.best_epoch == 4 and trainer.history.best_val_loss == 0.4
+    assert loop.history.best_epoch == 4 and loop.history.best_val_loss == 0.4
 
 
 def test_images_stay_uint8_until_a_batch_is_formed(synthetic_dataset):
     """70,000 colour photos are 215 MB as uint8 and 860 MB as float32 inputs: only batches are converted."""
     run = cnnfruit.Run.start(synthetic_dataset, tiny(color="rgb"))
-    data = run.trainer.data
+    data = run.loop.splits
     for images in (data.images_train, data.images_val, data.images_test):
         assert images.dtype == np.uint8 and images.ndim == 4
     assert not any(isinstance(value, np.ndarray) and value.dtype == np.float32 and value.ndim == 4
-                   for value in vars(run.trainer).values())
+                   for value in vars(run.loop).values())
 
 
 def test_a_save_is_a_snapshot_written_in_the_background(tmp_path, synthetic_dataset):
     """What is saved is the state when save() was called, even if training goes on changing it."""
     run = cnnfruit.Run.start(synthetic_dataset, tiny(epochs=1), out=tmp_path / "run")
-    before = {name: value.copy() for name, value in run.trainer.network.params.items()}
-    run.files.save(run.trainer)
-    for value in run.trainer.network.params.values():
+    before = {name: value.copy() for name, value in run.loop.network.params.items()}
+    run.run_folder.save(run.loop)
+    for value in run.loop.network.params.values():
         value += 1  # what the next steps would do while the write is under way
-    run.files.flush()
-    assert same_weights(cnnfruit.Classifier.load(run.files.model_path).params, before)
-    assert run.files.saved_at == "the initial weights"
+    run.run_folder.flush()
+    assert same_weights(cnnfruit.Classifier.load(run.run_folder.model_path).params, before)
+    assert run.run_folder.saved_at == "the initial weights"
     run.close()
 
 
@@ -185,17 +184,17 @@ def test_saves_at_one_point_of_training_share_one_copy_of_the_weights(tmp_path, 
     """best.npz and model.npz after an epoch, and model.npz once the test score is in, hold the same
     weights: one copy serves them all, and a step later a new copy is made."""
     run = cnnfruit.Run.start(synthetic_dataset, tiny(epochs=2, optimizer="adam"), out=tmp_path / "run")
-    trainer = run.trainer
-    trainer.run_epoch()
-    first, best = run.files._snapshot(trainer), run.files._snapshot(trainer)
+    loop = run.loop
+    loop.run_epoch()
+    first, best = run.run_folder._snapshot(loop), run.run_folder._snapshot(loop)
     assert all(first.params[name] is best.params[name] for name in first.params)
     assert all(first.optimizer_state[name] is best.optimizer_state[name] for name in first.optimizer_state)
-    assert all(value is not trainer.network.params[name] for name, value in first.params.items())
-    trainer.run_epoch()
-    later = run.files._snapshot(trainer)
+    assert all(value is not loop.network.params[name] for name, value in first.params.items())
+    loop.run_epoch()
+    later = run.run_folder._snapshot(loop)
     assert all(later.params[name] is not first.params[name] for name in first.params)
     assert not same_weights(later.params, first.params)
-    assert same_weights(later.params, trainer.network.params)
+    assert same_weights(later.params, loop.network.params)
     run.close()
 
 
@@ -205,7 +204,7 @@ def test_the_validation_cut_reads_the_dataset_s_images_without_copying_them(synt
     from cnnfruit.data.splits import training_split
 
     config = tiny(val_fraction=0.3)
-    data = cnnfruit.Run.start(synthetic_dataset, config).trainer.data
+    data = cnnfruit.Run.start(synthetic_dataset, config).loop.splits
     train, val = training_split(synthetic_dataset, config.seed, config.val_fraction)
     for rows, split, labels in ((data.images_train, train, data.y_train), (data.images_val, val, data.y_val)):
         assert rows.source is synthetic_dataset.train.images

@@ -10,7 +10,7 @@ from cnnfruit import checkpoint
 from cnnfruit.nn.architecture import Architecture
 
 from data.make_format_1 import CONFIG, dataset
-from runs import saved_arrays
+from helpers import saved_arrays
 
 FORMAT_1 = Path(__file__).parent / "data" / "format_1"
 

@@ -15,8 +15,7 @@ from cnnfruit import plots
 from cnnfruit.nn.architecture import Architecture, init_parameters
 from cnnfruit.errors import SettingError
 
-from conftest import TINY_SETTINGS
-from runs import TINY, cli
+from helpers import TINY, TINY_SETTINGS, cli, tiny_arch, write_images
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SIZE = r"[\d.]+ (B|KiB|MiB|GiB|TiB|PiB|EiB)"
@@ -74,7 +73,7 @@ def test_the_estimate_counts_what_training_allocates():
 def test_an_unusable_numba_thread_count_is_one_error_line(tmp_path, value, commands):
     """Numba reads NUMBA_NUM_THREADS as it is imported; every command imports it in one place."""
     model = tmp_path / "model.npz"
-    arch = Architecture(kernels=2, kernel_size=5, hidden=(6,), classes=3)
+    arch = tiny_arch()
     cnnfruit.Classifier(arch, init_parameters(arch, np.random.default_rng(0)), ["a", "b", "c"]).save(str(model))
     photo = tmp_path / "photo.png"
     Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(photo)
@@ -241,16 +240,8 @@ def test_gradcheck_refuses_a_threshold_that_is_not_a_positive_number():
 # predict: a bad file among good ones
 
 
-def write_photos(folder, count):
-    paths = []
-    for k in range(count):
-        paths.append(folder / f"{k}.png")
-        Image.fromarray(np.full((32, 32, 3), 40 * k, np.uint8)).save(paths[-1])
-    return paths
-
-
 def test_predict_reports_a_bad_file_predicts_the_rest_and_fails_at_the_end(tmp_path, trained):
-    good = write_photos(tmp_path, 3)
+    good = write_images(tmp_path, 3, side=32)
     bad = tmp_path / "notes.jpg"
     bad.write_text("shopping list")
     files = [good[0], bad, good[1], good[2]]
@@ -281,7 +272,7 @@ def test_predict_with_nothing_readable_fails_even_with_skip_bad(tmp_path, traine
 
 def test_the_library_predicts_files_and_says_which_failed(tmp_path, trained):
     clf = cnnfruit.Classifier.load(str(trained["model"]))
-    good = write_photos(tmp_path, 2)
+    good = write_images(tmp_path, 2, side=32)
     results = clf.predict_files([good[0], tmp_path / "gone.png", good[1]], batch_size=1)
     assert [r.path for r in results] == [good[0], tmp_path / "gone.png", good[1]]
     assert results[1].probabilities is None and "No such file or directory" in results[1].error

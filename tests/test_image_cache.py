@@ -9,7 +9,7 @@ from cnnfruit.data import cache as image_cache
 from cnnfruit.data.datasets import fingerprint, read_image_folder
 from cnnfruit.errors import CnnfruitError
 
-from image_trees import backdate, class_folders, split_folders, write_images
+from helpers import backdate, class_folders, split_folders, write_images
 
 
 @pytest.fixture

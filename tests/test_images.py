@@ -1,5 +1,5 @@
 """load_image on odd images: every Pillow mode, 16-bit and float, EXIF orientation, huge images,
-and the promise that ordinary 8-bit files decode exactly as before."""
+and the promise that ordinary 8-bit files decode to pinned pixels."""
 import hashlib
 import os
 import struct
@@ -13,7 +13,7 @@ from cnnfruit.data import preprocess
 from cnnfruit.errors import CnnfruitError
 from cnnfruit.data.preprocess import load_image
 
-from image_trees import class_folders
+from helpers import class_folders
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RAW_PHOTOS = os.path.join(REPO, "..", "shared", "fruits-360")
@@ -306,8 +306,8 @@ def arithmetic_images():
     return {"rgb": Image.fromarray(rgb), "grey": Image.fromarray(rgb[..., 1])}
 
 
-# sha256 of load_image's pixels for arithmetic_images() saved as PNG. If a new Pillow changes these,
-# the embedded dataset no longer equals what load_image gives for its own photos.
+# sha256 of load_image's pixels for arithmetic_images() saved as PNG. Should another Pillow change
+# these, the embedded dataset would differ from what load_image gives for its own photos.
 PINNED = {
     "rgb": "eb56eec9f15d00679641ed5376c9bdde783170567e7b67c903507c7bd0e428d2",
     "grey": "54fe801128ff4b23766522018e6ca99b64e156cb267175ae133b5c9388ad03a1",

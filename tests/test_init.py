@@ -10,9 +10,9 @@ from cnnfruit.config import INIT_SCHEMES, TrainConfig
 from cnnfruit.data.datasets import read_image_folder
 from cnnfruit.errors import CnnfruitError, SettingError
 from cnnfruit.data.splits import generators
-from cnnfruit.training.loop import Trainer
+from cnnfruit.training.loop import TrainingLoop
 
-from runs import TINY, assert_same_model, cli, saved_arrays
+from helpers import TINY, assert_same_model, cli, saved_arrays, tiny_config
 
 ARCH = Architecture(in_channels=3, kernels=4, kernel_size=5, hidden=(60, 9), classes=7)
 
@@ -128,21 +128,21 @@ def test_an_old_checkpoint_resumes_with_he_and_refuses_another_init(tmp_path, im
 @pytest.mark.parametrize("scheme", INIT_SCHEMES)
 def test_each_scheme_trains_the_same_twice_and_resumes_bit_for_bit(tmp_path, image_folder, scheme):
     dataset = read_image_folder(str(image_folder))
-    config = TrainConfig(epochs=2, batch_size=2, kernels=2, kernel_size=5, hidden=(8,), lr=1e-3, seed=1,
+    config = tiny_config(epochs=2, batch_size=2, lr=1e-3, seed=1,
                          optimizer="adam", normalize="standardize", init=scheme)
-    straight, again = Trainer.start(dataset, config), Trainer.start(dataset, config)
-    for trainer in (straight, again):
-        while trainer.epoch < 2:
-            trainer.run_epoch()
-    stopped = Trainer.start(dataset, config)
+    straight, again = TrainingLoop.start(dataset, config), TrainingLoop.start(dataset, config)
+    for loop in (straight, again):
+        while loop.epoch < 2:
+            loop.run_epoch()
+    stopped = TrainingLoop.start(dataset, config)
     stopped.run_epoch()
-    stopped.stop_requested = True
+    stopped.stop.set()
     assert stopped.run_epoch() is None  # stops after the first step of epoch 2
     path = str(tmp_path / "model.npz")
     checkpoint.save(path, stopped.checkpoint())
     saved = checkpoint.load(path)
     assert saved.config["init"] == scheme
-    resumed = Trainer.resume(dataset, TrainConfig.from_dict(saved.config), saved)
+    resumed = TrainingLoop.resume(dataset, TrainConfig.from_dict(saved.config), saved)
     resumed.run_epoch()
     for name, value in straight.network.params.items():
         assert np.array_equal(value, again.network.params[name]), name

@@ -5,6 +5,7 @@ import pytest
 from cnnfruit.nn import kernels
 
 import naive
+from helpers import relu_like
 
 DTYPES = [np.float32, np.float64]
 # (N, C, H, K, S): batch, channels, image side, kernels, kernel side; includes non-default sizes.
@@ -14,11 +15,6 @@ DENSE_SHAPES = [(1, 5, 3), (4, 130, 70), (3, 64, 129), (7, 1, 2)]
 
 def tolerance(dtype):
     return {"rtol": 1e-5, "atol": 1e-4} if dtype == np.float32 else {"rtol": 1e-12, "atol": 1e-10}
-
-
-def relu_like(rng, shape, dtype):
-    """Random values with about half of them exactly zero, as after a ReLU."""
-    return np.maximum(rng.standard_normal(shape), 0).astype(dtype)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -32,19 +28,6 @@ def test_conv_relu_forward(rng, dtype, N, C, H, K, S):
     expected = naive.conv_relu_forward(x, w, b)
     np.testing.assert_allclose(out, expected, rtol=1e-5 if dtype == np.float32 else 1e-12, atol=1e-3)
     assert (out == 0).any() and (out > 0).any()
-
-
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("N,C,H,K,S", CONV_SHAPES)
-def test_conv_backward(rng, dtype, N, C, H, K, S):
-    P = H - S + 1
-    x = rng.standard_normal((N, C, H, H)).astype(dtype)
-    dout = relu_like(rng, (N, K, P, P), dtype)
-    dw, db = np.empty((K, C, S, S), dtype), np.empty(K, dtype)
-    kernels.conv_backward(dw, db, x, dout)
-    expected_dw, expected_db = naive.conv_backward(x, dout, S)
-    np.testing.assert_allclose(dw, expected_dw, **tolerance(dtype))
-    np.testing.assert_allclose(db, expected_db, **tolerance(dtype))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

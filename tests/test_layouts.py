@@ -8,7 +8,7 @@ from cnnfruit.data import datasets as data
 from cnnfruit.data.datasets import fingerprint, hold_out, read_image_folder
 from cnnfruit.errors import CnnfruitError
 
-from image_trees import class_folders, split_folders, write_images
+from helpers import class_folders, split_folders, write_images
 
 
 def read(root, **options):

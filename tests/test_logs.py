@@ -11,8 +11,7 @@ from cnnfruit import TrainConfig, fit
 from cnnfruit.history import EpochRecord, History
 from cnnfruit.training.logs import history_csv
 
-from conftest import TINY_SETTINGS
-from runs import TINY, cli
+from helpers import TINY, TINY_SETTINGS, cli
 
 
 def read_csv(path):
@@ -28,7 +27,7 @@ def test_history_csv_is_written_at_every_epoch_and_matches_the_json(tmp_path, sy
     run = Run.start(synthetic_dataset, TrainConfig(epochs=3, lr=1e-5, **TINY_SETTINGS), out=str(out))
 
     def on_epoch(record):
-        run.files.flush()  # saves are written by a background thread; wait for the ones queued so far
+        run.run_folder.flush()  # saves are written by a background thread; wait for the ones queued so far
         rows_seen.append(len(read_csv(out / "history.csv")))
 
     result = run.fit(on_epoch=on_epoch)

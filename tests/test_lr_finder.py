@@ -6,10 +6,9 @@ import pytest
 
 from cnnfruit import TrainConfig
 from cnnfruit.training.lr_finder import LrSweep, find_lr, lr_schedule, smooth, suggest
-from cnnfruit.training.loop import Trainer
+from cnnfruit.training.loop import TrainingLoop
 
-from conftest import TINY_SETTINGS
-from runs import TINY, cli
+from helpers import TINY, TINY_SETTINGS, cli
 
 TINY = [flag for flag in TINY if flag != "-q"]  # lr-find shows no progress bar
 
@@ -25,9 +24,9 @@ def test_the_schedule_is_geometric():
 def test_the_sweep_starts_from_the_runs_own_weights_and_order(synthetic_dataset):
     config = TrainConfig(seed=4, **SETTINGS)
     sweep = find_lr(synthetic_dataset, config, start=1e-4, end=1.0, steps=12, probe=6)
-    trainer = Trainer.start(synthetic_dataset, TrainConfig(seed=4, lr=1e-4, **SETTINGS))
+    loop = TrainingLoop.start(synthetic_dataset, TrainConfig(seed=4, lr=1e-4, **SETTINGS))
     first = []
-    trainer.run_epoch(lambda done, total: first.append(float(trainer.network.losses.mean())))
+    loop.run_epoch(lambda done, total: first.append(float(loop.network.losses.mean())))
     assert sweep.train_losses[0] == first[0]  # the first step's batch, from the same weights
     again = find_lr(synthetic_dataset, config, start=1e-4, end=1.0, steps=12, probe=6)
     assert np.array_equal(sweep.losses, again.losses)  # a seed makes the sweep repeatable

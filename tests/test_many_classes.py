@@ -1,7 +1,7 @@
-"""Many classes, few photos each: the default initialisation must learn them (issue 14).
+"""Many classes, few photos each: the default initialisation must learn them.
 
 With He-normal weights in every layer, logit layer included, the report's network (its 29-unit
-bottleneck) stayed at chance on all 103 Fruits-360 classes. This trains that network with the
+bottleneck) stays at chance on all 103 Fruits-360 classes. This trains that network with the
 Adam recipe, in colour, on a fixed subset of the same real photos and asks for a test accuracy
 far above chance. Skipped when ../shared/fruits-360-103 is not beside the checkout.
 """

@@ -4,12 +4,12 @@ import json
 import numpy as np
 import pytest
 
-from cnnfruit.nn.architecture import Architecture, init_parameters
+from cnnfruit.nn.architecture import init_parameters
 from cnnfruit.inference.classifier import Classifier, Evaluation
 from cnnfruit.data.datasets import Split, load_embedded
 from cnnfruit.inference.mistakes import confident_mistakes
 
-from runs import cli
+from helpers import cli, tiny_arch
 
 
 def test_mistakes_come_most_confident_first_with_their_files():
@@ -32,7 +32,7 @@ def test_the_embedded_set_knows_its_files():
 
 @pytest.fixture
 def model(tmp_path):
-    arch = Architecture(kernels=2, kernel_size=5, hidden=(6,), classes=3)
+    arch = tiny_arch()
     path = tmp_path / "m.npz"
     # scaled pixels keep the random network's probabilities away from exactly 0 and 1
     Classifier(arch, init_parameters(arch, np.random.default_rng(1)), ["apple", "kiwi", "plum"], "grey", "scale").save(path)

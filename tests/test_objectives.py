@@ -10,6 +10,7 @@ import pytest
 from cnnfruit.nn import dispatch
 from cnnfruit.nn import kernels
 from cnnfruit.nn.architecture import Architecture, init_parameters
+from cnnfruit.nn.gradcheck import relative_error
 from cnnfruit.nn.network import Network
 from cnnfruit.nn.optimizers import make_optimizer
 
@@ -51,7 +52,7 @@ def test_weighted_smoothed_cross_entropy_gradient(rng, weights, smoothing):
     _, _, dlogits = weighted_loss(logits, labels, weights, smoothing)
     numeric = naive.numerical_gradient(lambda: weighted_loss(logits, labels, weights, smoothing)[1].sum(), logits)
     assert np.abs(dlogits).max() > 0
-    assert naive.relative_error(dlogits, numeric) < LIMIT
+    assert relative_error(dlogits, numeric) < LIMIT
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -76,7 +77,7 @@ def test_class_weights_scale_each_image_and_smoothing_bounds_the_loss_below(rng)
     np.testing.assert_allclose(losses, unit * [2.0, 0.5])
     np.testing.assert_allclose(dlogits, unit_d * [[2.0], [0.5]])
     _, smoothed, smoothed_d = weighted_loss(logits, labels, (1.0, 1.0, 1.0), 0.3)
-    assert (smoothed > 0.3).all()  # a confident right answer now costs something,
+    assert (smoothed > 0.3).all()  # smoothed, a confident right answer costs something,
     assert (smoothed_d[[0, 1], [0, 1]] > 0).all()  # and descent lowers the label's logit
     assert (smoothed_d[:, 2] < 0).all()  # and raises the others'
 
@@ -136,7 +137,7 @@ def test_whole_network_gradient_with_dropout_weights_and_smoothing(rng, arch, ra
         numeric = naive.numerical_gradient(
             lambda: naive.network_loss_trained(params, x, labels, layers, draws, rate, class_weights, smoothing), param)
         assert np.abs(grads[name]).max() > 0, name
-        assert naive.relative_error(grads[name], numeric) < LIMIT, name
+        assert relative_error(grads[name], numeric) < LIMIT, name
 
 
 @pytest.mark.parametrize("optimizer, path", [("sgd", "fused_sgd"), ("sgd", "tiled"), ("sgd", "plain"),

@@ -1,4 +1,4 @@
-"""The ONNX export predicts what cnnfruit predicts, from the raw uint8 images (issue 10).
+"""The ONNX export predicts what cnnfruit predicts, from the raw uint8 images.
 
 Every case runs the exported file in ONNX Runtime and compares it with cnnfruit's own forward pass
 on the same images: the embedded test split, image files made here and read through load_image,

@@ -7,9 +7,9 @@ from cnnfruit import checkpoint
 from cnnfruit.config import OPTIMIZERS, TrainConfig
 from cnnfruit.errors import CnnfruitError, SettingError
 from cnnfruit.nn.optimizers import UPDATE_RULES, make_optimizer
-from cnnfruit.training.loop import Trainer
+from cnnfruit.training.loop import TrainingLoop
 
-from conftest import TINY_SETTINGS
+from helpers import TINY_SETTINGS
 
 DTYPES = [np.float32, np.float64]
 STEPS = 4
@@ -150,15 +150,15 @@ def test_momentum_kernel_on_a_long_vector(rng, dtype):
 
 @pytest.mark.parametrize("name", ["momentum", "adam"])
 def test_checkpoint_carries_optimizer_state_back(synthetic_dataset, tmp_path, name):
-    trainer = Trainer.start(synthetic_dataset, TrainConfig(optimizer=name, lr=1e-3, batch_size=8, **TINY_SETTINGS))
-    trainer.run_epoch()
+    loop = TrainingLoop.start(synthetic_dataset, TrainConfig(optimizer=name, lr=1e-3, batch_size=8, **TINY_SETTINGS))
+    loop.run_epoch()
     path = str(tmp_path / "model.npz")
-    checkpoint.save(path, trainer.checkpoint())
+    checkpoint.save(path, loop.checkpoint())
     loaded = checkpoint.load(path)
     assert loaded.optimizer == name
     restored = make_optimizer(name, loaded.params, lr=1e-3)
     restored.load_state(loaded.optimizer_state)
-    assert set(restored.state) == set(trainer.optimizer.state)
-    for key, value in trainer.optimizer.state.items():
+    assert set(restored.state) == set(loop.optimizer.state)
+    for key, value in loop.optimizer.state.items():
         assert np.any(value != 0), key
         np.testing.assert_array_equal(restored.state[key], value)

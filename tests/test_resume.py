@@ -15,9 +15,9 @@ from cnnfruit import checkpoint
 from cnnfruit.cli import train as cli_module
 from cnnfruit.data.datasets import read_image_folder
 from cnnfruit.config import TrainConfig
-from cnnfruit.training.loop import Trainer
+from cnnfruit.training.loop import TrainingLoop
 
-from runs import TINY, assert_same_model, cli, saved_arrays
+from helpers import TINY, assert_same_model, cli, saved_arrays, tiny_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -35,17 +35,17 @@ def test_one_epoch_then_resume_to_two_equals_two_straight(tmp_path, image_folder
 
 def test_a_stopped_epoch_resumes_from_its_next_step_bit_for_bit(tmp_path, image_folder):
     dataset = read_image_folder(str(image_folder))
-    config = TrainConfig(epochs=2, batch_size=2, kernels=2, kernel_size=5, hidden=(8,), lr=1e-5)
-    straight = Trainer.start(dataset, config)
+    config = tiny_config(epochs=2, batch_size=2, lr=1e-5)
+    straight = TrainingLoop.start(dataset, config)
     while straight.epoch < 2:
         straight.run_epoch()
 
-    stopped = Trainer.start(dataset, config)
+    stopped = TrainingLoop.start(dataset, config)
     stopped.run_epoch()
 
     def stop_after_three(done, total):  # what the Ctrl-C handler does, at a step of our choosing
         if done == 3:
-            stopped.stop_requested = True
+            stopped.stop.set()
 
     assert stopped.run_epoch(stop_after_three) is None
     assert stopped.partial["step"] == 3 and stopped.epoch == 1
@@ -54,16 +54,16 @@ def test_a_stopped_epoch_resumes_from_its_next_step_bit_for_bit(tmp_path, image_
     saved = checkpoint.load(path)
     assert saved.interrupted and saved.epoch == 1
 
-    resumed = Trainer.resume(dataset, TrainConfig.from_dict(saved.config), saved)
+    resumed = TrainingLoop.resume(dataset, TrainConfig.from_dict(saved.config), saved)
     record = resumed.run_epoch()
     assert record.epoch == 2
-    stopped.stop_requested = False
+    stopped.stop.clear()
     assert stopped.run_epoch().epoch == 2  # or carry on in the same process
-    for trainer in (resumed, stopped):
+    for loop in (resumed, stopped):
         for name, value in straight.network.params.items():
-            assert np.array_equal(value, trainer.network.params[name]), name
-        assert trainer.history.epochs[1].train_loss == straight.history.epochs[1].train_loss
-        assert trainer.shuffle_rng.bit_generator.state == straight.shuffle_rng.bit_generator.state
+            assert np.array_equal(value, loop.network.params[name]), name
+        assert loop.history.epochs[1].train_loss == straight.history.epochs[1].train_loss
+        assert loop.shuffle_rng.bit_generator.state == straight.shuffle_rng.bit_generator.state
 
 
 def sigterm_after(step, monkeypatch):
@@ -123,7 +123,7 @@ def test_sigint_mid_epoch_in_a_real_process_then_resume(tmp_path, make_image_fol
     assert "Epoch: 2 |" in resumed.stdout
 
     dataset = read_image_folder(str(data))
-    reference = Trainer.start(dataset, TrainConfig(epochs=2, kernels=2, kernel_size=5, hidden=(8,)))
+    reference = TrainingLoop.start(dataset, tiny_config(epochs=2))
     reference.run_epoch()
     reference.run_epoch()
     saved = saved_arrays(model)
@@ -143,7 +143,7 @@ def test_resume_refuses_a_flag_that_conflicts_with_the_checkpoint(tmp_path, imag
     )
     result = cli("train", "--resume", model, "--epochs", 2, "--hidden", "9")
     assert result.output.startswith("Error: --hidden 9 conflicts with")
-    result = cli("train", "--resume", model, "--epochs", 2, "--hidden", "8", "--lr", "1e-6", "-q")
+    result = cli("train", "--resume", model, "--epochs", 2, "--hidden", "6", "--lr", "1e-6", "-q")
     assert result.exit_code == 0, result.output  # repeating the checkpoint's own settings is fine
 
 
@@ -175,14 +175,14 @@ def test_a_diverged_run_keeps_its_last_good_checkpoint(tmp_path, image_folder, m
     good, bad = tmp_path / "good", tmp_path / "bad"
     if stop_after:
         assert cli("train", "--data", image_folder, *TINY, "--epochs", stop_after, "--out", good).exit_code == 0
-    run_epoch = Trainer.run_epoch
+    run_epoch = TrainingLoop.run_epoch
 
     def poisoned(self, on_step=None):
         if self.epoch == stop_after:
             self.network.params["dense0_w"][0, 0] = np.inf
         return run_epoch(self, on_step)
 
-    monkeypatch.setattr(Trainer, "run_epoch", poisoned)
+    monkeypatch.setattr(TrainingLoop, "run_epoch", poisoned)
     result = cli("train", "--data", image_folder, *TINY, "--epochs", 3, "--out", bad)
     assert result.exit_code == 1
     kept = "the initial weights" if stop_after == 0 else f"the end of epoch {stop_after}"
@@ -200,7 +200,8 @@ def test_a_huge_learning_rate_diverges_with_a_clean_error(tmp_path, image_folder
     result = cli("train", "--data", image_folder, *TINY, "--epochs", 2, "--lr", "1e20", "--out", tmp_path)
     assert result.exit_code == 1
     assert re.fullmatch(
-        r"Error: training diverged at epoch 1, step \d+: the loss is not finite; try a smaller learning rate than "
+        r"Error: training diverged at epoch 1, step \d+: the (loss|weight \w+) is not finite; try a smaller learning "
+        r"rate than "
         rf"--lr 1e\+20, e\.g\. --lr 1e\+19\. The last good checkpoint, the initial weights, is {re.escape(str(tmp_path))}/model\.npz",
         result.output.splitlines()[-1],
     ), result.output
@@ -208,18 +209,18 @@ def test_a_huge_learning_rate_diverges_with_a_clean_error(tmp_path, image_folder
 
 def test_non_finite_weights_at_the_end_of_an_epoch_stop_training(image_folder):
     dataset = read_image_folder(str(image_folder))
-    trainer = Trainer.start(dataset, TrainConfig(epochs=1, kernels=2, kernel_size=5, hidden=(8,)))
+    loop = TrainingLoop.start(dataset, tiny_config(epochs=1))
 
     def on_step(done, total):
         if done == total:  # after the last update: no loss is computed with these weights any more
-            trainer.network.params["conv_b"][1] = np.nan
+            loop.network.params["conv_b"][1] = np.nan
 
     with pytest.raises(Exception, match=r"^training diverged at epoch 1, step 17: the weight conv_b is not finite"):
-        trainer.run_epoch(on_step)
+        loop.run_epoch(on_step)
 
 
 def test_a_second_signal_stops_at_once_and_handlers_are_restored():
-    from cnnfruit.cli.interrupt import StopOnSignal
+    from cnnfruit.interrupt import StopOnSignal
 
     requests = []
     with pytest.raises(KeyboardInterrupt):
@@ -283,9 +284,9 @@ def test_ctrl_c_while_loading_exits_130_and_saves_nothing(tmp_path, image_folder
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    from cnnfruit.cli import options
+    from cnnfruit.data.sources import DataSource
 
-    monkeypatch.setattr(options.DataRequest, "load", interrupted)
+    monkeypatch.setattr(DataSource, "load", interrupted)
     result = cli("train", "--data", image_folder, *TINY, "--out", tmp_path / "run")
     assert result.exit_code == 130
     assert result.output == "Interrupted before training started; nothing was saved\n"

@@ -15,8 +15,7 @@ import cnnfruit
 from cnnfruit.errors import CnnfruitError
 from cnnfruit.training.run_folder import RunFolder
 
-from conftest import TINY_SETTINGS
-from runs import TINY, cli
+from helpers import TINY, TINY_SETTINGS, cli
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = dict(epochs=1, **TINY_SETTINGS)
@@ -91,10 +90,10 @@ def test_resuming_into_another_folder_holding_a_run_needs_overwrite(tmp_path):
 
 def test_resuming_into_a_new_folder_brings_the_best_checkpoint_along(tmp_path, monkeypatch, saved_arrays_of):
     """history.json names a best epoch; its best.npz must be in the folder the history is in."""
-    from cnnfruit.training.loop import Trainer
+    from cnnfruit.training.loop import TrainingLoop
 
     cnnfruit.fit(data(), cnnfruit.TrainConfig(**CONFIG), out=tmp_path / "a")
-    monkeypatch.setattr(Trainer, "_track_best", lambda self, record: setattr(self, "improved", False))
+    monkeypatch.setattr(TrainingLoop, "_track_best", lambda self, record: setattr(self, "improved", False))
     result = cnnfruit.resume(str(tmp_path / "a" / "model.npz"), epochs=2, data=data(), out=str(tmp_path / "b"))
     assert result.history.best_epoch == 1  # epoch 2 did not improve, so nothing wrote best.npz in b
     assert saved_arrays_of(tmp_path / "b" / "best.npz") == saved_arrays_of(tmp_path / "a" / "best.npz")
@@ -103,7 +102,7 @@ def test_resuming_into_a_new_folder_brings_the_best_checkpoint_along(tmp_path, m
 
 @pytest.fixture
 def saved_arrays_of():
-    from runs import saved_arrays
+    from helpers import saved_arrays
 
     return lambda path: {name: value.tobytes() for name, value in saved_arrays(path).items()}
 
@@ -149,12 +148,12 @@ def test_the_lock_is_released_when_the_run_ends(tmp_path):
 
 
 def test_a_failed_run_releases_the_lock_too(tmp_path, monkeypatch):
-    from cnnfruit.training.loop import Trainer
+    from cnnfruit.training.loop import TrainingLoop
 
     def broken(*args, **kwargs):
         raise CnnfruitError("broken on purpose")
 
-    monkeypatch.setattr(Trainer, "run_epoch", broken)
+    monkeypatch.setattr(TrainingLoop, "run_epoch", broken)
     with pytest.raises(CnnfruitError, match="broken on purpose"):
         cnnfruit.fit(data(), cnnfruit.TrainConfig(**CONFIG), out=tmp_path / "run")
     RunFolder.create(str(tmp_path / "run"), resuming=True).unlock()

@@ -12,8 +12,7 @@ from cnnfruit.config import LR_SCHEDULES
 from cnnfruit.data.datasets import Dataset, Split
 from cnnfruit.nn.schedules import ONECYCLE_END, ONECYCLE_START, SCHEDULES, make_schedule
 
-from conftest import TINY_SETTINGS
-from runs import TINY, assert_same_model, cli, saved_arrays
+from helpers import TINY, TINY_SETTINGS, assert_same_model, cli, saved_arrays
 
 
 def config(**overrides):
@@ -106,7 +105,7 @@ def noisy_dataset(seed=0):
     return Dataset("noise", ["a", "b", "c"], split(28), split(6))
 
 
-# Every option of issue 13 at once, beside each schedule alone.
+# Every training option at once (dropout, class weights, label smoothing, Adam), beside each schedule alone.
 EXTRAS = {"plain": {}, "all": {"dropout": 0.3, "class_weights": "auto", "label_smoothing": 0.1, "optimizer": "adam"}}
 SCHEDULE_SETTINGS = {"lr_step_epochs": 1, "lr_factor": 0.5, "lr_patience": 0, "lr_warmup": 0.3}
 

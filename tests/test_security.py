@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from runs import TINY, cli, saved_arrays
+from helpers import TINY, cli, saved_arrays
 
 ROOT = Path(__file__).resolve().parents[1]
 

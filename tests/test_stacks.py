@@ -10,7 +10,7 @@ import cnnfruit
 from cnnfruit import checkpoint
 from cnnfruit.data.datasets import read_image_folder
 
-from runs import assert_same_model, cli, saved_arrays
+from helpers import assert_same_model, cli, saved_arrays
 
 STACK = "conv4x3 same, maxpool2, conv6x3, maxpool2, dense8"
 FLAGS = ["--layers", STACK, "--color", "rgb", "--normalize", "standardize", "--optimizer", "adam", "--lr", "1e-3",

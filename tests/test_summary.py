@@ -8,7 +8,7 @@ from cnnfruit.nn.architecture import Architecture, init_parameters
 from cnnfruit.inference.classifier import Classifier
 from cnnfruit.inference.summary import summarize
 
-from runs import cli
+from helpers import cli
 
 ARCHS = [Architecture(), Architecture(in_channels=3, kernels=4, kernel_size=5, hidden=(16,), classes=7),
          Architecture(image_size=9, kernels=2, kernel_size=9, hidden=(), classes=2),

@@ -11,15 +11,16 @@ import numpy as np
 import pytest
 
 from cnnfruit.sweep.space import SearchSpace
-from runs import assert_same_model, cli
+from helpers import TINY_SETTINGS, assert_same_model, cli
 
 optuna = pytest.importorskip("optuna", reason="the sweep extra is not installed")
 pytest.importorskip("distributed", reason="the sweep extra is not installed")
 pytest.importorskip("optuna_integration", reason="the sweep extra is not installed")
 
-from cnnfruit.sweep.study import Sweep, local_cluster  # noqa: E402
+from cnnfruit.sweep.executors import local_cluster  # noqa: E402
+from cnnfruit.sweep.study import Sweep  # noqa: E402
 
-TINY = {"kernels": 2, "kernel_size": 5, "hidden": (6,), "epochs": 1, "normalize": "scale", "optimizer": "adam"}
+SETTINGS = {**TINY_SETTINGS, "epochs": 1, "normalize": "scale", "optimizer": "adam"}
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +32,7 @@ def client():
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    from conftest import write_image_folder
+    from helpers import write_image_folder
 
     return str(write_image_folder(tmp_path_factory.mktemp("sweepdata"), train=10, test=4))
 
@@ -90,7 +91,7 @@ def test_a_sweep_over_layer_specs_in_this_process(tmp_path, data):
 
 def test_a_failing_run_is_recorded_and_the_sweep_goes_on(tmp_path, data, client):
     # He-normal logits on raw pixels: lr 1e9 blows up at once (a zero logit layer would take longer).
-    space = SearchSpace.from_values(**{**TINY, "optimizer": "sgd", "normalize": "none", "init": "he"}, lr=[1e-6, 1e9])
+    space = SearchSpace.from_values(**{**SETTINGS, "optimizer": "sgd", "normalize": "none", "init": "he"}, lr=[1e-6, 1e9])
     report = Sweep(space, tmp_path / "s", seeds=(0,), data=data, pruner=None).run(client)
     runs = {run["params"]["lr"]: run for run in report.runs}
     assert runs[1e-6]["outcome"] == "finished"
@@ -106,7 +107,7 @@ def test_a_hopeless_run_is_pruned(tmp_path, data, client):
     # On raw pixels, lr 1e-12 leaves seed 0's first validation loss (about 150) where it started,
     # far above where Adam at 1e-2 takes it. Optuna's threshold pruner makes the test independent
     # of which run ends first (the median pruner compares with the runs already finished).
-    space = SearchSpace.from_values(**{**TINY, "epochs": 4, "normalize": "none", "batch_size": 4, "init": "he"},
+    space = SearchSpace.from_values(**{**SETTINGS, "epochs": 4, "normalize": "none", "batch_size": 4, "init": "he"},
                                     lr=[1e-2, 1e-12])
     pruner = optuna.pruners.ThresholdPruner(upper=10.0, n_warmup_steps=2)
     report = Sweep(space, tmp_path / "s", seeds=(0,), data=data, pruner=pruner).run(client)
@@ -122,11 +123,11 @@ def test_a_hopeless_run_is_pruned(tmp_path, data, client):
 
 
 def test_the_command_line_pruners_wait_for_half_the_epochs():
-    space = SearchSpace.from_values(**{**TINY, "epochs": 10}, lr=[1e-3, 1e-2])
+    space = SearchSpace.from_values(**{**SETTINGS, "epochs": 10}, lr=[1e-3, 1e-2])
     median = Sweep(space, "unused", seeds=(0, 1))._optuna_pruner(optuna).inner
     assert isinstance(median, optuna.pruners.MedianPruner)
     assert (median._n_startup_trials, median._n_warmup_steps) == (2, 5)
-    swept = SearchSpace.from_values(**{**TINY, "epochs": [6, 4]}, lr=[1e-3, 1e-2])
+    swept = SearchSpace.from_values(**{**SETTINGS, "epochs": [6, 4]}, lr=[1e-3, 1e-2])
     assert Sweep(swept, "unused", seeds=(0,))._optuna_pruner(optuna).inner._n_warmup_steps == 2
     hyperband = Sweep(space, "unused", pruner="hyperband")._optuna_pruner(optuna).inner
     assert isinstance(hyperband, optuna.pruners.HyperbandPruner)
@@ -140,7 +141,7 @@ def test_a_run_is_pruned_by_comparison_with_its_own_seed_only():
     for seed, loss in ((0, 0.1), (0, 0.1), (1, 1.0), (1, 1.0)):
         study.add_trial(optuna.trial.create_trial(params={"lr": 0.5}, distributions=distribution, value=loss,
                                                   intermediate_values={3: loss}, user_attrs={"seed": seed}))
-    pruner = Sweep(SearchSpace.from_values(**{**TINY, "epochs": 4}, lr=[1e-3, 1e-2]), "unused",
+    pruner = Sweep(SearchSpace.from_values(**{**SETTINGS, "epochs": 4}, lr=[1e-3, 1e-2]), "unused",
                    seeds=(0, 1))._optuna_pruner(optuna)
 
     def judged(seed, loss):
@@ -156,7 +157,7 @@ def test_a_run_is_pruned_by_comparison_with_its_own_seed_only():
 
 
 def test_stop_then_resume_runs_only_what_is_missing(tmp_path, data):
-    space = SearchSpace.from_values(**{**TINY, "kernels": [2, 3]}, lr=[1e-3, 1e-2])
+    space = SearchSpace.from_values(**{**SETTINGS, "kernels": [2, 3]}, lr=[1e-3, 1e-2])
     stop = threading.Event()
 
     def stop_once_the_second_run_is_under_way():  # as Ctrl-C would, from outside the sweep's loop
@@ -168,7 +169,7 @@ def test_stop_then_resume_runs_only_what_is_missing(tmp_path, data):
 
     watcher = threading.Thread(target=stop_once_the_second_run_is_under_way)
     watcher.start()
-    first = Sweep(space, tmp_path / "s", seeds=(0,), data=data).run(stop=stop)
+    first = Sweep(space, tmp_path / "s", seeds=(0,), source=data).run(stop=stop)
     watcher.join()
     # The run under way when the sweep stopped is listed as cancelled.
     assert first.interrupted and outcomes(first) == ["failed", "finished"]
@@ -216,9 +217,9 @@ def test_a_sweep_killed_outright_is_resumed_without_losing_its_running_run(tmp_p
 
 
 def test_the_same_folder_with_another_search_is_refused(tmp_path, data):
-    Sweep(SearchSpace.from_values(**TINY, lr=[1e-3]), tmp_path / "s", seeds=(0,), data=data).run()
+    Sweep(SearchSpace.from_values(**SETTINGS, lr=[1e-3]), tmp_path / "s", seeds=(0,), data=data).run()
     with pytest.raises(Exception, match="holds another sweep"):
-        Sweep(SearchSpace.from_values(**TINY, lr=[1e-2]), tmp_path / "s", seeds=(0,), data=data).run()
+        Sweep(SearchSpace.from_values(**SETTINGS, lr=[1e-2]), tmp_path / "s", seeds=(0,), data=data).run()
 
 
 def test_a_worker_killed_mid_run_does_not_lose_it(tmp_path, client):
@@ -226,7 +227,7 @@ def test_a_worker_killed_mid_run_does_not_lose_it(tmp_path, client):
 
     full = load_embedded()
     small = Dataset("small", full.class_names, full.train.subset(np.arange(0, 1472, 4)), full.test.subset(np.arange(40)))
-    space = SearchSpace.from_values(**{**TINY, "epochs": 20}, lr=[1e-3, 3e-3])
+    space = SearchSpace.from_values(**{**SETTINGS, "epochs": 20}, lr=[1e-3, 3e-3])
     killed = []
 
     def kill_a_busy_worker():
@@ -252,7 +253,7 @@ def test_a_worker_killed_mid_run_does_not_lose_it(tmp_path, client):
 
 
 def test_the_cluster_and_this_process_give_the_same_runs(tmp_path, data, client):
-    space = SearchSpace.from_values(**{**TINY, "epochs": 2}, lr=[1e-3, 1e-2])
+    space = SearchSpace.from_values(**{**SETTINGS, "epochs": 2}, lr=[1e-3, 1e-2])
     here = Sweep(space, tmp_path / "here", seeds=(0, 1), data=data, pruner=None).run()
     there = Sweep(space, tmp_path / "there", seeds=(0, 1), data=data, pruner=None).run(client)
     a, b = by_run(here), by_run(there)
@@ -269,3 +270,21 @@ def test_without_the_extra_the_command_says_how_to_install_it(monkeypatch):
     result = cli("sweep", "--lr", "1e-3,1e-2")
     assert result.exit_code == 1
     assert "pip install 'cnnfruit[sweep]'" in result.output
+
+
+def test_the_command_reads_its_data_as_train_does_and_its_resume_reads_it_again(tmp_path, make_image_folder):
+    folder = make_image_folder(tmp_path / "data", train=10, test=4)
+    (folder / "train" / "kiwi" / "broken.png").write_bytes(b"not a png")
+    out = tmp_path / "s"
+    args = ["--lr", "1e-3,1e-2", "--kernels", "2", "--kernel-size", "5", "--hidden", "6", "--epochs", "1",
+            "--normalize", "scale", "--seeds", "1", "--workers", "0", "-q"]
+    refused = cli("sweep", "--data", folder, *args, "--out", out)
+    assert refused.exit_code == 1 and "--skip-bad" in refused.output
+    result = cli("sweep", "--data", folder, "--skip-bad", "--no-cache", *args, "--out", out)
+    assert result.exit_code == 0, result.output
+    assert f"Skipped 1 unreadable image(s) in {folder}" in result.output
+    study = optuna.load_study(study_name="cnnfruit-sweep", storage=f"sqlite:///{out / 'study.db'}")
+    assert study.user_attrs["cnnfruit_sweep"]["data_options"] == {"skip_bad": True, "test_fraction": 0.2, "seed": 0}
+    again = cli("sweep", "--resume", out, "--workers", "0", "-q")  # the broken image is skipped again
+    assert again.exit_code == 0, again.output
+    assert cli("sweep", "--resume", out, "--skip-bad", "-q").exit_code == 1  # a resumed sweep keeps its data

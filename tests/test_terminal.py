@@ -1,6 +1,7 @@
 """What a person sees in a terminal: run on a pseudo-terminal, every epoch line starts a line of its own.
 
-In tmux the epoch line used to be glued to the progress bar left on screen:
+An epoch line written around the progress bar rather than through its console is glued, in tmux,
+to the bar left on screen:
 `epoch 1 ━━━━╸ 1025/1030 0:00:01Epoch: 1 | Training Loss: ...`.
 """
 import os

@@ -1,4 +1,4 @@
-"""The tiled products (cnnfruit/tiled.py) and their tile kernels against tests/naive.py, and their bits.
+"""The tiled products (cnnfruit/nn/tiled.py) and their tile kernels against tests/naive.py, and their bits.
 
 A tiled result must not depend on how many workers ran the tiles: the pool is run with 1 and 2
 workers in this process, and whole training steps in fresh processes with NUMBA_NUM_THREADS=1
@@ -16,6 +16,7 @@ from cnnfruit.nn import tiled
 from cnnfruit.nn.optimizers import make_optimizer
 
 import naive
+from helpers import relu_like
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DTYPES = [np.float32, np.float64]
@@ -23,10 +24,6 @@ DTYPES = [np.float32, np.float64]
 
 def tolerance(dtype):
     return {"rtol": 1e-5, "atol": 1e-5} if dtype == np.float32 else {"rtol": 1e-12, "atol": 1e-12}
-
-
-def relu_like(rng, shape, dtype):
-    return np.maximum(rng.standard_normal(shape), 0).astype(dtype)
 
 
 @pytest.fixture(params=["whole-tiles", "live-blocks"])
@@ -75,13 +72,6 @@ def test_gathers_and_live_sums(rng, dtype):
     np.testing.assert_allclose(db, src[:4].sum(axis=0), **tolerance(dtype))
     kernels.live_column_sums(db, src, 0)
     np.testing.assert_array_equal(db, np.zeros(5))
-
-
-def test_any_nonzero():
-    a = np.zeros((3, 6), np.float32)
-    assert not kernels.any_nonzero(a) and not kernels.any_nonzero(a[:, 2:4])
-    a[2, 5] = -1e-30
-    assert kernels.any_nonzero(a) and not kernels.any_nonzero(a[:, 2:4])
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -351,7 +341,7 @@ def test_resume_through_the_tiled_path_equals_a_straight_run(tmp_path, image_fol
     """17 images in batches of 8: two steps an epoch go through tiled.DenseBackward (96 hidden
     units: 1568 x 96 x 8 multiply-adds, above dispatch.TILED_MIN_WORK), with the optimizer state."""
     from cnnfruit.nn import dispatch
-    from runs import assert_same_model, cli
+    from helpers import assert_same_model, cli
 
     assert dispatch.dense_backward_path(8, 2 * 28 * 28, 96, make_optimizer(optimizer, {}, lr=1e-4)) == "tiled"
     flags = ["--hidden", "96", "--kernels", "2", "--kernel-size", "5", "-q", "--batch-size", "8",

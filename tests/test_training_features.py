@@ -1,5 +1,5 @@
-"""Issue 13's settings end to end: class weights, balanced accuracy, the lr panel, the flags,
-and training with every new option bit-identical on one thread or two."""
+"""The training options end to end (schedules, class weights, dropout, label smoothing): balanced
+accuracy, the lr panel, the flags, and training with every option bit-identical on one thread or two."""
 import json
 
 import numpy as np
@@ -8,9 +8,9 @@ import pytest
 import cnnfruit
 from cnnfruit.config import TrainConfig
 from cnnfruit.inference.metrics import balanced_accuracy, classification_report, confusion_matrix
-from cnnfruit.training.loop import Trainer, class_weights_for
+from cnnfruit.training.loop import TrainingLoop, class_weights_for
 
-from runs import TINY, assert_same_model, cli
+from helpers import TINY, assert_same_model, cli
 from test_determinism import train_in_process
 
 
@@ -30,7 +30,7 @@ def test_auto_class_weights_are_inverse_frequency_averaging_one_per_image():
 
 def test_class_weights_must_fit_the_classes(synthetic_dataset):
     with pytest.raises(cnnfruit.SettingError, match=r"^class_weights gives 2 weights for 3 classes \(a, b, c\)$"):
-        Trainer.start(synthetic_dataset, TrainConfig(class_weights="1,2"))
+        TrainingLoop.start(synthetic_dataset, TrainConfig(class_weights="1,2"))
     labels = np.array([0, 0, 2])
     with pytest.raises(cnnfruit.SettingError, match="^class_weights auto needs training images of every class; the "
                                                     "training split has none of b$"):
@@ -106,7 +106,7 @@ def test_history_and_plot_show_the_learning_rate_of_a_schedule(tmp_path, synthet
     assert plots.history_figure(saved).axes[2].get_title() == "Learning rate"
     constant = cnnfruit.fit(synthetic_dataset, TrainConfig(**settings))
     assert [e.lr for e in constant.history.epochs] == [1e-3] * 3
-    assert len(plots.history_figure(constant.history).axes) == 2  # the report's figure, as before
+    assert len(plots.history_figure(constant.history).axes) == 2  # a constant rate: the report's two panels
     assert cli("plot", cosine.history_path, "-o", tmp_path / "h.png").exit_code == 0
 
 
@@ -125,7 +125,7 @@ def test_an_old_history_without_learning_rates_still_loads_and_plots(tmp_path):
 
 
 @pytest.mark.parametrize("flags", [
-    # BLAS and kernel dense paths (17 images in batches of 8), Adam, every new option
+    # BLAS and kernel dense paths (17 images in batches of 8), Adam, every training option
     ["--batch-size", 8, "--optimizer", "adam", "--lr", "1e-3", "--normalize", "scale", "--lr-schedule", "onecycle",
      "--dropout", "0.3", "--class-weights", "auto", "--label-smoothing", "0.1"],
     # batch 1: the fused SGD backward with dropout; a per-epoch schedule

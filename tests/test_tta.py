@@ -8,9 +8,9 @@ from cnnfruit.nn.architecture import Architecture, init_parameters
 from cnnfruit.inference.classifier import Classifier
 from cnnfruit.data.datasets import Split
 from cnnfruit.errors import SettingError
-from cnnfruit.inference.tta import view_count, views
+from cnnfruit.inference.tta import views
 
-from runs import cli
+from helpers import cli
 
 
 @pytest.fixture
@@ -23,11 +23,11 @@ def photos(n, seed=0):
     return np.random.default_rng(seed).integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
 
 
-@pytest.mark.parametrize("mode", ["none", "flip", "rotate"])
-def test_views_are_the_distinct_symmetries_of_the_square(mode):
+@pytest.mark.parametrize("mode, count", [("none", 1), ("flip", 2), ("rotate", 8)])
+def test_views_are_the_distinct_symmetries_of_the_square(mode, count):
     image = photos(1)
     made = views(image, mode)
-    assert len(made) == view_count(mode) == len({v.tobytes() for v in made})
+    assert len(made) == count == len({v.tobytes() for v in made})
     assert np.array_equal(made[0], image)
     if mode == "rotate":  # every turn and mirror, each once
         expected = {np.rot90(m, k, axes=(1, 2)).tobytes() for m in (image, image[:, :, ::-1]) for k in range(4)}
@@ -38,7 +38,7 @@ def test_tta_averages_the_probabilities_of_the_views(clf):
     images = photos(5)
     expected = np.mean([clf.predict_proba(np.ascontiguousarray(v)) for v in views(images, "rotate")], axis=0)
     np.testing.assert_allclose(clf.predict_proba(images, tta="rotate"), expected, rtol=1e-6, atol=1e-7)
-    # the 8 views of a turned photo are the same 8 views: the answer no longer depends on the turn
+    # the 8 views of a turned photo are the same 8 views: the answer does not depend on the turn
     turned = np.ascontiguousarray(np.rot90(images, 1, axes=(1, 2)))
     np.testing.assert_allclose(clf.predict_proba(turned, tta="rotate"), clf.predict_proba(images, tta="rotate"),
                                rtol=1e-5, atol=1e-6)

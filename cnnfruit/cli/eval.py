@@ -10,7 +10,7 @@ from cnnfruit.config import TTA_MODES
 
 @click.command(name="eval")
 @click.argument("model", type=click.Path(dir_okay=False))
-@click.option("--data", type=click.Path(file_okay=False), default=None,
+@click.option("--data", "data_folder", type=click.Path(file_okay=False), default=None,
               help="Image folder (train/ and test/). Default: the images MODEL was trained on (its recorded "
                    "folder, or the embedded fruit photos).")
 @click.option("--split", type=click.Choice(["test", "train", "val"]), default="test", show_default=True,
@@ -23,7 +23,7 @@ from cnnfruit.config import TTA_MODES
 @click.option("--top", type=click.IntRange(min=1), default=16, show_default=True,
               help="How many mistakes --misclassified draws and --json lists.")
 @click.option("--tta", type=click.Choice(TTA_MODES), default="none", show_default=True, help=TTA_HELP)
-def evaluate(model, data, split, as_json, plot_path, gallery_path, top, tta):
+def evaluate(model, data_folder, split, as_json, plot_path, gallery_path, top, tta):
     """Accuracy, per-class precision and recall, and the confusion matrix of MODEL."""
     check_figure_path(plot_path)
     check_figure_path(gallery_path)
@@ -32,7 +32,7 @@ def evaluate(model, data, split, as_json, plot_path, gallery_path, top, tta):
     from cnnfruit.inference.mistakes import confident_mistakes
 
     clf = Classifier.load(model)
-    dataset = clf.training_data(data)  # with the options it was read with then (a test share, say)
+    dataset = clf.training_data(data_folder)  # with the options it was read with then (a test share, say)
     if dataset.source is not None:
         report_loading(dataset)
     images = clf.split(split, dataset)

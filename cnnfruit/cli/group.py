@@ -26,6 +26,7 @@ COMMAND_MODULES = {
     "lr-find": ("lr_find", "lr_find"),
     "explain": ("explain", "explain"),
     "sweep": ("sweep", "sweep"),
+    "serve": ("serve", "serve"),
 }
 
 

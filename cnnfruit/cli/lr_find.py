@@ -4,25 +4,24 @@ import json
 import click
 from click.core import ParameterSource
 
-from cnnfruit.cli.options import TRAIN_SETTINGS, computing, data_options, setting_options, write_figure
-from cnnfruit.config import TrainConfig
-from cnnfruit.training.lr_finder import DEFAULT_END, DEFAULT_PROBE, DEFAULT_START, DEFAULT_STEPS
+from cnnfruit.cli.options import TRAIN_SETTINGS, computing, data_options, load_data, setting_options, write_figure
+from cnnfruit.config import LR_FIND_END, LR_FIND_PROBE, LR_FIND_START, LR_FIND_STEPS, TrainConfig
 
 
 @click.command(name="lr-find")
 @setting_options(*TRAIN_SETTINGS)
 @data_options
-@click.option("--start", type=float, default=DEFAULT_START, show_default=True, help="First learning rate of the sweep.")
-@click.option("--end", type=float, default=DEFAULT_END, show_default=True, help="Last learning rate of the sweep.")
-@click.option("--steps", type=int, default=DEFAULT_STEPS, show_default=True,
+@click.option("--start", type=float, default=LR_FIND_START, show_default=True, help="First learning rate of the sweep.")
+@click.option("--end", type=float, default=LR_FIND_END, show_default=True, help="Last learning rate of the sweep.")
+@click.option("--steps", type=int, default=LR_FIND_STEPS, show_default=True,
               help="Training steps from --start to --end (fewer if the loss diverges first).")
-@click.option("--probe", type=int, default=DEFAULT_PROBE, show_default=True,
+@click.option("--probe", type=int, default=LR_FIND_PROBE, show_default=True,
               help="Validation images whose loss is measured after every step (0: each step's own batch).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default="lr-find.png", show_default=True,
               help="PNG file for the loss-against-learning-rate curve.")
 @click.option("--json", "as_json", is_flag=True, help="Print the sweep and the suggestion as JSON.")
 @click.pass_context
-def lr_find(ctx, data, start, end, steps, probe, output, as_json, **settings):
+def lr_find(ctx, source, start, end, steps, probe, output, as_json, **settings):
     """Find a learning rate: train from the run's initial weights while the rate grows exponentially.
 
     Takes the train command's flags; the run it would start (its initial weights, data order,
@@ -40,7 +39,7 @@ def lr_find(ctx, data, start, end, steps, probe, output, as_json, **settings):
         raise click.BadParameter("must be zero or positive", param_hint="--probe")
     config = TrainConfig(**settings)
     computing()
-    sweep = find_lr(data.load(), config, start=start, end=end, steps=steps, probe=probe)
+    sweep = find_lr(load_data(source), config, start=start, end=end, steps=steps, probe=probe)
     write_figure(lr_sweep_figure(sweep), output)
     if as_json:
         click.echo(json.dumps(sweep.to_dict(), indent=2))

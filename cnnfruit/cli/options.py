@@ -1,7 +1,6 @@
 """What the commands share: options made from the library's settings, the --data options, and
 the helpers that write figures and start the computing threads."""
 import functools
-from dataclasses import dataclass
 
 import click
 
@@ -61,40 +60,16 @@ def computing():
     configure_threads()
 
 
-@dataclass
-class DataRequest:
-    """What --data and its flags ask for; load() reads it and says what happened."""
-
-    folder: str = None  # None: the embedded photos
-    skip_bad: bool = False
-    test_fraction: float = None  # None: data.TEST_FRACTION
-    cache_dir: object = None  # None: the default cache, False: none
-
-    def options(self):
-        options = {"skip_bad": self.skip_bad, "cache_dir": self.cache_dir}
-        if self.test_fraction is not None:
-            options["test_fraction"] = self.test_fraction
-        return options
-
-    def load(self, quiet=False):
-        from cnnfruit.data.datasets import load_embedded, read_image_folder
-        from cnnfruit.cli.terminal import LoadProgress
-
-        if self.folder is None:
-            return load_embedded()
-        with LoadProgress(quiet) as progress:
-            dataset = read_image_folder(self.folder, progress=progress, **self.options())
-        report_loading(dataset)
-        return dataset
-
-
 def data_options(command):
     """--data, --skip-bad, --test-fraction, --cache-dir and --no-cache, given to the command as one
-    DataRequest named data."""
+    DataSource named source."""
     @functools.wraps(command)
     def run(*args, data, skip_bad, test_fraction, cache_dir, no_cache, **kwargs):
-        request = DataRequest(data, skip_bad, test_fraction, False if no_cache else cache_dir)
-        return command(*args, data=request, **kwargs)
+        from cnnfruit.data.sources import DataSource
+
+        given = {} if test_fraction is None else {"test_fraction": test_fraction}
+        source = DataSource(data, skip_bad=skip_bad, cache_dir=False if no_cache else cache_dir, **given)
+        return command(*args, source=source, **kwargs)
 
     options = [
         click.option("--data", type=click.Path(file_okay=False), default=None, help=DATA_HELP),
@@ -110,6 +85,22 @@ def data_options(command):
     for option in reversed(options):
         run = option(run)
     return run
+
+
+def load_data(source, quiet=False, load=None):
+    """The Dataset of a DataSource, with a progress bar while a folder is read, and what reading did.
+
+    load(progress): what reads it, when not source.load (a sweep reads its source itself).
+    """
+    from cnnfruit.cli.terminal import LoadProgress
+
+    load = load or source.load
+    if source.folder is None:
+        return load()
+    with LoadProgress(quiet) as progress:
+        dataset = load(progress=progress)
+    report_loading(dataset)
+    return dataset
 
 
 def report_loading(dataset):

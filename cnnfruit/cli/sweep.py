@@ -3,10 +3,10 @@ import os
 
 import click
 
-from cnnfruit.cli.options import DATA_HELP, computing, flag
+from cnnfruit.cli.options import computing, data_options, flag, load_data
 from cnnfruit.config import default_of, setting_fields
 from cnnfruit.errors import CnnfruitError
-from cnnfruit.cli.interrupt import EXIT_CODE, StopOnSignal
+from cnnfruit.interrupt import EXIT_CODE, StopOnSignal
 from cnnfruit.sweep.space import SWEEP_DEFAULTS
 
 SEARCHABLE = tuple(name for name in setting_fields() if name != "seed")
@@ -43,7 +43,7 @@ def sweep_setting_options(command):
               help="Runs of every setting, with seeds 0 to N-1; rows give their median and spread.")
 @click.option("--trials", type=click.IntRange(min=1), default=None,
               help="Settings to try. Default: the whole grid (lists only), or 20 with ranges.")
-@click.option("--data", type=click.Path(file_okay=False), default=None, help=DATA_HELP)
+@data_options
 @click.option("--out", type=click.Path(file_okay=False), default=None,
               help="The sweep folder: study.db, sweep.json, sweep.csv, runs/. Default: a new folder under "
                    "./sweeps/. An existing sweep folder with the same search goes on where it stopped.")
@@ -61,7 +61,7 @@ def sweep_setting_options(command):
               help="Send the runs to this running Dask scheduler (tcp://HOST:PORT) instead of a local cluster.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or per-run lines.")
 @click.pass_context
-def sweep(ctx, seeds, trials, data, out, resume_folder, pruner, no_prune, workers, threads, scheduler, quiet,
+def sweep(ctx, seeds, trials, source, out, resume_folder, pruner, no_prune, workers, threads, scheduler, quiet,
           **settings):
     """Search training settings: each given as a list or a range is searched, every setting is
     trained over --seeds seeds, hopeless runs are pruned, and the table ranks the settings.
@@ -79,25 +79,28 @@ def sweep(ctx, seeds, trials, data, out, resume_folder, pruner, no_prune, worker
     the test set on Fruits-360 (a random cut scores nearly 100% for almost every recipe).
     """
     import threading
+    from dataclasses import replace
 
-    from cnnfruit.sweep.study import require_extra
+    from cnnfruit.data.sources import DataSource
+    from cnnfruit.sweep.executors import require_extra
 
     require_extra(cluster=workers != 0 or scheduler is not None)
     import optuna
 
     from cnnfruit.sweep.space import SearchSpace
-    from cnnfruit.sweep.study import Sweep, default_workers, local_cluster
+    from cnnfruit.sweep.executors import default_workers
+    from cnnfruit.sweep.study import Sweep
     from cnnfruit.sweep.report import CSV_FILE, JSON_FILE
     from cnnfruit.cli.terminal import SweepProgressBar, print_sweep_report
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     given = {name: value for name, value in settings.items() if value not in (None, ())}
     if resume_folder:
-        if given or out:
-            raise CnnfruitError("--resume goes on with the sweep's own settings and folder: give no training "
-                                "settings and no --out with it")
-        plan = _stored_plan(resume_folder)
-        space, seed_list, trials, data, pruner_name = plan
+        if given or out or replace(source, cache_dir=None) != DataSource():
+            raise CnnfruitError("--resume goes on with the sweep's own settings, data and folder: give no training "
+                                "settings, no --data, --skip-bad or --test-fraction, and no --out with it")
+        space, seed_list, trials, stored, pruner_name = _stored_plan(resume_folder)
+        source = replace(stored, cache_dir=source.cache_dir)
         out = resume_folder
     else:
         space = SearchSpace.from_text(given)
@@ -112,27 +115,16 @@ def sweep(ctx, seeds, trials, data, out, resume_folder, pruner, no_prune, worker
         click.echo(f"Note: {workers} workers x {threads} threads exceed the {os.cpu_count()} cores; runs will "
                    "compete for them", err=True)
     computing()
-    plan = Sweep(space, out, seeds=seed_list, trials=trials, pruner=pruner_name, data=data, threads=threads)
+    plan = Sweep(space, out, seeds=seed_list, trials=trials, pruner=pruner_name, source=source, threads=threads)
     where = (f"the Dask cluster at {scheduler}" if scheduler else
              f"{workers} local worker(s) x {threads} thread(s)" if workers else "this process")
     click.echo(f"Sweep of {', '.join(f'{n} ({space.describe(n)})' for n in plan.space.names)}: {plan.trials} "
                f"setting(s) x {len(plan.seeds)} seed(s) = {plan.planned_runs} runs on {where}, into {plan.folder}")
     stop = threading.Event()
-    with StopOnSignal(lambda signum: stop.set()), SweepProgressBar(quiet, plan.planned_runs) as progress:
-        if scheduler:
-            from distributed import Client
-
-            try:
-                client = Client(scheduler, timeout=30)
-            except OSError as err:
-                raise CnnfruitError(f"cannot reach the Dask scheduler at {scheduler}: {err}") from None
-            with client:
-                report = plan.run(client, on_run=progress.update, stop=stop)
-        elif workers:
-            with local_cluster(workers, threads) as client:
-                report = plan.run(client, on_run=progress.update, stop=stop)
-        else:
-            report = plan.run(on_run=progress.update, stop=stop)
+    with StopOnSignal(lambda signum: stop.set()):
+        load_data(source, quiet, plan.load_data)  # a Ctrl-C meanwhile ends the sweep before its first run
+        with SweepProgressBar(quiet, plan.planned_runs) as progress:
+            report = _run(plan, scheduler, workers, threads, on_run=progress.update, stop=stop)
     print_sweep_report(report)
     click.echo(f"Wrote {os.path.join(out, JSON_FILE)} and {os.path.join(out, CSV_FILE)}; the study is "
                f"{os.path.join(out, 'study.db')}")
@@ -143,6 +135,25 @@ def sweep(ctx, seeds, trials, data, out, resume_folder, pruner, no_prune, worker
         raise CnnfruitError(f"every run failed; the first: {report.runs[0]['error']}")
 
 
+def _run(plan, scheduler, workers, threads, **hooks):
+    """The sweep's runs on the scheduler's cluster, a local cluster of `workers`, or (workers 0) here."""
+    from cnnfruit.sweep.executors import local_cluster
+
+    if scheduler:
+        from distributed import Client
+
+        try:
+            client = Client(scheduler, timeout=30)
+        except OSError as err:
+            raise CnnfruitError(f"cannot reach the Dask scheduler at {scheduler}: {err}") from None
+        with client:
+            return plan.run(client, **hooks)
+    if workers:
+        with local_cluster(workers, threads) as client:
+            return plan.run(client, **hooks)
+    return plan.run(**hooks)
+
+
 def _new_sweep_folder():
     from cnnfruit.training.run_folder import new_run_folder
 
@@ -150,9 +161,10 @@ def _new_sweep_folder():
 
 
 def _stored_plan(folder):
-    """What the sweep in folder was started with: its space, seeds, trials, data and pruner."""
+    """What the sweep in folder was started with: its space, seeds, trials, DataSource and pruner."""
     import optuna
 
+    from cnnfruit.data.sources import DataSource
     from cnnfruit.sweep.space import SearchSpace
     from cnnfruit.sweep.study import SPEC_KEY, STUDY_FILE, STUDY_NAME
 
@@ -163,5 +175,6 @@ def _stored_plan(folder):
     spec = study.user_attrs.get(SPEC_KEY)
     if spec is None:
         raise CnnfruitError(f"{path} is not a cnnfruit sweep")
-    data = None if spec["data"] == "embedded" else spec["data"]
-    return SearchSpace.from_dict(spec["space"]), tuple(spec["seeds"]), spec["trials"], data, spec["pruner"]
+    folder = None if spec["data"] == "embedded" else spec["data"]
+    source = DataSource(folder, **spec.get("data_options", {}))
+    return SearchSpace.from_dict(spec["space"]), tuple(spec["seeds"]), spec["trials"], source, spec["pruner"]

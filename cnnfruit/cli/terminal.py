@@ -1,6 +1,6 @@
 """What the command line shows in a terminal: the training progress bar and the evaluation tables.
 
-Kept apart from cli.py, which parses flags and calls the library; this module only draws, with rich.
+Kept apart from the commands, which parse flags and call the library; this module only draws, with rich.
 """
 import click
 
@@ -63,17 +63,17 @@ def _same_terminal():
 
 
 def describe_run(run, echo=click.echo):
-    trainer = run.trainer
-    dataset, data, arch = trainer.dataset, trainer.data, trainer.network.arch
+    loop = run.loop
+    dataset, data, arch = loop.dataset, loop.splits, loop.network.arch
     echo(
         f"Training on {dataset.name}: {len(data.y_train)} train / {len(data.y_val)} "
         f"{'validation (its val folder)' if dataset.val is not None else 'validation'} / {len(data.y_test)} test "
         f"images, {describe_classes(dataset.class_names)}"
     )
     echo(f"Network: {arch.describe()}")
-    if trainer.class_weights is not None:
-        weights = ", ".join(f"{name} {w:.4g}" for name, w in zip(dataset.class_names, trainer.class_weights))
-        echo(f"Class weights ({trainer.config.class_weights}): {weights}")
+    if loop.class_weights is not None:
+        weights = ", ".join(f"{name} {w:.4g}" for name, w in zip(dataset.class_names, loop.class_weights))
+        echo(f"Class weights ({loop.config.class_weights}): {weights}")
 
 
 def describe_classes(names, shown=8):

@@ -5,8 +5,8 @@ import threading
 
 import click
 
-from cnnfruit.cli.interrupt import EXIT_CODE, StopOnSignal, signal_name
-from cnnfruit.cli.options import TRAIN_SETTINGS, computing, data_options, report_loading, setting_options
+from cnnfruit.interrupt import EXIT_CODE, StopOnSignal, signal_name
+from cnnfruit.cli.options import TRAIN_SETTINGS, computing, data_options, load_data, report_loading, setting_options
 from cnnfruit.cli.terminal import EpochProgress, describe_best, describe_run, epoch_line
 from cnnfruit.config import TrainConfig
 from cnnfruit.errors import CnnfruitError
@@ -29,7 +29,7 @@ from cnnfruit.errors import CnnfruitError
                    "pip install 'cnnfruit[tensorboard]'.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @click.pass_context
-def train(ctx, data, out, resume, overwrite, tensorboard_dir, quiet, **settings):
+def train(ctx, source, out, resume, overwrite, tensorboard_dir, quiet, **settings):
     """Train the network and save model.npz, history.json and best.npz (the lowest validation loss).
 
     model.npz is saved after every epoch. Ctrl-C (or SIGTERM) stops after the current step, saves
@@ -54,15 +54,15 @@ def train(ctx, data, out, resume, overwrite, tensorboard_dir, quiet, **settings)
     log = open_log(tensorboard_dir)  # before any work: a missing tensorboardX is said at once
     try:
         if resume:
-            run = Run.resume(resume, data=data.folder, epochs=given.pop("epochs", None), out=out, expect=given,
-                             skip_bad=data.skip_bad or None, overwrite=overwrite)
-            if run.trainer.dataset.source is not None:
-                report_loading(run.trainer.dataset)
+            run = Run.resume(resume, source=source.folder, epochs=given.pop("epochs", None), out=out, expect=given,
+                             skip_bad=source.skip_bad or None, overwrite=overwrite)
+            if run.loop.dataset.source is not None:
+                report_loading(run.loop.dataset)
             click.echo(f"Resuming {resume} {run.resumed_at}, to {run.config.epochs} epochs")
             if run.replanned:
                 click.echo(f"Note: {run.replanned}")
         else:
-            dataset = data.load(quiet)
+            dataset = load_data(source, quiet)
             folder = out or new_run_folder()
             try:
                 run = Run.start(dataset, config, folder, overwrite=overwrite)
@@ -83,7 +83,7 @@ def train(ctx, data, out, resume, overwrite, tensorboard_dir, quiet, **settings)
 
         try:
             result = run.fit(on_epoch=on_epoch, stop=stop,
-                             on_step=lambda done, total: progress.step(run.trainer.epoch + 1, done, total))
+                             on_step=lambda done, total: progress.step(run.loop.epoch + 1, done, total))
         except StoppedAtOnce as err:  # a second Ctrl-C: no waiting for the step to end
             click.echo(f"Stopped at once without saving; {err.kept}", err=True)
             ctx.exit(EXIT_CODE)
@@ -95,7 +95,7 @@ def train(ctx, data, out, resume, overwrite, tensorboard_dir, quiet, **settings)
     if result.stopped == "early":
         click.echo(f"Early stop: validation loss has not improved for {run.config.patience} epochs "
                    f"({describe_best(result.history)})")
-    tested = len(run.trainer.data.y_test)
+    tested = len(run.loop.splits.y_test)
     click.echo(f"Test Accuracy: {100 * result.test_accuracy:.1f}% ({round(result.test_accuracy * tested)}/{tested})")
     click.echo(f"Total Time: {result.history.total_seconds:.1f} s")
     click.echo(f"Saved {result.model_path}, {result.history_path} and {result.history_csv_path}")

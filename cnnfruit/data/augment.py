@@ -1,7 +1,7 @@
 """Training-time augmentation: random flips, turns and shifts of each image, drawn per epoch.
 
 All of an epoch's random choices are drawn at its start (`draw_plan`) from the generator passed
-in, the trainer's shuffling generator, so a seeded run makes the same choices every time; they are
+in, the training loop's shuffling generator, so a seeded run makes the same choices every time; they are
 then applied batch by batch (`AugmentPlan.apply`) to inputs already preprocessed, (N, C, H, W).
 Drawing for the whole epoch first is what lets a batch be formed, preprocessed and augmented only
 when its step comes, with the same result as augmenting the whole epoch at once.

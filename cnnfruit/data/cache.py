@@ -7,7 +7,7 @@ Decoding runs on worker processes, forked (Linux only; elsewhere, and for one wo
 files, it runs in the calling process). Threads were tried first and measured slower than one
 process: a thread holds the GIL about half of each image (Pillow parses headers in Python), and
 threads queueing for it did no better than one thread while burning 50% more CPU; two forked
-processes loaded 70,000 photos twice as fast (benchmarks/results-loading-2026-11-29*.txt). Fork,
+processes loaded 70,000 photos 1.5 times as fast as four threads (benchmarks/results-amd-epyc-zen4.txt). Fork,
 not spawn or forkserver, because those import the caller's main script again in every worker,
 which reruns a script that lacks an `if __name__ == "__main__":` guard. Forking a process that
 runs other threads is risky only for locks those threads hold; the workers touch nothing but

@@ -41,9 +41,12 @@ SPLITS = ("train", "test", "val")
 SPLIT_FOLDER_NAMES = {"train": "train", "training": "train", "test": "test", "testing": "test",
                       "val": "val", "valid": "val", "validation": "val"}
 TEST_FRACTION = 0.2
-# Characters that would break a name's line or what a terminal shows: controls (newline, escape),
-# invisible formatting (bidirectional overrides), line and paragraph separators.
-UNPRINTABLE_CATEGORIES = {"Cc", "Cf", "Zl", "Zp"}
+# Characters that would break or disguise the line that prints a class name: controls (newline,
+# escape), invisible formatting (bidirectional overrides, zero-width marks), line and paragraph
+# separators, and lone surrogates, which cannot be printed or written as UTF-8 at all (os.listdir
+# gives undecodable bytes as lone surrogates).
+UNPRINTABLE_CATEGORIES = {"Cc", "Cf", "Cs", "Zl", "Zp"}
+MAX_NAME_LENGTH = 255  # a class name is a folder name
 
 
 @dataclass
@@ -71,7 +74,7 @@ class Dataset:
     options: dict = field(default_factory=dict)  # read_image_folder's settings that shape the data
     skipped: int = 0  # unreadable images left out (skip_bad)
     layout_note: str = ""  # what read_image_folder did that its caller may want to say; "" if nothing
-    loading: object = None  # image_cache.LoadStats of the folder's load: skipped files, cache hits, time
+    loading: object = None  # cache.LoadStats of the folder's load: skipped files, cache hits, time
 
 
 
@@ -131,10 +134,42 @@ def _check_class_name(folder, name):
         name.encode("utf-8")
     except UnicodeEncodeError:
         raise CnnfruitError(f"class folder {printable(path)} has a name that is not valid UTF-8; rename it") from None
-    if any(unicodedata.category(c) in UNPRINTABLE_CATEGORIES for c in name):
+    if _unprintable(name):
         raise CnnfruitError(
             f"class folder {printable(path)} has a control character (such as a newline) in its name; rename it"
         )
+
+
+def _unprintable(name):
+    return any(unicodedata.category(c) in UNPRINTABLE_CATEGORIES for c in name)
+
+
+def class_name_problem(name, number):
+    """Why `name`, the number-th class name, cannot be one (None if it can). Checkpoints and new
+    training runs check alike, so that a run never saves a model it could not load."""
+    if not isinstance(name, str):
+        return f"class name {number} is not text"
+    if len(name) > MAX_NAME_LENGTH:
+        return f"class name {number} is longer than {MAX_NAME_LENGTH} characters"
+    if not name.strip():
+        return f"class name {number} is empty"
+    if _unprintable(name):
+        return f"class name {name!r} has a control character"
+    return None
+
+
+def check_class_names(names):
+    """Two or more names, unique, each printable on one line; CnnfruitError naming the first bad one."""
+    if len(names) < 2:
+        raise CnnfruitError(f"class_names holds {len(names)} name; a classifier needs at least 2")
+    seen = set()
+    for number, name in enumerate(names, 1):
+        problem = class_name_problem(name, number)
+        if problem is not None:
+            raise CnnfruitError(problem)
+        if name in seen:
+            raise CnnfruitError(f"class name {name!r} appears twice")
+        seen.add(name)
 
 
 def list_class_folders(split_dir):
@@ -321,7 +356,7 @@ def read_image_folder(root, *, skip_bad=False, test_fraction=TEST_FRACTION, seed
     skip_bad leaves out images that cannot be decoded (counted in `skipped`, listed with their
     reasons in `loading.failures`); otherwise the first one is an error. test_fraction and seed
     cut the test split when the folder has no split folders. cache_dir: where decoded images are
-    kept between loads, False for nowhere (see cnnfruit/image_cache.py for the default).
+    kept between loads, False for nowhere (see cnnfruit/data/cache.py for the default).
     workers: processes decoding images (default: one per processor; 1 decodes in this process,
     as do platforms other than Linux). progress(done, total) is
     called now and then, from this thread. `layout_note` says what was done with the folder when

@@ -14,7 +14,7 @@ gives the same tensor whichever way it reaches the network. `load_image` takes t
    turned upright, by the transposition Pillow's `ImageOps.exif_transpose` uses. Unreadable EXIF
    counts as no orientation: the pixels are still fine.
 3. High bit depths to 8 bits, before anything else (Pillow's `convert("RGB")` clips them at 255,
-   which turned 16-bit photos into white squares):
+   which would turn 16-bit photos into white squares):
    - `I;16` and its byte orders (16-bit grey PNG, TIFF, PGM): the high byte, v >> 8. Pillow reads
      16-bit colour files that way, so a 16-bit grey and a 16-bit colour file of one scene agree,
      and a 16-bit image made from an 8-bit one (v * 257) gives back exactly the 8-bit values.
@@ -26,12 +26,13 @@ gives the same tensor whichever way it reaches the network. `load_image` takes t
      and is multiplied by 255; otherwise it is 0..255, the scale Pillow's own `F` to 8-bit
      conversion assumes. Then clipped to 0..255 and rounded; NaN is 0. The rule can only
      misjudge a 0..255 image darker than 1/255 everywhere, which is black either way.
-4. RGB: every other mode through Pillow's `convert("RGB")`, as before: alpha is dropped (not
+4. RGB: every other mode through Pillow's `convert("RGB")`: alpha is dropped (not
    blended), palettes are looked up, CMYK and YCbCr by Pillow's formulas.
 5. Area average (box filter) down to size x size: uint8 (H, W, 3).
 
-Ordinary 8-bit RGB and grey files give exactly the pixels they gave before steps 1-3 existed
-(tests/test_images.py pins it): the embedded dataset was built from them. `PREPROCESS_VERSION`
+Steps 1-3 leave ordinary 8-bit RGB and grey files alone, so they give exactly the pixels of a plain
+`convert("RGB")` and area average (tests/test_images.py pins them): the embedded dataset was built
+from them. `PREPROCESS_VERSION`
 names this behaviour and the decoded-image cache keys on it: raise it whenever `load_image`
 could give other pixels for some file.
 """
@@ -157,7 +158,7 @@ def to_inputs(images, color="grey", normalize="none"):
         x = x / np.float32(255.0)
     elif normalize == "standardize":
         # Means summed in float64: a float32 sum leaves a residue near 1e-5 on a flat image, above
-        # the 1e-6 floor, which turned a flat grey photo into +-1 noise instead of 0 (the ONNX
+        # the 1e-6 floor, which would turn a flat grey photo into +-1 noise instead of 0 (the ONNX
         # export computes the same way, so both agree on such images too).
         axes = (1, 2, 3)
         mean = x.mean(axis=axes, keepdims=True, dtype=np.float64).astype(np.float32)

@@ -26,7 +26,7 @@ def generators(seed):
 
 
 # The run's SeedSequence spawns init, split and shuffle as its children 0, 1 and 2 (generators); its
-# child 3 is dropout's, so adding dropout changed no stream of the runs made before it.
+# child 3 is dropout's, a stream of its own, so that dropout on or off moves none of the other three.
 DROPOUT_STREAM = 3
 
 

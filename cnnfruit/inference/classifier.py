@@ -50,14 +50,16 @@ class Classifier:
     """A network, its class names and its preprocessing (color, normalize), always together."""
 
     def __init__(self, arch, params, class_names, color="grey", normalize="none", config=None, history=None,
-                 data=None):
+                 trained_on=None, *, data=None):
         self.arch = arch
         self.class_names = list(class_names)
         self.color = color
         self.normalize = normalize
         self.config = config or {}  # the training settings, when known
         self.history = history  # the training History, when known
-        self.data = data or {}  # where the training images came from (Checkpoint.data), when known
+        # Where the training images came from (Checkpoint.trained_on), when known; the keyword `data`
+        # is taken as another name for it, so that code that passes it by that name keeps working.
+        self.trained_on = trained_on or data or {}
         self.path = None  # the checkpoint it was loaded from, if any
         memory.check_prediction(arch, next(iter(params.values())).dtype.itemsize)
         self.network = Network(arch, params)
@@ -79,13 +81,13 @@ class Classifier:
 
         history = History.from_dict(ckpt.history, source="the checkpoint's history") if ckpt.history else None
         return cls(ckpt.arch, ckpt.params, ckpt.class_names, ckpt.color, ckpt.normalize, ckpt.config, history,
-                   ckpt.data)
+                   ckpt.trained_on)
 
     def save(self, path):
         """A checkpoint with the weights, class names and preprocessing (no training state to resume)."""
         checkpoint.save(path, checkpoint.Checkpoint(
             self.arch, self.class_names, self.params, color=self.color, normalize=self.normalize,
-            config=dict(self.config), history=self.history.to_dict() if self.history else {}, data=dict(self.data),
+            config=dict(self.config), history=self.history.to_dict() if self.history else {}, trained_on=dict(self.trained_on),
         ))
 
     def export(self, path, opset=None):
@@ -191,16 +193,9 @@ class Classifier:
         """The Dataset this classifier was trained on, read again as it was read then (the embedded
         set if it records none); a SettingError naming {data} when its folder is gone. folder: read
         that folder instead, the same way (say, the training images moved elsewhere)."""
-        from cnnfruit.data.datasets import load_embedded, read_image_folder
+        from cnnfruit.data.sources import DataSource
 
-        source = folder or self.data.get("source")
-        if source is None:
-            return load_embedded()
-        if folder is None and not os.path.isdir(source):
-            raise SettingError("the data folder {source} that {model} was trained on is gone; pass {data}",
-                               source=source, model=self.name)
-        options = {key: value for key, value in self.data.items() if key not in ("source", "digest")}
-        return read_image_folder(source, **options)
+        return DataSource.recorded(self.trained_on, self.name, folder=folder).load()
 
     def split(self, name, dataset=None):
         """The labelled Split `name` ("test", "train" or "val") of dataset, by default the training data.
@@ -208,14 +203,12 @@ class Classifier:
         train and val are cut again with the run's seed and validation share, so they need the very
         images the run had: a dataset whose digest differs from the recorded one is refused.
         """
-        from cnnfruit.data.datasets import fingerprint
+        from cnnfruit.data.sources import check_classes, same_images
         from cnnfruit.data.splits import named_split
 
         dataset = dataset if dataset is not None else self.training_data()
-        if list(dataset.class_names) != self.class_names:
-            raise CnnfruitError(f"the data's classes ({', '.join(dataset.class_names)}) differ from the model's "
-                                f"({', '.join(self.class_names)})")
-        if name in ("train", "val") and self.data.get("digest") not in (None, fingerprint(dataset)):
+        check_classes(dataset, self.class_names, self.name)
+        if name in ("train", "val") and not same_images(dataset, self.trained_on):
             raise SettingError("the images in {folder} differ from those {model} was trained on, so its {value} split "
                                "cannot be cut again; use {split} test", folder=dataset.source or "the embedded set",
                                model=self.name, value=name)

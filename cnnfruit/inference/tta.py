@@ -14,10 +14,6 @@ from cnnfruit.config import TTA_MODES
 from cnnfruit.errors import SettingError
 
 
-def view_count(mode):
-    return {"none": 1, "flip": 2, "rotate": 8}[check_mode(mode)]
-
-
 def check_mode(mode):
     if mode not in TTA_MODES:
         raise SettingError("{tta} must be one of {choices}, got {value!r}", choices=", ".join(TTA_MODES), value=mode)

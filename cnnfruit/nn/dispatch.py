@@ -1,6 +1,6 @@
 """Which implementation runs each layer's arithmetic at which size: Numba kernel, serial twin or BLAS.
 
-Every size-dependent choice lives here, so model.py writes only the layer maths. Each function
+Every size-dependent choice lives here, so network.py writes only the layer maths. Each function
 takes the same preallocated arrays as the kernel it stands for. The choices depend on the shapes
 alone, never on the thread count, so a run's numbers do not depend on how many cores it gets.
 The measurements behind each threshold are in docs/performance.md ("Dispatch thresholds").
@@ -15,6 +15,13 @@ from cnnfruit.nn import tiled
 # s of CPU per epoch, kernel vs 4 sgemm column tiles: batch 8 0.42-0.44 vs 0.56-0.61, batch 12
 # 0.38-0.39 vs 0.40-0.41, batch 16 0.33-0.36 vs 0.31).
 BLAS_MIN_BATCH = 16
+
+# Scoring (predict, evaluate, validation) runs the network on blocks of exactly this many images.
+# OpenBLAS picks its sgemm kernel by the product's shape (on the report's network, the 841 -> 29
+# layer rounds differently below 48 rows than above), so one block shape makes an image's
+# probabilities independent of its batch and its neighbours; 64 rows cost the 6728 -> 841 product
+# no throughput against 256 (measured on 2 threads, 2,048 images).
+INFERENCE_ROWS = 64
 
 # From TILED_MIN_BATCH images and this many multiply-adds per product on, a dense layer's
 # backward runs tiled (tiled.DenseBackward): sgemm tiles on every core over each tile's live
@@ -31,7 +38,6 @@ PARALLEL_MIN_WORK = 1_000_000
 
 SERIAL_TWINS = {
     kernels.conv_relu_forward: kernels.conv_relu_forward_serial,
-    kernels.conv_backward: kernels.conv_backward_serial,
     kernels.relu_backward: kernels.relu_backward_serial,
     kernels.dense_forward: kernels.dense_forward_serial,
     kernels.dense_backward: kernels.dense_backward_serial,
@@ -80,7 +86,7 @@ def conv_relu_forward(out, x, w, b):
 
 
 def conv_backward(dw, db, x, dout):
-    """The lanes kernel: vectorised in a fixed order and skipping zero rows, 5-8x conv_backward."""
+    """The lanes kernel: vectorised in a fixed order, skipping zero rows of dout."""
     sized(kernels.conv_backward_lanes, conv_work(x, dw))(dw, db, x, dout)
 
 

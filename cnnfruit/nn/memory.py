@@ -1,8 +1,8 @@
 """Memory: what a network will take, estimated before anything big is allocated.
 
-`--hidden 1000000000` used to end in numpy's MemoryError (a traceback) after seconds of work, or
-in the kernel's out-of-memory killer. A run, a prediction or a checkpoint that cannot fit in the
-memory available now is refused up front with the estimate and the setting to lower. The
+Without it, `--hidden 1000000000` would end in numpy's MemoryError (a traceback) after seconds of
+work, or in the kernel's out-of-memory killer. A run, a prediction or a checkpoint that cannot fit
+in the memory available is refused up front with the estimate and the setting to lower. The
 estimate counts the big arrays (weights, their gradients, the optimizer's state, the activations
 of the largest batch, the images as float tensors), not Python's own few tens of megabytes.
 """

@@ -10,6 +10,7 @@ import numpy as np
 
 from cnnfruit.errors import CnnfruitError
 from cnnfruit.layerspec import DenseSpec
+from cnnfruit.nn import dispatch
 from cnnfruit.nn.layers import Dropout
 
 
@@ -133,8 +134,6 @@ class Network:
         class_weights (M,) of the network's dtype weight each image's loss by its class, and
         smoothing spreads that share of each target over all classes (training only).
         """
-        from cnnfruit.nn import dispatch
-
         M = self.arch.classes
         if labels.dtype != np.int64 or labels.shape != (self._batch,) or \
                 (len(labels) and not 0 <= labels.min() <= labels.max() < M):  # the kernel indexes probs by them
@@ -212,24 +211,41 @@ class Network:
     # ---- whole sets
 
     def _scored_batches(self, x, labels, batch, inputs=None):
-        """Forward pass and loss over x batch by batch; yields each batch's slice of x.
+        """Forward pass and loss over x; yields (slice of x, its probabilities, its losses).
 
         inputs, if given, turns each batch of x into network inputs first (say, uint8 images
-        through their preprocessing), so a large set is never converted all at once. After each
-        yield self.probs and self.losses hold that batch's figures.
+        through their preprocessing), so a large set is never converted all at once. The network
+        itself runs on blocks of exactly dispatch.INFERENCE_ROWS images, the last one padded with
+        zeros: a BLAS library picks its kernel, and with it the rounding of every row, by the
+        product's shape, so blocks of one shape give an image the same probabilities whatever
+        batch it comes in and whatever images share it.
         """
+        rows = dispatch.INFERENCE_ROWS
+        padded, padded_labels = None, np.zeros(rows, np.int64)
         for start in range(0, len(x), batch):
-            chunk = slice(start, start + batch)
-            self.forward(x[chunk] if inputs is None else inputs(x[chunk]))
-            self.loss(labels[chunk])
-            yield chunk
+            chunk = slice(start, min(start + batch, len(x)))
+            inputs_ = x[chunk] if inputs is None else inputs(x[chunk])
+            probs = np.empty((len(inputs_), self.arch.classes), self.dtype)
+            losses = np.empty(len(inputs_), self.dtype)
+            for lo in range(0, len(inputs_), rows):
+                n = min(rows, len(inputs_) - lo)
+                if padded is None:
+                    padded = np.zeros((rows, *inputs_.shape[1:]), self.dtype)
+                padded[:n] = inputs_[lo:lo + n]
+                padded[n:] = 0
+                padded_labels[:n] = labels[chunk][lo:lo + n]
+                self.forward(padded)
+                self.loss(padded_labels)
+                probs[lo:lo + n] = self.probs[:n]
+                losses[lo:lo + n] = self.losses[:n]
+            yield chunk, probs, losses
 
     def predict_proba(self, x, batch=256, inputs=None):
         """Softmax probabilities (N, M) for inputs x (or for inputs(x), batch by batch)."""
         out = np.empty((len(x), self.arch.classes), dtype=self.dtype)
         unknown = np.zeros(len(x), dtype=np.int64)  # the softmax needs a label; its loss is unused
-        for chunk in self._scored_batches(x, unknown, batch, inputs):
-            out[chunk] = self.probs
+        for chunk, probs, _ in self._scored_batches(x, unknown, batch, inputs):
+            out[chunk] = probs
         return out
 
     def evaluate(self, x, labels, batch=256, inputs=None, probabilities=None):
@@ -237,11 +253,11 @@ class Network:
         predict_proba. probabilities, an (N, M) array if given, receives the softmax of each image."""
         losses = np.empty(len(x), dtype=np.float64)
         predictions = np.empty(len(x), dtype=np.int64)
-        for chunk in self._scored_batches(x, labels, batch, inputs):
-            losses[chunk] = self.losses
-            predictions[chunk] = self.probs.argmax(axis=1)
+        for chunk, probs, batch_losses in self._scored_batches(x, labels, batch, inputs):
+            losses[chunk] = batch_losses
+            predictions[chunk] = probs.argmax(axis=1)
             if probabilities is not None:
-                probabilities[chunk] = self.probs
+                probabilities[chunk] = probs
         return float(losses.mean()), float((predictions == labels).mean()), predictions
 
 

@@ -2,7 +2,7 @@
 
 Each optimizer keeps its state as named arrays in `state` ("<param>.velocity", "<param>.m",
 "<param>.v", "step"), so a checkpoint can save them and `load_state` can put them back on resume.
-The update arithmetic itself is in kernels.py ("parameter updates"); here are only the settings,
+The update arithmetic itself is in kernels/updates.py; here are only the settings,
 which TrainConfig (config.py) declares and checks.
 
 Weight decay is L2 regularisation added to the gradient (grad + weight_decay * param) for every

@@ -2,7 +2,7 @@
 
 Every product here is cut into tiles whose edges depend on the shapes alone, never on how many
 threads run them. A tile is one single-threaded BLAS call (numpy's matmul) or a serial Numba
-kernel compiled without the GIL (kernels.py, "tile kernels"); no two tiles write the same element
+kernel compiled without the GIL (kernels/tiles.py); no two tiles write the same element
 and no sum crosses a tile edge. A pool of Python threads hands the tiles out as they come (numpy
 and those kernels release the GIL), so both cores work and the result is the same bits with one
 worker or many.
@@ -126,7 +126,7 @@ class TileUpdate:
 
     `rows` is required; `sparse` says a zero gradient leaves the weights exactly as they are
     (plain SGD), which lets the backward leave out rows and columns whose gradient is zero and
-    call `gathered` with the live block only. Subclasses live with the optimizers (optim.py).
+    call `gathered` with the live block only. Subclasses live with the optimizers (optimizers.py).
     """
 
     sparse = False

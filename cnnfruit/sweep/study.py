@@ -20,222 +20,28 @@ client, the scheduler and every worker (one machine, or a shared file system), w
 checks before it starts.
 """
 import json
-import logging
 import math
 import os
-import secrets
-import threading
 import time
 import warnings
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 
 from cnnfruit.config import TrainConfig
-from cnnfruit.data.datasets import load_embedded, read_image_folder
+from cnnfruit.data.sources import DataSource
 from cnnfruit.errors import CnnfruitError
-from cnnfruit.files import write_text_atomically
+from cnnfruit.sweep.executors import InProcess, OnDask, check_shared_folder, require_extra
 from cnnfruit.sweep.space import SWEEP_DEFAULTS, SearchSpace, from_param, to_param
 from cnnfruit.sweep.report import SweepReport, run_record
+from cnnfruit.sweep.worker import RunOutcome, RunTask
 
 STUDY_NAME = "cnnfruit-sweep"
 STUDY_FILE = "study.db"
 RUNS_FOLDER = "runs"
 SPEC_KEY = "cnnfruit_sweep"  # the study's user attribute that records what the sweep searches
-INSTALL_HINT = "pip install 'cnnfruit[sweep]'"
 PRUNERS = ("median", "hyperband")
 POLL_SECONDS = 0.2
 
-
-def require_extra(cluster=True):
-    """Optuna (and for a cluster Dask and optuna-integration), or an error that says how to get them."""
-    from importlib import import_module
-
-    names = ["optuna"] + (["distributed", "optuna_integration"] if cluster else [])
-    for name in names:
-        try:
-            import_module(name)
-        except ImportError:
-            raise CnnfruitError(f"sweeps need {name.replace('_', '-')}, from the sweep extra: {INSTALL_HINT}") from None
-
-
-# ---- one run, on a worker
-
-
-@dataclass
-class RunTask:
-    """Everything a worker needs to train one run and report it to the study."""
-
-    config: dict  # TrainConfig.to_dict()
-    folder: str  # the run folder (absolute)
-    data: object  # the Dataset
-    study_name: str
-    storage: object  # an Optuna storage, or the name of a DaskStorage on the worker's scheduler
-    trial_id: int
-    pruner: object  # an Optuna pruner, or None: report only
-    threads: int  # Numba threads for this run
-
-
-@dataclass
-class RunOutcome:
-    outcome: str  # "finished", "pruned" or "failed"
-    epochs: int = 0
-    val_accuracy: float = None  # of the last epoch: the weights model.npz holds and the test scores
-    val_loss: float = None
-    best_val_loss: float = None
-    test_accuracy: float = None
-    seconds: float = None
-    error: str = None
-
-
-def run_one(task, stop=None):
-    """Train one run of the sweep; reports each epoch to the study, stops when the pruner says so.
-
-    Never raises for a failed run (a diverging loss, a bad setting, any bug): the failure comes
-    back as an outcome, with its error, so that the sweep records it and goes on.
-    """
-    import optuna
-
-    from cnnfruit.training.run import fit
-    from cnnfruit.threads import configure_threads
-
-    started = time.perf_counter()
-    stop = stop or threading.Event()
-    pruned = threading.Event()
-    epochs = []
-    try:
-        configure_threads(task.threads)  # per thread: Numba's thread count belongs to the calling thread
-        study = optuna.load_study(study_name=task.study_name, storage=_reach(task.storage),
-                                  sampler=optuna.samplers.RandomSampler(), pruner=task.pruner or _NeverPrune())
-        trial = optuna.trial.Trial(study, task.trial_id)
-
-        def on_epoch(record):
-            epochs.append(record)
-            with warnings.catch_warnings():  # a retried run reports epochs already reported: kept as they were
-                warnings.simplefilter("ignore")
-                trial.report(record.val_loss, record.epoch)
-            if task.pruner is not None and trial.should_prune():
-                pruned.set()
-                stop.set()  # ends the run after this epoch, saved and resumable like any stopped run
-
-        result = fit(task.data, TrainConfig(**task.config), out=task.folder, on_epoch=on_epoch, stop=stop)
-    except Exception as err:  # noqa: BLE001 - whatever went wrong is the run's outcome, not the sweep's
-        return _outcome("failed", epochs, None, started, error=f"{type(err).__name__}: {err}")
-    history = result.history
-    if result.stopped == "interrupted":
-        return _outcome("pruned" if pruned.is_set() else "failed", epochs, history, started,
-                        error=None if pruned.is_set() else "cancelled")
-    return _outcome("finished", epochs, history, started)
-
-
-def _reach(storage):
-    """The study's storage from a worker: a DaskStorage is named, and found on the scheduler."""
-    if not isinstance(storage, str):
-        return storage
-    import optuna
-    from optuna_integration import DaskStorage
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return DaskStorage(name=storage, register=False)
-
-
-def _outcome(kind, epochs, history, started, error=None):
-    last = epochs[-1] if epochs else None
-    return RunOutcome(
-        kind, len(epochs),
-        val_accuracy=last.val_accuracy if last else None, val_loss=last.val_loss if last else None,
-        best_val_loss=history.best_val_loss if history else None,
-        test_accuracy=history.test_accuracy if history and kind == "finished" else None,
-        seconds=time.perf_counter() - started, error=error,
-    )
-
-
-class _NeverPrune:
-    """A pruner for runs that only report (Optuna's NopPruner, without importing it at module level)."""
-
-    def prune(self, study, trial):
-        return False
-
-
-# ---- where runs go: this process, or a Dask cluster
-
-
-class _InProcess:
-    """Runs one at a time on a thread of this process; a cancelled run stops after its step."""
-
-    slots = 1
-
-    def __init__(self):
-        self.pool = ThreadPoolExecutor(max_workers=1)
-        self.stops = {}
-
-    def submit(self, task):
-        stop = threading.Event()
-        future = self.pool.submit(run_one, task, stop)
-        self.stops[future] = stop
-        return future
-
-    def outcome(self, future):
-        self.stops.pop(future, None)
-        return future.result()
-
-    def cancel(self, futures):
-        for future in futures:
-            future.cancel()
-            self.stops.pop(future, threading.Event()).set()
-        self.pool.shutdown(wait=True)
-
-    def free_slots(self, busy):
-        return self.slots - busy
-
-
-class _OnDask:
-    """Runs as Dask tasks; a worker that dies mid-run has its run retried by Dask on another."""
-
-    def __init__(self, client):
-        self.client = client
-
-    def submit(self, task):
-        return self.client.submit(run_one, task, pure=False)
-
-    def outcome(self, future):
-        try:
-            return future.result()
-        except Exception as err:  # noqa: BLE001 - the cluster lost the run: a worker died too often, say
-            return RunOutcome("failed", error=f"{type(err).__name__}: {err}")
-
-    def cancel(self, futures):
-        self.client.cancel(list(futures))
-
-    def free_slots(self, busy):
-        return sum(self.client.nthreads().values()) - busy
-
-
-@contextmanager
-def local_cluster(workers, threads=1):
-    """A Dask client on a LocalCluster of `workers` processes, each running one run at a time with
-    `threads` Numba threads (so workers x threads should not exceed the cores)."""
-    require_extra()
-    from distributed import Client, LocalCluster
-
-    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-                           dashboard_address=None, silence_logs=logging.ERROR,
-                           env={"NUMBA_NUM_THREADS": str(threads)})
-    try:
-        with Client(cluster) as client:
-            yield client
-    finally:
-        cluster.close()
-
-
-def default_workers(threads=1):
-    """As many workers as fit the cores with `threads` Numba threads each, at least one."""
-    return max(1, (os.cpu_count() or 1) // threads)
-
-
-# ---- the sweep
 
 
 @dataclass
@@ -251,11 +57,13 @@ class Sweep:
     """A search over `space` in the folder `folder`, each setting repeated over `seeds`.
 
     trials: how many settings to try (default: the whole grid; required for a space with ranges).
-    pruner: "median", "hyperband", None (no pruning) or an Optuna pruner. data: a Dataset, a
-    folder of images, or None for the embedded photos. threads: Numba threads per run.
+    pruner: "median", "hyperband", None (no pruning) or an Optuna pruner. The runs train on `data`
+    (a Dataset), or on what `source` reads (a DataSource, or a folder of images); with neither, on
+    the embedded photos. threads: Numba threads per run.
     """
 
-    def __init__(self, space, folder, *, seeds=(0,), trials=None, pruner="median", data=None, threads=1):
+    def __init__(self, space, folder, *, seeds=(0,), trials=None, pruner="median", data=None, source=None,
+                 threads=1):
         if not isinstance(space, SearchSpace):
             raise CnnfruitError("space must be a SearchSpace")
         if not space.searched:
@@ -278,7 +86,14 @@ class Sweep:
         self.seeds = seeds
         self.trials = min(trials, space.grid_size) if trials and space.is_grid else trials or space.grid_size
         self.pruner = pruner
+        if isinstance(data, (str, os.PathLike)):  # a folder given as data names the source
+            data, source = None, data
+        if isinstance(source, (str, os.PathLike)):
+            source = DataSource(source)
         self.data = data
+        self.source = source if data is None else None
+        if self.data is None and self.source is None:
+            self.source = DataSource()
         self.threads = threads
         self.started = None
 
@@ -289,8 +104,12 @@ class Sweep:
     def spec(self):
         """What the study records: resuming with anything else is another sweep."""
         pruner = self.pruner if self.pruner is None or isinstance(self.pruner, str) else type(self.pruner).__name__
-        return json.loads(json.dumps({"space": self.space.to_dict(), "seeds": list(self.seeds),
-                                      "trials": self.trials, "pruner": pruner, "data": _data_name(self.data)}))
+        spec = {"space": self.space.to_dict(), "seeds": list(self.seeds), "trials": self.trials, "pruner": pruner,
+                "data": self.source.name if self.source is not None else self.data.source or self.data.name}
+        shaping = (self.source or DataSource.of(self.data)).options()
+        if shaping != DataSource().options():
+            spec["data_options"] = shaping
+        return json.loads(json.dumps(spec))
 
     def run(self, client=None, *, on_run=None, stop=None):
         """Run the sweep to the end, or until `stop` (a threading.Event) is set or Ctrl-C.
@@ -304,19 +123,19 @@ class Sweep:
         import optuna
 
         os.makedirs(os.path.join(self.folder, RUNS_FOLDER), exist_ok=True)
-        dataset = self._dataset()
+        dataset = self.load_data()
         storage_url = "sqlite:///" + os.path.join(self.folder, STUDY_FILE)
         if client is not None:
             from optuna_integration import DaskStorage
 
-            _check_shared_folder(client, self.folder)
+            check_shared_folder(client, self.folder)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 storage = DaskStorage(storage_url, client=client)
-            runner = _OnDask(client)
+            runner = OnDask(client)
         else:
             storage = optuna.storages.RDBStorage(storage_url)
-            runner = _InProcess()
+            runner = InProcess()
         study = self._open_study(optuna, storage)
         self.started = time.perf_counter()
         progress = SweepProgress(self.planned_runs)
@@ -491,11 +310,11 @@ class Sweep:
         seconds = time.perf_counter() - self.started if self.started else None
         return SweepReport.build(self.space, self.seeds, records, seconds=seconds, interrupted=interrupted)
 
-    def _dataset(self):
+    def load_data(self, progress=None):
+        """The Dataset the runs train on: `data`, or what `source` reads, read once (run calls this;
+        call it first to watch the reading with progress(done, total))."""
         if self.data is None:
-            return load_embedded()
-        if isinstance(self.data, (str, os.PathLike)):
-            return read_image_folder(self.data)
+            self.data = self.source.load(progress)
         return self.data
 
 
@@ -545,14 +364,6 @@ def _setting_key(space, params):
     return tuple(to_param(params.get(name)) for name in space.names)
 
 
-def _data_name(data):
-    if data is None:
-        return "embedded"
-    if isinstance(data, (str, os.PathLike)):
-        return os.path.abspath(data)
-    return getattr(data, "source", None) or getattr(data, "name", "dataset")
-
-
 def _difference(recorded, wanted):
     changed = [key for key in wanted if recorded.get(key) != wanted[key]]
     return "it differs in " + ", ".join(changed)
@@ -594,28 +405,3 @@ def _GridSampler(search_space, seed):
             pass
 
     return GridSampler(search_space, seed=seed)
-
-
-def _check_shared_folder(client, folder):
-    """The sweep folder must be the same on the scheduler and every worker: check with a token."""
-    token = secrets.token_hex(8)
-    marker = os.path.join(folder, ".sweep-token")
-    write_text_atomically(marker, token)
-    try:
-        where = {"the scheduler": client.run_on_scheduler(_read_token, marker)}
-        where.update(client.run(_read_token, marker))
-    finally:
-        os.unlink(marker)
-    missing = [name for name, seen in where.items() if seen != token]
-    if missing:
-        raise CnnfruitError(f"the sweep folder {folder} is not the same folder on {', '.join(missing)}: the "
-                            "scheduler and every worker must see it at the same path (one machine, or a shared "
-                            "file system)")
-
-
-def _read_token(path):
-    try:
-        with open(path, encoding="utf-8") as f:
-            return f.read()
-    except OSError:
-        return None

@@ -62,7 +62,7 @@ class TensorBoardLog:
         train.add_scalar("loss", record.train_loss, record.epoch)
         train.add_scalar("accuracy", record.train_accuracy, record.epoch)
         train.add_scalar("seconds_per_epoch", record.seconds, record.epoch)  # TensorBoard's tags take no spaces
-        if record.lr is not None:  # the rate of the epoch's first step (histories from before schedules lack it)
+        if record.lr is not None:  # the rate of the epoch's first step (None in a history that does not record it)
             train.add_scalar("learning_rate", record.lr, record.epoch)
         if record.val_loss is not None:
             validation.add_scalar("loss", record.val_loss, record.epoch)

@@ -11,8 +11,8 @@ unbroken one. Class weights and label smoothing shape the training loss only (an
 loss in the history); validation and test losses stay the plain cross-entropy, one measure for
 best.npz, early stopping and the plateau schedule whatever the options.
 
-A Trainer runs epochs in memory; fitting.py wraps it into a whole run (files, best checkpoint,
-early stopping, resume).
+A TrainingLoop runs epochs in memory; run.py's Run wraps it into a whole run (files, best
+checkpoint, early stopping, resume).
 """
 import math
 import threading
@@ -52,9 +52,12 @@ class ImageRows:
 
 
 @dataclass
-class Prepared:
-    """A dataset split for the loop. Images stay uint8 (N, H, W, 3) until a batch is formed:
-    as float32 network inputs, 70,000 colour photos would take four times the memory."""
+class SplitImages:
+    """A dataset cut into the training, validation and test images and labels the loop reads.
+
+    Images stay uint8 (N, H, W, 3) until a batch is formed: as float32 network inputs, 70,000
+    colour photos would take four times the memory.
+    """
 
     images_train: np.ndarray  # or ImageRows of the dataset's training images
     y_train: np.ndarray
@@ -74,7 +77,7 @@ class Prepared:
         return to_inputs(images, self.color, self.normalize)
 
 
-def prepare(dataset, config, split_rng):
+def split_images(dataset, config, split_rng):
     if dataset.val is not None:
         train, val = dataset.train, dataset.val
         cut = (train.images, train.labels, val.images, val.labels)
@@ -82,7 +85,7 @@ def prepare(dataset, config, split_rng):
         train_index, val_index = validation_cut(dataset.train, config.val_fraction, config.val_split, split_rng)
         images, labels = dataset.train.images, dataset.train.labels
         cut = (ImageRows(images, train_index), labels[train_index], ImageRows(images, val_index), labels[val_index])
-    return Prepared(*cut, dataset.test.images, dataset.test.labels, config.color, config.normalize)
+    return SplitImages(*cut, dataset.test.images, dataset.test.labels, config.color, config.normalize)
 
 
 def class_weights_for(config, labels, class_names):
@@ -122,41 +125,33 @@ class Diverged(SettingError):
         )
 
 
-class Trainer:
+class TrainingLoop:
     """Runs epochs of SGD on one dataset and records the history.
 
     Setting the `stop` event (from a signal handler, say) makes run_epoch stop after the current
-    step and keep the epoch's progress in `partial`; `checkpoint()` then saves it, and a trainer
+    step and keep the epoch's progress in `partial`; `checkpoint()` then saves it, and a loop
     made by `resume` from that checkpoint finishes the epoch exactly as an unbroken run would.
     """
 
-    def __init__(self, dataset, config, network, optimizer, shuffle_rng, data, history, partial=None):
+    def __init__(self, dataset, config, network, optimizer, shuffle_rng, splits, history, partial=None):
         self.dataset = dataset
         self.config = config
         self.network = network
         self.optimizer = optimizer
         self.shuffle_rng = shuffle_rng
-        self.data = data
+        self.splits = splits
         self.history = history
         self.partial = partial  # progress of an epoch stopped part-way, see Checkpoint.partial
         self.stop = threading.Event()
         self._epoch_rng_state = shuffle_rng.bit_generator.state
         self._digest = None
-        n = len(data.y_train)
+        n = len(splits.y_train)
         self.steps_per_epoch = -(-n // config.batch_size)
         self.improved = False  # did the last epoch reach a new lowest validation loss?
         self.schedule = make_schedule(config, self.steps_per_epoch)
-        self.class_weights = class_weights_for(config, data.y_train, dataset.class_names)  # float64 or None
+        self.class_weights = class_weights_for(config, splits.y_train, dataset.class_names)  # float64 or None
         self._loss_weights = None if self.class_weights is None else self.class_weights.astype(network.dtype)
         network.dropout = config.dropout
-
-    @property
-    def stop_requested(self):
-        return self.stop.is_set()
-
-    @stop_requested.setter
-    def stop_requested(self, value):
-        self.stop.set() if value else self.stop.clear()
 
     @classmethod
     def start(cls, dataset, config):
@@ -167,11 +162,11 @@ class Trainer:
         optimizer = make_optimizer(config.optimizer, network.params, **config.optimizer_settings())
         history = History(dataset=dataset.name, class_names=list(dataset.class_names), seed=config.seed,
                           hyperparameters=config.to_dict())
-        return cls(dataset, config, network, optimizer, shuffle_rng, prepare(dataset, config, split_rng), history)
+        return cls(dataset, config, network, optimizer, shuffle_rng, split_images(dataset, config, split_rng), history)
 
     @classmethod
     def resume(cls, dataset, config, ckpt):
-        """A trainer in the state `ckpt` saved; config must be the checkpoint's (epochs may grow)."""
+        """A loop in the state `ckpt` saved; config must be the checkpoint's (epochs may grow)."""
         config.check()
         _, split_rng, shuffle_rng = generators(config.seed)
         arch = Architecture.from_config(config, len(dataset.class_names))
@@ -191,18 +186,19 @@ class Trainer:
         if len(history.epochs) != ckpt.epoch:
             raise CnnfruitError(f"the checkpoint's history does not hold its {ckpt.epoch} completed epochs")
         history.hyperparameters = config.to_dict()
-        trainer = cls(dataset, config, network, optimizer, shuffle_rng, prepare(dataset, config, split_rng), history,
-                      ckpt.partial)
-        if ckpt.partial is not None:
-            _check_partial(ckpt.partial, trainer.steps_per_epoch)
+        loop = cls(dataset, config, network, optimizer, shuffle_rng, split_images(dataset, config, split_rng), history,
+                   ckpt.partial)
+        if ckpt.partial is not None and ckpt.partial["step"] >= loop.steps_per_epoch:
+            # checkpoint.load checked the record itself; how many steps an epoch has depends on the data
+            raise CnnfruitError("the checkpoint's interrupted epoch does not fit its data and batch size")
         if ckpt.schedule is not None:
             try:
-                trainer.schedule.load_state(ckpt.schedule)
+                loop.schedule.load_state(ckpt.schedule)
             except ValueError as err:
                 raise CnnfruitError(str(err)) from None
-        elif config.lr_schedule != "constant":  # checkpoints from before schedules ran at a constant rate
+        elif config.lr_schedule != "constant":  # a checkpoint without a schedule's state ran at a constant rate
             raise CnnfruitError("the checkpoint lacks the state of its learning-rate schedule")
-        return trainer
+        return loop
 
     @property
     def epoch(self):
@@ -216,13 +212,13 @@ class Trainer:
         or resuming from a checkpoint, carries on from the next step with the same order.
         """
         started = time.perf_counter()
-        data, batch = self.data, self.config.batch_size
+        splits, batch = self.splits, self.config.batch_size
         partial = self.partial or {"step": 0, "loss_sum": 0.0, "correct": 0, "seconds": 0.0}
         if self.partial is None:
             self._epoch_rng_state = self.shuffle_rng.bit_generator.state
         else:  # draw the stopped epoch's order again
             self.shuffle_rng.bit_generator.state = self._epoch_rng_state
-        order = self.shuffle_rng.permutation(len(data.y_train))
+        order = self.shuffle_rng.permutation(len(splits.y_train))
         plan = draw_plan(len(order), self.config.augment, self.shuffle_rng)
         mean_loss = self.config.loss_reduction == "mean"
         loss_sum, correct = partial["loss_sum"], partial["correct"]
@@ -230,8 +226,8 @@ class Trainer:
         config, schedule, first_step = self.config, self.schedule, self.epoch * self.steps_per_epoch
         for step in range(partial["step"], self.steps_per_epoch):
             chunk = slice(step * batch, (step + 1) * batch)
-            labels = data.y_train[order[chunk]]
-            x = plan.apply(data.inputs(data.images_train[order[chunk]]), chunk)
+            labels = splits.y_train[order[chunk]]
+            x = plan.apply(splits.inputs(splits.images_train[order[chunk]]), chunk)
             if schedule.varies:
                 self.optimizer.lr = schedule.lr(first_step + step)
             dropout_rng = dropout_generator(config.seed, self.epoch, step) if config.dropout else None
@@ -253,11 +249,11 @@ class Trainer:
         for name, value in params.items():
             if not np.isfinite(value).all():
                 raise Diverged(self.epoch + 1, self.steps_per_epoch, f"the weight {name}", self.config.lr)
-        n = len(data.y_train)
+        n = len(splits.y_train)
         record = EpochRecord(epoch=self.epoch + 1, train_loss=loss_sum / n, train_accuracy=correct / n,
                              lr=schedule.lr(first_step))
-        if len(data.y_val):
-            record.val_loss, record.val_accuracy, _ = net.evaluate(data.images_val, data.y_val, inputs=data.inputs)
+        if len(splits.y_val):
+            record.val_loss, record.val_accuracy, _ = net.evaluate(splits.images_val, splits.y_val, inputs=splits.inputs)
         record.seconds = partial["seconds"] + time.perf_counter() - started
         self.history.epochs.append(record)
         self.partial = None
@@ -282,7 +278,8 @@ class Trainer:
 
     def finish(self, total_seconds):
         """Test accuracy on the held-out test split, recorded in the history."""
-        loss, accuracy, _ = self.network.evaluate(self.data.images_test, self.data.y_test, inputs=self.data.inputs)
+        splits = self.splits
+        loss, accuracy, _ = self.network.evaluate(splits.images_test, splits.y_test, inputs=splits.inputs)
         self.history.test_loss, self.history.test_accuracy = loss, accuracy
         self.history.total_seconds = total_seconds
         return accuracy
@@ -305,15 +302,7 @@ class Trainer:
             rng_state=rng_state,
             config=self.config.to_dict(),
             history=self.history.to_dict(),
-            data={"source": self.dataset.source, "digest": self._digest, **self.dataset.options},
+            trained_on={"source": self.dataset.source, "digest": self._digest, **self.dataset.options},
             partial=self.partial,
             schedule=self.schedule.state,
         )
-
-
-def _check_partial(partial, steps_per_epoch):
-    kinds = {"step": int, "correct": int, "loss_sum": float, "seconds": (int, float)}
-    if not isinstance(partial, dict) or any(not isinstance(partial.get(k), kind) for k, kind in kinds.items()):
-        raise CnnfruitError(f"the checkpoint's interrupted epoch needs {', '.join(kinds)}")
-    if not 0 < partial["step"] < steps_per_epoch:
-        raise CnnfruitError("the checkpoint's interrupted epoch does not fit its data and batch size")

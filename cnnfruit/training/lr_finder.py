@@ -8,7 +8,7 @@ first barely moves (lr too small), then falls (lr useful), then rises or explode
     print(sweep.suggestion.low, sweep.suggestion.high)
     for line in sweep.suggestion.reasons: print(line)
 
-The training steps are the Trainer's own (Trainer.run_epoch with its on_step hook), so the sweep
+The training steps are the TrainingLoop's own (TrainingLoop.run_epoch with its on_step hook), so the sweep
 sees what training would see: the same initialisation, split, shuffling, augmentation, batch size,
 loss reduction and optimizer. Nothing is saved.
 
@@ -20,14 +20,10 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from cnnfruit.config import TrainConfig
+from cnnfruit.config import LR_FIND_END, LR_FIND_PROBE, LR_FIND_START, LR_FIND_STEPS, TrainConfig
 from cnnfruit.errors import CnnfruitError, SettingError
 from cnnfruit.threads import one_blas_thread
 
-DEFAULT_START = 1e-8
-DEFAULT_END = 1.0
-DEFAULT_STEPS = 200
-DEFAULT_PROBE = 128  # validation images whose loss is measured after every step
 # The sweep stops once the loss is this many times its lowest value (fastai's rule), both taken as
 # medians of the last few steps, so that one spike does not end it, and the lowest counted as at
 # least a uniform guess's loss, ln(classes), so that a loss of exactly 0 (a saturated softmax on
@@ -75,7 +71,7 @@ def lr_schedule(start, end, steps):
     return start * (end / start) ** (np.arange(steps) / max(steps - 1, 1))
 
 
-def find_lr(dataset, config, start=DEFAULT_START, end=DEFAULT_END, steps=DEFAULT_STEPS, probe=DEFAULT_PROBE):
+def find_lr(dataset, config, start=LR_FIND_START, end=LR_FIND_END, steps=LR_FIND_STEPS, probe=LR_FIND_PROBE):
     """Sweep the learning rate of `config` (its lr is ignored) from start to end over `steps` steps.
 
     After each step the loss is measured on the same `probe` validation images (the first ones of
@@ -84,7 +80,7 @@ def find_lr(dataset, config, start=DEFAULT_START, end=DEFAULT_END, steps=DEFAULT
     Stops early when the loss stops being finite or exceeds DIVERGED_FACTOR times its lowest.
     Returns an LrSweep with the suggestion filled in.
     """
-    from cnnfruit.training.loop import Diverged, Trainer  # here, so the CLI can read this module's defaults without Numba
+    from cnnfruit.training.loop import Diverged, TrainingLoop  # here, so the CLI can read this module's defaults without Numba
 
     if isinstance(config, dict):
         config = TrainConfig(**config)
@@ -95,8 +91,8 @@ def find_lr(dataset, config, start=DEFAULT_START, end=DEFAULT_END, steps=DEFAULT
         raise SettingError("{steps} must be at least 5, got {value}", value=steps)
     schedule = lr_schedule(start, end, steps)
     # The sweep sets every step's rate itself; a --lr-schedule would overwrite it at each step.
-    trainer = Trainer.start(dataset, replace(config, lr_schedule="constant").check())
-    network, optimizer, data = trainer.network, trainer.optimizer, trainer.data
+    loop = TrainingLoop.start(dataset, replace(config, lr_schedule="constant").check())
+    network, optimizer, data = loop.network, loop.optimizer, loop.splits
     x_probe, y_probe = data.inputs(data.images_val[:probe]), data.y_val[:probe]
     optimizer.lr = float(schedule[0])
     train_losses, probe_losses = [], []
@@ -112,20 +108,20 @@ def find_lr(dataset, config, start=DEFAULT_START, end=DEFAULT_END, steps=DEFAULT
         if len(probe_losses) >= window:
             state["best"] = min(state["best"], recent)
         if len(probe_losses) == steps:
-            trainer.stop.set()
+            loop.stop.set()
         elif not math.isfinite(loss):
             state["stopped"] = "the loss stopped being a finite number"
-            trainer.stop.set()
+            loop.stop.set()
         elif recent > DIVERGED_FACTOR * max(state["best"], guess) and len(probe_losses) >= 2 * window:
             state["stopped"] = f"the loss diverged (past {DIVERGED_FACTOR:g}x its lowest)"
-            trainer.stop.set()
+            loop.stop.set()
         else:
             optimizer.lr = float(schedule[len(probe_losses)])
 
     with one_blas_thread():
         try:
-            while not trainer.stop.is_set():
-                trainer.run_epoch(on_step)
+            while not loop.stop.is_set():
+                loop.run_epoch(on_step)
         except Diverged:
             state["stopped"] = "the loss stopped being a finite number"
     finite = int(np.isfinite(probe_losses).sum()) if probe_losses else 0

@@ -151,34 +151,34 @@ class RunFolder:
 
     # ---- saving, off the training thread
 
-    def save(self, trainer):
-        """model.npz, history.json and history.csv as the trainer stands now.
+    def save(self, loop):
+        """model.npz, history.json and history.csv as the loop stands now.
 
         The state is copied here and written by a background thread, in order, each file
         atomically, while training goes on (a save of the default network takes 20-120 ms, a
         good share of an epoch at batch 32). flush() waits for the writes; `saved_at` says what
         the files hold once written. A write that failed stops the run at the next save.
         """
-        ckpt, history = self._snapshot(trainer), trainer.history
+        ckpt, history = self._snapshot(loop), loop.history
         texts = {self.history_path: history.to_json(), self.history_csv_path: history_csv(history)}
-        self._submit(self._write, self.model_path, ckpt, texts, describe_point(trainer))
+        self._submit(self._write, self.model_path, ckpt, texts, describe_point(loop))
 
-    def save_best(self, trainer):
-        self._submit(self._write, self.best_path, self._snapshot(trainer), {}, None)
+    def save_best(self, loop):
+        self._submit(self._write, self.best_path, self._snapshot(loop), {}, None)
 
-    def _snapshot(self, trainer):
-        """snapshot(trainer), whose arrays are copied once per point of training.
+    def _snapshot(self, loop):
+        """snapshot(loop), whose arrays are copied once per point of training.
 
         Weights and optimizer state change only with a step, so the saves made at one point
         (best.npz and model.npz after an epoch, model.npz again once the test score is in) share
         one copy: with Adam on the default network each copy is 68 MB, and three of them waiting
         for the writer were the peak of a run's memory.
         """
-        point = (trainer.epoch, None if trainer.partial is None else trainer.partial["step"])
+        point = (loop.epoch, None if loop.partial is None else loop.partial["step"])
         if point != self._snapshot_point:
-            self._snapshot_point, self._snapshot_arrays = point, copy_arrays(trainer.checkpoint())
+            self._snapshot_point, self._snapshot_arrays = point, copy_arrays(loop.checkpoint())
         params, optimizer_state = self._snapshot_arrays
-        return snapshot(trainer, params, optimizer_state)
+        return snapshot(loop, params, optimizer_state)
 
     def flush(self):
         """Wait for every queued write; a CnnfruitError if one of them failed."""
@@ -224,20 +224,20 @@ def copy_arrays(ckpt):
             {name: value.copy() for name, value in ckpt.optimizer_state.items()})
 
 
-def snapshot(trainer, params=None, optimizer_state=None):
-    """The trainer's checkpoint with its own copies of every array and record, safe to write later;
+def snapshot(loop, params=None, optimizer_state=None):
+    """The loop's checkpoint with its own copies of every array and record, safe to write later;
     params and optimizer_state, if given, are copies made earlier at this same point of training."""
-    ckpt = trainer.checkpoint()
+    ckpt = loop.checkpoint()
     if params is None:
         params, optimizer_state = copy_arrays(ckpt)
     return replace(copy.deepcopy(replace(ckpt, params={}, optimizer_state={})), params=params,
                    optimizer_state=optimizer_state)
 
 
-def describe_point(trainer):
+def describe_point(loop):
     """Where training stands, in words: the initial weights, the end of an epoch, or mid-epoch."""
-    if trainer.partial is not None:
-        return f"epoch {trainer.epoch + 1} up to step {trainer.partial['step']} of {trainer.steps_per_epoch}"
-    if trainer.epoch == 0:
+    if loop.partial is not None:
+        return f"epoch {loop.epoch + 1} up to step {loop.partial['step']} of {loop.steps_per_epoch}"
+    if loop.epoch == 0:
         return "the initial weights"
-    return f"the end of epoch {trainer.epoch}"
+    return f"the end of epoch {loop.epoch}"

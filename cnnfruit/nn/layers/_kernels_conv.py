@@ -13,7 +13,7 @@ us per image that way, as long as a third of the layer's products; 32 us through
 """
 import numpy as np
 
-from cnnfruit.nn.kernels import njit_tile
+from cnnfruit.nn.kernels.jit import njit_tile
 
 
 @njit_tile

@@ -5,7 +5,7 @@
 """
 import numba
 
-from cnnfruit.nn.kernels import njit_parallel, serial_twin
+from cnnfruit.nn.kernels.jit import njit_parallel, serial_twin
 
 
 @njit_parallel
