@@ -24,9 +24,13 @@ def test_a_format_1_checkpoint_reads_as_the_report_shape_it_describes():
 
 
 def test_a_format_1_checkpoint_predicts_what_it_did():
+    """To float32's rounding: scoring runs on blocks of 64 images since, whose products may round
+    the last bit of a probability otherwise than the 6-image batch the old code scored."""
     clf = cnnfruit.Classifier.load(str(FORMAT_1 / "interrupted.npz"))
     expected = np.load(FORMAT_1 / "probabilities.npy")
-    assert clf.predict_proba(dataset().test.images).tobytes() == expected.tobytes()
+    probabilities = clf.predict_proba(dataset().test.images)
+    np.testing.assert_allclose(probabilities, expected, rtol=0, atol=1e-6)
+    assert np.array_equal(probabilities.argmax(axis=1), expected.argmax(axis=1))
 
 
 def test_a_format_1_checkpoint_resumes_to_the_unbroken_run_bit_for_bit(tmp_path):

@@ -15,7 +15,6 @@ from dataclasses import dataclass, fields
 
 from cnnfruit.config import TrainConfig, parse_hidden, parse_layers, setting_fields
 from cnnfruit.errors import SettingError
-from cnnfruit.nn.architecture import check_fits
 
 NOT_SEARCHED = ("seed",)  # a sweep repeats every setting over its own list of seeds
 NETWORK_SETTINGS = ("layers", "kernels", "kernel_size", "hidden", "color")
@@ -188,6 +187,8 @@ def _checked(name, kind, f, fixed):
     def check(value):
         config = TrainConfig(**{**fixed, name: value})
         if name in NETWORK_SETTINGS:
+            from cnnfruit.nn.architecture import check_fits  # here: the command's --help loads this module
+
             check_fits(config)  # a layer spec that cannot work fails now, not as a failed run
         return getattr(config, name)
 
