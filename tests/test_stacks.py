@@ -113,3 +113,14 @@ def test_an_api_spec_that_cannot_work_is_a_setting_error(synthetic_dataset):
     with pytest.raises(cnnfruit.SettingError, match="not both"):
         cnnfruit.TrainConfig(layers="dense8", hidden=(8,))
     assert checkpoint.FORMAT_VERSION == 2
+
+
+def test_gradcheck_refuses_a_network_too_big_for_memory_in_one_line(monkeypatch):
+    from cnnfruit.nn import memory
+
+    monkeypatch.setattr(memory, "available_bytes", lambda: 10**6)
+    result = cli("gradcheck", "--layers", "conv4x3 same, maxpool2, dense100000")
+    assert result.exit_code == 1
+    assert result.output.splitlines()[-1].startswith("Error: this network needs about ")
+    assert result.output.splitlines()[-1].endswith("more memory to check its gradients, more than the 976.6 KiB "
+                                                   "available")

@@ -43,6 +43,10 @@ def check_gradients(arch, seed=0, images=2, max_entries=300, eps=1e-6, dropout=0
     dropout at that rate (the same masks at every evaluation), class_weights (M numbers) and
     label_smoothing in the loss. Returns a list of ParameterCheck.
     """
+    from cnnfruit.nn import memory
+
+    # float64 weights drawn, their gradients, the analytic copy: refused before numpy's MemoryError
+    memory.check_prediction(arch, dtype_bytes=8, images=images, task="check its gradients", copies=3)
     rng = np.random.default_rng(seed)
     # he whatever the training default: under a zero logit layer (he-zero) every gradient below it
     # is zero, and comparing zeros with zeros would check nothing.

@@ -82,13 +82,14 @@ def check_training(arch, config, images):
                        available=describe(available), value=value)
 
 
-def check_prediction(arch, dtype_bytes=FLOAT_BYTES):
-    """Refuse a network whose gradients and activations for a batch cannot fit (its weights are loaded)."""
+def check_prediction(arch, dtype_bytes=FLOAT_BYTES, images=EVAL_BATCH, task="predict", copies=1):
+    """Refuse a network whose gradients and activations for a batch of `images` cannot fit, with
+    `copies` of its weights still to make (beyond the gradients)."""
     weights = sum(_count(shape) for shape in arch.parameter_shapes().values()) * dtype_bytes
-    need = weights + EVAL_BATCH * activation_floats(arch) * dtype_bytes
+    need = copies * weights + images * activation_floats(arch) * dtype_bytes
     available = available_bytes()
     if available is not None and need > available:
-        raise CnnfruitError(f"this network needs about {describe(need)} more memory to predict, more than the "
+        raise CnnfruitError(f"this network needs about {describe(need)} more memory to {task}, more than the "
                             f"{describe(available)} available")
 
 

@@ -9,7 +9,6 @@ that layer's arrays.
 import numpy as np
 
 from cnnfruit.errors import CnnfruitError
-from cnnfruit.layerspec import DenseSpec
 from cnnfruit.nn import dispatch
 from cnnfruit.nn.layers import Dropout
 
@@ -267,7 +266,7 @@ def _with_dropout(units):
     for unit in units:
         out.append(unit)
         if unit.kind == "dense" and not unit.logits:
-            out.append(Dropout(f"dropout{count}", DenseSpec(unit.units), unit.out_shape, number=unit.number,
-                               relu_input=True, below_has_parameters=True))
+            out.append(Dropout(f"dropout{count}", "dropout", unit.out_shape, number=unit.number, relu_input=True,
+                               below_has_parameters=True))
             count += 1
     return out
