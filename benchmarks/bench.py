@@ -165,11 +165,11 @@ class Torch:
                                    for start in range(0, len(x), INFER_BATCH)])
 
     def params(self):
-        conv = [m for m in self.model if isinstance(m, self.torch.nn.Conv2d)][0]
-        out = {"conv_w": conv.weight, "conv_b": conv.bias}
-        for layer, dense in enumerate(m for m in self.model if isinstance(m, self.torch.nn.Linear)):
-            out[f"dense{layer}_w"], out[f"dense{layer}_b"] = dense.weight.T, dense.bias
-        return {k: v.detach().numpy() for k, v in out.items()}
+        from torch_train import model_parameters
+
+        from cnnfruit.nn.architecture import Architecture
+
+        return model_parameters(self.torch, Architecture(), self.model)
 
 
 class TorchOneThread(Torch):
@@ -247,6 +247,140 @@ IMPLEMENTATIONS = {"cnnfruit": Cnnfruit, "torch": Torch, "torch-1t": TorchOneThr
                    "numpy": Numpy}
 
 
+# ----------------------------------------------------------------------------------------------
+# the deep stack: the VGG-style network of docs/layers.md, on 32 x 32 colour photos, Adam 1e-3 on
+# the mean loss (PyTorch's recipe), from the same PyTorch-style initial weights
+
+
+STACK = "conv32x3 same, conv32x3 same, maxpool2, conv64x3 same, conv64x3 same, maxpool2, dense256"
+STACK_CLASSES = 10
+STACK_LR = 1e-3
+CIFAR = os.path.join(ROOT, "..", "shared", "cifar-10-sample")
+# --check's stack: every layer kind and both paddings, odd and even kernels, pools of 2 and 3
+CHECK_STACK = "conv8x3 same, conv8x4 same, maxpool2, conv12x5, maxpool3, dense32"
+
+
+def stack_arch(layers=STACK):
+    from cnnfruit.nn.architecture import Architecture
+
+    return Architecture(in_channels=3, layers=layers, classes=STACK_CLASSES)
+
+
+def stack_data(images=10000):
+    """(x (N, 3, 32, 32) standardised float32, labels): the CIFAR-10 sample's training photos in a
+    seeded order when they are beside the checkout, else as many random images."""
+    rng = np.random.default_rng(SEED)
+    if os.path.isdir(CIFAR):
+        from cnnfruit.data.datasets import read_image_folder
+        from cnnfruit.data.preprocess import to_inputs
+
+        train = read_image_folder(CIFAR).train
+        order = rng.permutation(len(train.labels))
+        return to_inputs(train.images[order], "rgb", "standardize"), train.labels[order], "the CIFAR-10 sample"
+    x = rng.standard_normal((images, 3, 32, 32)).astype(np.float32)
+    return x, rng.integers(0, STACK_CLASSES, images), "random images (no CIFAR-10 sample beside the checkout)"
+
+
+def stack_params(arch, dtype=np.float32):
+    from cnnfruit.nn.architecture import init_parameters
+
+    return init_parameters(arch, np.random.default_rng(SEED), dtype=dtype, scheme="torch")
+
+
+class CnnfruitStack:
+    """cnnfruit's training step on the stack, as Trainer.run_epoch takes it with --loss-reduction mean."""
+
+    def __init__(self, arch, params):
+        from cnnfruit.nn.network import Network
+        from cnnfruit.nn.optimizers import make_optimizer
+        from cnnfruit.threads import configure_threads
+
+        configure_threads()
+        self.network = Network(arch, {k: v.copy() for k, v in params.items()})
+        self.optimizer = make_optimizer("adam", self.network.params, lr=STACK_LR)
+
+    def step(self, x, y):
+        net = self.network
+        net.forward(x)
+        net.loss(y)
+        net.dlogits[...] *= net.dtype.type(1 / len(y))
+        net.backward_step(self.optimizer)
+
+    def gradients(self, x, y):
+        """The summed loss's gradient of every parameter, and of the input as "input"."""
+        net = self.network
+        net.forward(x)
+        net.loss(y)
+        grads = {k: v.copy() for k, v in net.backward().items()}
+        grads["input"] = net.input_gradient(net.dlogits.copy())
+        return grads
+
+
+class TorchStack:
+    threads = None
+
+    def __init__(self, arch, params):
+        import torch
+        from torch_train import build_model
+
+        torch.set_num_threads(self.threads or numba_threads())
+        self.torch, self.arch = torch, arch
+        self.model = build_model(torch, arch, params)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=STACK_LR)
+        self.loss = torch.nn.CrossEntropyLoss()
+
+    def step(self, x, y):
+        torch = self.torch
+        self.optimizer.zero_grad(set_to_none=True)
+        self.loss(self.model(torch.from_numpy(x)), torch.from_numpy(y)).backward()
+        self.optimizer.step()
+
+    def gradients(self, x, y):
+        from torch_train import model_parameters
+
+        torch = self.torch
+        self.model.zero_grad(set_to_none=True)
+        inputs = torch.from_numpy(x.copy()).requires_grad_()
+        torch.nn.CrossEntropyLoss(reduction="sum")(self.model(inputs), torch.from_numpy(y)).backward()
+        return {**model_parameters(torch, self.arch, self.model, gradients=True), "input": inputs.grad.numpy()}
+
+
+class TorchStackOneThread(TorchStack):
+    threads = 1
+
+
+STACK_IMPLEMENTATIONS = {"cnnfruit": CnnfruitStack, "torch": TorchStack, "torch-1t": TorchStackOneThread}
+
+
+def check_stack_agreement():
+    """One step's gradients of a stack with every layer kind: cnnfruit and PyTorch in float32 against
+    cnnfruit in float64; they agree when their distance is of the size of float32's own error."""
+    import torch  # noqa: F401  (a clear ImportError if PyTorch is missing)
+
+    arch = stack_arch(CHECK_STACK)
+    params = stack_params(arch)
+    x, y, _ = stack_data(16)
+    x, y = x[:16], y[:16]
+    ours = CnnfruitStack(arch, params).gradients(x, y)
+    theirs = TorchStackOneThread(arch, params).gradients(x, y)
+    exact = CnnfruitStack(arch, {k: v.astype(np.float64) for k, v in params.items()}).gradients(x.astype(np.float64), y)
+    lines = []
+    kinds = {unit.name: unit for unit in arch.units()}
+    for name in ours:
+        unit = kinds.get(name.rsplit("_", 1)[0])
+        scale = np.abs(exact[name]).max()
+        noise = max(np.abs(ours[name] - exact[name]).max(), np.abs(theirs[name] - exact[name]).max()) / scale
+        apart = np.abs(ours[name] - theirs[name]).max() / scale
+        verdict = "ok" if apart <= 2 * noise + 1e-7 else "DIFFERENT"
+        if unit is None:
+            what = "input, through all"
+        else:
+            what = f"{unit.kind} {unit.spec}" + (" (logits)" if getattr(unit, "logits", False) else "")
+        lines.append(f"  stack {name:10s} {what:24s} |cnnfruit - torch| {apart:.1e}, float32 noise {noise:.1e} "
+                     f"(of the largest gradient): {verdict}")
+    return lines
+
+
 def numba_threads():
     import numba
 
@@ -260,7 +394,7 @@ def numba_threads():
 def worker(name):
     x, y, x_test, _ = load_data()
     params = initial_params()
-    impl, row = None, None
+    impl, row, stack = None, None, None
     for line in sys.stdin:
         command = json.loads(line)
         if command["do"] == "train":
@@ -289,6 +423,21 @@ def worker(name):
             from cnnfruit.nn.gemm import products
 
             answer = {"products": products().describe()}
+        elif command["do"] == "stack":
+            if ("stack", command["batch"]) != row:  # a fresh model per row, from the same weights
+                if stack is None:
+                    stack = stack_data()
+                    arch = stack_arch()
+                    start_params = stack_params(arch)
+                row, batch = ("stack", command["batch"]), command["batch"]
+                impl = STACK_IMPLEMENTATIONS[name](arch, start_params)
+            sx, sy, _ = stack
+            steps = max(1, command["images"] // batch)
+            started = time.perf_counter()
+            for s in range(steps):
+                start = (s * batch) % (len(sy) - batch + 1)
+                impl.step(sx[start:start + batch], sy[start:start + batch])
+            answer = {"seconds": time.perf_counter() - started, "images": steps * batch}
         elif command["do"] == "check":
             impl, row = IMPLEMENTATIONS[name](params, command["optimizer"]), None
             for s in range(command["steps"]):
@@ -490,6 +639,47 @@ def check_agreement(workers, tmp, optimizer="sgd"):
     return lines
 
 
+def time_stack(workers, batches, args, peak, names):
+    """The deep stack's rows: cnnfruit and PyTorch taking turns, seconds per 10,000-image epoch."""
+    arch = stack_arch()
+    flops = arch.flops_per_image()
+    active = {name: workers[name] for name in ("cnnfruit", "torch", "torch-1t") if name in names}
+    source = stack_data(16)[2]
+    print(f"\ndeep stack: {arch.describe()}, {flops / 1e6:.1f} MFLOP per image and step; Adam {STACK_LR:g} on "
+          f"the mean loss, PyTorch's initialisation; {source}; {args.stack_images} images per timed run, median "
+          f"of {args.repeats} alternating runs, scaled to a 10000-image epoch; uptime: {uptime()}")
+    header = f"{'batch':>5} {'impl':>9} {'s/epoch':>8} {'img/s':>7} {'vs torch':>8} {'vs best':>8} {'GFLOP/s':>8} {'% peak':>7}"
+    print(header)
+    print("-" * len(header))
+    for batch in batches:
+        times = {name: [] for name in active}
+        for w in active.values():  # warm-up: compilation, first touch of the buffers
+            w.ask(do="stack", batch=batch, images=2 * batch)
+        for _ in range(args.repeats):
+            for name, w in active.items():
+                answer = w.ask(do="stack", batch=batch, images=args.stack_images)
+                times[name].append(answer["seconds"] / answer["images"] * 10000)
+        medians = {name: statistics.median(t) for name, t in times.items()}
+        for name, epoch in medians.items():
+            torch_epoch = medians.get("torch")
+            best = min((medians[t] for t in ("torch", "torch-1t") if t in medians), default=None)
+            speedup = f"{torch_epoch / epoch:7.2f}x" if torch_epoch else f"{'n/a':>8}"
+            over_best = f"{best / epoch:7.2f}x" if best else f"{'n/a':>8}"
+            gflops = flops * 10000 / epoch / 1e9
+            print(f"{batch:>5} {name:>9} {epoch:8.2f} {10000 / epoch:7.0f} {speedup} {over_best} {gflops:8.1f} "
+                  f"{100 * gflops / peak:6.1f}%   runs {', '.join(f'{t:.1f}' for t in times[name])}")
+    print(f"uptime after: {uptime()}")
+
+
+def uptime():
+    """The load averages: the machine is shared, and every timing is read beside them."""
+    try:
+        with open("/proc/loadavg") as f:
+            return "load " + " ".join(f.read().split()[:3])
+    except OSError:
+        return "load unknown"
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batches", default="1,8,32,128", help="comma-separated batch sizes (plain SGD)")
@@ -501,6 +691,10 @@ def main():
     parser.add_argument("--process-runs", type=int, default=3, help="pairs of whole-process runs per row")
     parser.add_argument("--check", action="store_true", help="first check that the implementations agree")
     parser.add_argument("--tiles", action="store_true", help="print the units of work per product, and stop")
+    parser.add_argument("--stack-batches", default="32,64",
+                        help="comma-separated batch sizes of the deep stack's rows ('' for none)")
+    parser.add_argument("--stack-images", type=int, default=10000,
+                        help="images per timed run of the deep stack (10000: a whole epoch of the CIFAR-10 sample)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -527,8 +721,7 @@ def main():
     print(f"cnnfruit benchmark, {time.strftime('%Y-%m-%d %H:%M %Z')}, {os.cpu_count()} CPUs, "
           f"numba threads {numba_threads()}, numpy {np.__version__}; {torch_note}")
     arch, epoch_images = Architecture(), len(load_data()[1])
-    print(f"network {arch.in_channels}x{arch.image_size}x{arch.image_size} -> conv {arch.kernels}x{arch.kernel_size}x"
-          f"{arch.kernel_size} -> {'-'.join(str(w) for w in (arch.features, *arch.hidden, arch.classes))}, "
+    print(f"network {arch.describe()}, "
           f"{flops / 1e6:.1f} MFLOP per image and step; {args.images} images per timed run, median of "
           f"{args.repeats}, scaled to a {epoch_images}-image epoch")
     print(f"cnnfruit's {products().describe()}")
@@ -539,6 +732,8 @@ def main():
             print("agreement:")
             for optimizer in sorted({o for o, _ in rows_wanted}):
                 print("\n".join(check_agreement(row_workers(workers, optimizer), tmp, optimizer)))
+            if "torch" in names:
+                print("\n".join(check_stack_agreement()))
         peak = sgemm_peak()
         print(f"sgemm peak (numpy float32 matmul 2048x2048, best of 5): {peak:.1f} GFLOP/s")
         rows = []
@@ -570,6 +765,10 @@ def main():
             gflops = flops * epoch_images / epoch / 1e9
             print(f"{optimizer:>9} {batch:>5} {name:>13} {epoch:8.3f} {epoch_images / epoch:8.0f} {speedup} {over_best} "
                   f"{gflops:8.2f} {100 * gflops / peak:6.1f}% {mib:9.0f}")
+
+        stack_batches = [int(b) for b in args.stack_batches.split(",") if b]
+        if stack_batches:
+            time_stack(workers, stack_batches, args, peak, names)
 
         print(f"\ninference on the test split (496 images, batches of {INFER_BATCH}), {INFER_PASSES} passes a run, "
               f"median of {max(3, args.repeats)} alternating runs:")

@@ -27,25 +27,7 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)  # run from a checkout without installing
 
-
-def build_model(torch, arch):
-    nn = torch.nn
-    layers = [nn.Conv2d(arch.in_channels, arch.kernels, arch.kernel_size), nn.ReLU(), nn.Flatten()]
-    for fan_in, fan_out in arch.dense_widths:
-        layers += [nn.Linear(fan_in, fan_out), nn.ReLU()]
-    return nn.Sequential(*layers[:-1])  # no ReLU after the logits
-
-
-def copy_parameters(torch, model, params):
-    """cnnfruit's arrays into the layers; torch stores a Linear weight as (out, in), cnnfruit (in, out)."""
-    convs = [m for m in model if isinstance(m, torch.nn.Conv2d)]
-    denses = [m for m in model if isinstance(m, torch.nn.Linear)]
-    with torch.no_grad():
-        convs[0].weight.copy_(torch.from_numpy(params["conv_w"]))
-        convs[0].bias.copy_(torch.from_numpy(params["conv_b"]))
-        for layer, dense in enumerate(denses):
-            dense.weight.copy_(torch.from_numpy(np.ascontiguousarray(params[f"dense{layer}_w"].T)))
-            dense.bias.copy_(torch.from_numpy(params[f"dense{layer}_b"]))
+from torch_train import build_model  # noqa: E402  (beside this script)
 
 
 def accuracy(torch, model, x, y, batch=256):
@@ -70,9 +52,7 @@ def train_one(torch, dataset, args, seed):
     x_train, x_test = data.inputs(data.images_train), data.inputs(data.images_test)
     arch = Architecture.from_config(config, len(dataset.class_names))
     torch.manual_seed(seed)
-    model = build_model(torch, arch)
-    if args.init != "torch":
-        copy_parameters(torch, model, init_parameters(arch, init_rng, scheme=args.init))
+    model = build_model(torch, arch, None if args.init == "torch" else init_parameters(arch, init_rng, scheme=args.init))
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr, betas=(0.9, 0.999), eps=1e-8)
     loss_fn = torch.nn.CrossEntropyLoss(reduction=args.reduction)
     started = time.perf_counter()

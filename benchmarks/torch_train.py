@@ -20,22 +20,57 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)  # run from a checkout without installing
 
 
-def build_model(torch, arch, params):
-    """conv + ReLU -> dense + ReLU ... -> logits, with cnnfruit's arrays copied in (torch keeps a
-    Linear's weight as (out, in), cnnfruit as (in, out))."""
+def build_model(torch, arch, params=None):
+    """Any cnnfruit Architecture as a torch Sequential, layer unit by layer unit, with cnnfruit's
+    arrays copied in when given (torch keeps a Linear's weight as (out, in), cnnfruit as (in, out)).
+    A same-padded conv of an even kernel pads more after than before, as cnnfruit (and ONNX's
+    SAME_UPPER) does: ZeroPad2d, since Conv2d pads both sides alike."""
     nn = torch.nn
-    conv = nn.Conv2d(arch.in_channels, arch.kernels, arch.kernel_size)
-    denses = [nn.Linear(fan_in, fan_out) for fan_in, fan_out in arch.dense_widths]
+    layers = []
+    for unit in arch.units():
+        if unit.kind == "conv":
+            before, after = unit.pads
+            if before != after:
+                layers.append(nn.ZeroPad2d((before, after, before, after)))
+            layers += [nn.Conv2d(unit.in_shape[0], unit.kernels, unit.size, padding=before if before == after else 0),
+                       nn.ReLU()]
+        elif unit.kind == "maxpool":
+            layers.append(nn.MaxPool2d(unit.size))
+        else:
+            if len(unit.in_shape) > 1:
+                layers.append(nn.Flatten())
+            layers.append(nn.Linear(unit.fan_in, unit.units))
+            if not unit.logits:
+                layers.append(nn.ReLU())
+    model = nn.Sequential(*layers)
+    if params is not None:
+        copy_parameters(torch, arch, model, params)
+    return model
+
+
+def _learned(torch, arch, model):
+    """(cnnfruit name, torch module) of each layer with parameters, in order."""
+    units = [unit for unit in arch.units() if unit.kind in ("conv", "dense")]
+    modules = [m for m in model if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+    return [(unit.name, module) for unit, module in zip(units, modules)]
+
+
+def copy_parameters(torch, arch, model, params):
     with torch.no_grad():
-        conv.weight.copy_(torch.from_numpy(params["conv_w"]))
-        conv.bias.copy_(torch.from_numpy(params["conv_b"]))
-        for layer, dense in enumerate(denses):
-            dense.weight.copy_(torch.from_numpy(np.ascontiguousarray(params[f"dense{layer}_w"].T)))
-            dense.bias.copy_(torch.from_numpy(params[f"dense{layer}_b"]))
-    layers = [conv, nn.ReLU(), nn.Flatten()]
-    for dense in denses:
-        layers += [dense, nn.ReLU()]
-    return nn.Sequential(*layers[:-1])
+        for name, module in _learned(torch, arch, model):
+            weight = params[f"{name}_w"]
+            module.weight.copy_(torch.from_numpy(np.ascontiguousarray(weight.T if weight.ndim == 2 else weight)))
+            module.bias.copy_(torch.from_numpy(params[f"{name}_b"]))
+
+
+def model_parameters(torch, arch, model, gradients=False):
+    """The model's weights (or their gradients) as cnnfruit names and layouts, numpy arrays."""
+    out = {}
+    for name, module in _learned(torch, arch, model):
+        weight, bias = (module.weight.grad, module.bias.grad) if gradients else (module.weight, module.bias)
+        out[f"{name}_w"] = (weight.T if weight.ndim == 2 else weight).detach().numpy()
+        out[f"{name}_b"] = bias.detach().numpy()
+    return out
 
 
 def score(torch, model, loss_fn, x, y, batch=256):

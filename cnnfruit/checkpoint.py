@@ -19,23 +19,29 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from cnnfruit import jsontext
+from cnnfruit import jsontext, layerspec
 from cnnfruit.nn import memory
 from cnnfruit.nn.architecture import Architecture
 from cnnfruit.config import COLOR_MODES, IMAGE_SIZE, NORMALIZE_MODES, OPTIMIZERS, TrainConfig
 from cnnfruit.data.datasets import check_class_names
-from cnnfruit.errors import CnnfruitError
+from cnnfruit.errors import CnnfruitError, SettingError
 from cnnfruit.files import described, existing_kind, write_atomically
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
-# The arrays of format 1 besides param_<name> and optstate_<name>. The last three are optional: a
-# checkpoint without them is read with their defaults (no data record, no interrupted epoch, no
-# schedule state).
-FIELDS = ("format_version", "arch_in_channels", "arch_image_size", "arch_kernels", "arch_kernel_size", "arch_hidden",
-          "class_names", "preprocess_color", "preprocess_normalize", "train_epoch", "optimizer_name",
-          "train_rng_state", "train_config", "train_history", "train_data", "train_partial", "train_schedule")
-MAX_SIDE = 2**31 - 1  # any single size (kernels, a layer's width, a class count): keeps index arithmetic sane
+# The arrays of each format besides param_<name> and optstate_<name>. Format 1 knew the report's
+# network only, by its kernels, kernel size and hidden widths; format 2 holds any network as the
+# text of its layer spec (layerspec.py). Every format still reads. The last three of the common
+# arrays are optional: a checkpoint without them is read with their defaults (no data record, no
+# interrupted epoch, no schedule state).
+_COMMON = ("format_version", "arch_in_channels", "arch_image_size", "class_names", "preprocess_color",
+           "preprocess_normalize", "train_epoch", "optimizer_name", "train_rng_state", "train_config", "train_history",
+           "train_data", "train_partial", "train_schedule")
+FIELDS_OF_FORMAT = {1: (*_COMMON, "arch_kernels", "arch_kernel_size", "arch_hidden"),
+                    2: (*_COMMON, "arch_layers")}
+FIELDS = FIELDS_OF_FORMAT[FORMAT_VERSION]
+MAX_SIDE = layerspec.MAX_SIDE  # any single size (kernels, a layer's width, a class count): keeps index arithmetic sane
+MAX_SPEC_LENGTH = 100_000  # characters of arch_layers: thousands of layers, far more than a CPU trains
 PARTIAL_FIELDS = {"step": int, "loss_sum": float, "correct": int, "seconds": float}
 
 
@@ -80,9 +86,7 @@ def save(path, ckpt):
         "format_version": np.array(FORMAT_VERSION),
         "arch_in_channels": np.array(arch.in_channels),
         "arch_image_size": np.array(arch.image_size),
-        "arch_kernels": np.array(arch.kernels),
-        "arch_kernel_size": np.array(arch.kernel_size),
-        "arch_hidden": np.array(arch.hidden, dtype=np.int64),
+        "arch_layers": np.array(arch.spec),
         "class_names": np.array(ckpt.class_names, dtype=str),
         "preprocess_color": np.array(ckpt.color),
         "preprocess_normalize": np.array(ckpt.normalize),
@@ -130,8 +134,11 @@ def load(path):
             f"{path} has checkpoint format {int(version)}, newer than this cnnfruit reads ({FORMAT_VERSION}); "
             "upgrade cnnfruit"
         )
+    if int(version) < 1:
+        raise CnnfruitError(f"{path} has checkpoint format {int(version)}, older than any cnnfruit wrote (its "
+                            "formats start at 1)")
     try:
-        return _from_arrays(arrays)
+        return _from_arrays(arrays, int(version))
     except KeyError as err:
         raise CnnfruitError(f"checkpoint {path} lacks the array {err.args[0]}") from None
     except CnnfruitError as err:
@@ -212,15 +219,16 @@ def _declared(member, culprit):
 # ---- checking the fields
 
 
-def _from_arrays(arrays):
-    unknown = sorted(name for name in arrays if name not in FIELDS and not name.startswith(("param_", "optstate_")))
+def _from_arrays(arrays, version):
+    fields = FIELDS_OF_FORMAT[version]
+    unknown = sorted(name for name in arrays if name not in fields and not name.startswith(("param_", "optstate_")))
     if unknown:
-        raise CnnfruitError(f"it has arrays this cnnfruit does not know: {', '.join(unknown)}")
+        raise CnnfruitError(f"it has arrays this cnnfruit does not know in format {version}: {', '.join(unknown)}")
     color = _choice(arrays, "preprocess_color", COLOR_MODES)
     normalize = _choice(arrays, "preprocess_normalize", NORMALIZE_MODES)
     optimizer = _choice(arrays, "optimizer_name", OPTIMIZERS)
     class_names = _class_names(arrays["class_names"])
-    arch = _architecture(arrays, color, len(class_names))
+    arch = _architecture(arrays, color, len(class_names), version)
     params = _parameters(arrays, arch)
     training = _json(arrays, "train_rng_state", {})
     optimizer_state = _optimizer_state(arrays, optimizer, params, bool(training))
@@ -297,7 +305,7 @@ def _class_names(value):
     return names
 
 
-def _architecture(arrays, color, classes):
+def _architecture(arrays, color, classes, version):
     in_channels = _integer(arrays, "arch_in_channels", 1, MAX_SIDE)
     image_size = _integer(arrays, "arch_image_size", 0, MAX_SIDE)
     if image_size != IMAGE_SIZE:
@@ -307,6 +315,8 @@ def _architecture(arrays, color, classes):
     if in_channels != channels:
         raise CnnfruitError(f"arch_in_channels is {in_channels}, but preprocess_color {color} gives {channels} "
                             f"channel{'s' if channels > 1 else ''}")
+    if version >= 2:
+        return _layers(arrays, in_channels, image_size, classes)
     kernel_size = _integer(arrays, "arch_kernel_size", 1, image_size)
     kernels = _integer(arrays, "arch_kernels", 1, MAX_SIDE)
     hidden = arrays["arch_hidden"]
@@ -317,6 +327,17 @@ def _architecture(arrays, color, classes):
         raise CnnfruitError(f"arch_hidden sizes must be from 1 to {MAX_SIDE}, got {sizes}")
     return Architecture(in_channels=in_channels, image_size=image_size, kernels=kernels, kernel_size=kernel_size,
                         hidden=tuple(sizes), classes=classes)
+
+
+def _layers(arrays, in_channels, image_size, classes):
+    text = _string(arrays, "arch_layers")
+    if len(text) > MAX_SPEC_LENGTH:
+        raise CnnfruitError(f"arch_layers is {len(text)} characters long, more than the {MAX_SPEC_LENGTH} of any "
+                            "network cnnfruit trains")
+    try:
+        return Architecture(in_channels=in_channels, image_size=image_size, layers=text, classes=classes)
+    except SettingError as err:
+        raise CnnfruitError(f"arch_{err}") from None
 
 
 def _floats(name, value, what="weights"):

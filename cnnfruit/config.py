@@ -9,6 +9,7 @@ import math
 import numbers
 from dataclasses import MISSING, asdict, dataclass, field, fields
 
+from cnnfruit import layerspec
 from cnnfruit.errors import SettingError
 
 IMAGE_SIZE = 32  # the side every image is resized to, and the network's input side
@@ -103,6 +104,14 @@ def parse_hidden(value):
     return tuple(int(s) for s in sizes)
 
 
+def parse_layers(value):
+    """The canonical text of a layers setting (layerspec.canonical): from spec text in any case and
+    spacing, or a list of layerspec specs; "" leaves the network to the shorthands."""
+    if isinstance(value, (list, tuple)):
+        return layerspec.canonical(layerspec.check(tuple(value)))
+    return layerspec.canonical(layerspec.parse(value))
+
+
 CLASS_WEIGHT_MODES = ("none", "auto")
 
 
@@ -144,6 +153,12 @@ class TrainConfig:
     kernel_size: int = setting(4, "Side of each square conv kernel.", check=fits_the_image)
     hidden: tuple = setting(None, "Hidden dense layer sizes, comma-separated.", check=layer_sizes,
                             default_factory=lambda: (841, 29))
+    # kernels, kernel_size and hidden are shorthands for the report's shape of network; layers says
+    # any network (docs/layers.md). A run gives one or the other: both is an error, not a merge.
+    layers: str = setting("", "The hidden layers, comma-separated: convKxS [same|valid], maxpoolP, denseO, e.g. "
+                              "'conv32x3 same, maxpool2, dense256'; the dense layer to the classes is implied. "
+                              "Default: the report's network, as --kernels, --kernel-size and --hidden describe "
+                              "it (give those or this, not both).", parse=parse_layers)
     val_fraction: float = setting(0.3, "Share of the training folder held out for validation.", check=share)
     val_split: str = setting("random", "How validation images are held out: a random share, or blocks of consecutive "
                                        "video frames per class and recording (file names like 12_100.jpg), which "
@@ -213,6 +228,12 @@ class TrainConfig:
             if problem is not None:
                 shown = ",".join(map(str, value)) if isinstance(value, tuple) else value
                 raise SettingError(f"{{{f.name}}} {problem}", value=shown)
+        if self.layers:
+            shorthands = [name for name in ("kernels", "kernel_size", "hidden")
+                          if getattr(self, name) != default_of(_FIELDS[name])]
+            if shorthands:
+                raise SettingError("give the network as {layers} or by its shorthands (" +
+                                   ", ".join("{%s}" % name for name in shorthands) + "), not both")
         if self.patience and self.val_fraction == 0:
             raise SettingError("{patience} watches the validation loss: give a {val_fraction} above 0")
         if self.lr_schedule == "plateau" and self.val_fraction == 0:
@@ -266,6 +287,9 @@ class TrainConfig:
 def setting_fields():
     """The TrainConfig fields, for clients that list the settings (the CLI's options)."""
     return {f.name: f for f in fields(TrainConfig)}
+
+
+_FIELDS = setting_fields()
 
 
 def default_of(f):

@@ -110,8 +110,12 @@ def _hide_ticks(ax):
     ax.set_yticks([])
 
 
+KERNELS_PER_ROW = 16  # kernels_figure wraps wider layers into blocks of this many columns
+
+
 def kernels_figure(conv_w, title="Learned conv kernels"):
-    """The conv kernels (K, C, S, S) as a grid: one column per kernel, one row per input channel.
+    """The conv kernels (K, C, S, S) as a grid: one column per kernel, one row per input channel,
+    in blocks of KERNELS_PER_ROW kernels one under the other.
 
     All panels share one blue-white-red scale centred on zero, so their weights compare directly.
     With three channels a last row shows each kernel as a colour patch, each kernel stretched to
@@ -119,31 +123,40 @@ def kernels_figure(conv_w, title="Learned conv kernels"):
     """
     K, C = conv_w.shape[:2]
     channel_names = ["grey"] if C == 1 else ["red", "green", "blue"] if C == 3 else [f"channel {c}" for c in range(C)]
-    rows = C + (1 if C == 3 else 0)
+    per_block = C + (1 if C == 3 else 0)
+    columns, blocks = min(K, KERNELS_PER_ROW), -(-K // KERNELS_PER_ROW)
+    rows = per_block * blocks
     limit = float(np.abs(conv_w).max()) or 1.0
-    fig = InlineFigure(figsize=(1.3 * K + 1.2, 1.35 * rows + 0.7))
-    axes = fig.subplots(rows, K, squeeze=False)
+    fig = InlineFigure(figsize=(1.3 * columns + 1.2, 1.35 * rows + 0.7))
+    axes = fig.subplots(rows, columns, squeeze=False)
+    for ax in axes[:, :].ravel():
+        ax.set_visible(False)
     for k in range(K):
+        top, column = per_block * (k // columns), k % columns
         for c in range(C):
-            image = axes[c, k].imshow(conv_w[k, c], cmap="RdBu_r", vmin=-limit, vmax=limit)
-            _hide_ticks(axes[c, k])
-            if k == 0:
-                axes[c, k].set_ylabel(channel_names[c])
-        axes[0, k].set_title(f"kernel {k}", fontsize=9)
+            ax = axes[top + c, column]
+            ax.set_visible(True)
+            image = ax.imshow(conv_w[k, c], cmap="RdBu_r", vmin=-limit, vmax=limit)
+            _hide_ticks(ax)
+            if column == 0:
+                ax.set_ylabel(channel_names[c])
+        axes[top, column].set_title(f"kernel {k}", fontsize=9)
         if C == 3:
+            ax = axes[top + C, column]
+            ax.set_visible(True)
             patch = conv_w[k].transpose(1, 2, 0)
             span = patch.max() - patch.min()
-            axes[C, k].imshow((patch - patch.min()) / (span if span > 0 else 1))
-            _hide_ticks(axes[C, k])
-            if k == 0:
-                axes[C, k].set_ylabel("colour")
-    fig.colorbar(image, ax=axes[:C, :].ravel().tolist(), shrink=0.8, label="weight")
+            ax.imshow((patch - patch.min()) / (span if span > 0 else 1))
+            _hide_ticks(ax)
+            if column == 0:
+                ax.set_ylabel("colour")
+    fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.8, label="weight")
     fig.suptitle(title, parse_math=False)  # file and class names are drawn as written
     return fig
 
 
 def feature_maps_figure(image, maps, title="Feature maps"):
-    """The network's input for one image beside the K ReLU maps (K, P, P) its conv layer made.
+    """The network's input for one image beside the K ReLU maps (K, P, Q) a conv layer made.
 
     image is (H, W) for grey input or (H, W, 3) uint8 for colour. Every map shares one colour
     scale from zero to the largest activation, so a dark map is a kernel that barely fired.

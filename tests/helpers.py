@@ -148,3 +148,16 @@ def assert_same_model(path_a, path_b):
         else:
             assert a[name].dtype == b[name].dtype, name
             assert np.array_equal(a[name], b[name]), name
+
+
+def as_format_1(arrays):
+    """The arrays of a format-2 checkpoint of the report's shape of network as format 1 wrote them:
+    the network by its kernels, kernel size and hidden widths instead of its layer spec."""
+    from cnnfruit import layerspec
+
+    arrays = dict(arrays)
+    conv, *hidden = layerspec.parse(str(arrays.pop("arch_layers")))
+    assert isinstance(conv, layerspec.ConvSpec) and conv.padding == "valid", conv
+    arrays.update(format_version=np.array(1), arch_kernels=np.array(conv.kernels),
+                  arch_kernel_size=np.array(conv.size), arch_hidden=np.array([h.units for h in hidden], np.int64))
+    return arrays

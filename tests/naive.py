@@ -104,6 +104,21 @@ def numerical_gradient(f, array, upstream=None, eps=1e-6):
     return grad
 
 
+def sampled_gradient(f, array, entries, eps=1e-6):
+    """numerical_gradient of a scalar f() at some entries of `array` only (flat indices)."""
+    flat = array.reshape(-1)
+    grad = np.empty(len(entries))
+    for slot, t in enumerate(entries):
+        saved = flat[t]
+        flat[t] = saved + eps
+        plus = f()
+        flat[t] = saved - eps
+        minus = f()
+        flat[t] = saved
+        grad[slot] = (plus - minus) / (2 * eps)
+    return grad
+
+
 def dense_backward_sgd(x, dout, w, b, lr):
     """The fused kernel's results by the unfused math: (ReLU-masked dx, updated w, updated b)."""
     dx, dw, db = dense_backward(x, dout, w)
@@ -166,3 +181,58 @@ def network_loss_trained(params, x, labels, layers, draws=(), rate=0.0, weights=
             act = dropout_forward(act, draws[layer], rate)
     weights = np.ones(act.shape[1]) if weights is None else weights
     return weighted_softmax_cross_entropy(act, labels, weights, smoothing)[1].sum()
+
+
+# ---- the layer units of any network (nn/layers/)
+
+
+def pads(size, padding):
+    """(before, after) zeros each side of the map: none for valid, S - 1 split low-first for same."""
+    if padding == "valid":
+        return 0, 0
+    return (size - 1) // 2, size - 1 - (size - 1) // 2
+
+
+def conv_forward(x, w, b, padding="valid"):
+    """relu(conv(x, w) + b) with the map padded by zeros as `padding` says."""
+    before, after = pads(w.shape[2], padding)
+    return conv_relu_forward(np.pad(x, ((0, 0), (0, 0), (before, after), (before, after))), w, b)
+
+
+def maxpool_forward(x, P):
+    """The maximum of each P x P window, stride P: (N, C, H, W) -> (N, C, H / P, W / P)."""
+    N, C, H, W = x.shape
+    return x.reshape(N, C, H // P, P, W // P, P).max(axis=(3, 5))
+
+
+def maxpool_backward(x, dout, P):
+    """Each window's gradient to the first place (row-major) that holds its maximum, 0 elsewhere."""
+    N, C, H, W = x.shape
+    dx = np.zeros_like(x, dtype=np.result_type(x, dout))
+    for n in range(N):
+        for c in range(C):
+            for i in range(H // P):
+                for j in range(W // P):
+                    window = x[n, c, i * P:(i + 1) * P, j * P:(j + 1) * P]
+                    p, q = np.unravel_index(np.argmax(window), window.shape)
+                    dx[n, c, i * P + p, j * P + q] = dout[n, c, i, j]
+    return dx
+
+
+def network_logits(arch, params, x):
+    """The logits of any architecture, layer by layer with the references above."""
+    act = x
+    for unit in arch.units():
+        if unit.kind == "conv":
+            act = conv_forward(act, params[f"{unit.name}_w"], params[f"{unit.name}_b"], unit.padding)
+        elif unit.kind == "maxpool":
+            act = maxpool_forward(act, unit.size)
+        else:
+            act = dense_forward(act.reshape(len(x), -1), params[f"{unit.name}_w"], params[f"{unit.name}_b"],
+                                not unit.logits)
+    return act
+
+
+def stack_loss(arch, params, x, labels):
+    """Summed cross-entropy of any architecture, forward only (for finite differences)."""
+    return softmax_cross_entropy(network_logits(arch, params, x), labels)[1].sum()

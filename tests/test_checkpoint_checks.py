@@ -27,7 +27,7 @@ from cnnfruit.config import OPTIMIZERS
 from cnnfruit.errors import CnnfruitError
 from cnnfruit.nn.network import Network
 
-from helpers import TINY_SETTINGS, cli, rewrite, tinted, tiny_arch
+from helpers import TINY_SETTINGS, as_format_1, cli, rewrite, saved_arrays, tinted, tiny_arch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -54,6 +54,14 @@ def model(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def model_format_1(model, tmp_path_factory):
+    """The same checkpoint in format 1, as cnnfruit wrote it before networks were layer specs."""
+    path = tmp_path_factory.mktemp("format-1") / "model.npz"
+    np.savez(path, **as_format_1(saved_arrays(model)))
+    return path
+
+
+@pytest.fixture(scope="module")
 def photo(tmp_path_factory):
     path = tmp_path_factory.mktemp("photo") / "photo.png"
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (40, 40, 3)).astype(np.uint8)).save(path)
@@ -73,13 +81,14 @@ def edit_json(name, change):
 
 def smaller_images(a):
     """The issue's reproduction: a network for 16x16 images, its weights consistent with that."""
-    K, S, O = int(a["arch_kernels"]), int(a["arch_kernel_size"]), a["param_dense0_w"].shape[1]
+    K, _, S, _ = a["param_conv_w"].shape
+    O = a["param_dense0_w"].shape[1]
     a["arch_image_size"] = np.array(16)
     a["param_dense0_w"] = np.zeros((K * (17 - S) ** 2, O), np.float32)
 
 
 def three_channels(a):
-    K, S = int(a["arch_kernels"]), int(a["arch_kernel_size"])
+    K, _, S, _ = a["param_conv_w"].shape
     a["arch_in_channels"] = np.array(3)
     a["param_conv_w"] = np.ones((K, 3, S, S), np.float32)
     for slot in ("m", "v"):
@@ -117,18 +126,22 @@ HOSTILE = {
     "rgb for 1 channel": (both(setter("preprocess_color", np.array("rgb")),
                                edit_json("train_config", lambda c: {**c, "color": "rgb"})),
                           "arch_in_channels is 1, but preprocess_color rgb gives 3 channels"),
-    "kernels 0": (setter("arch_kernels", np.array(0)), "arch_kernels must be from 1 to"),
-    "kernels 2.0": (setter("arch_kernels", np.array(2.0)), "arch_kernels must be a whole number, got float64"),
-    "kernels True": (setter("arch_kernels", np.array(True)), "arch_kernels must be a whole number, got bool"),
-    "kernels as a list": (setter("arch_kernels", np.array([2])), "arch_kernels must be a whole number, got int64 of "
-                                                                "shape (1,)"),
-    "kernel size 40": (setter("arch_kernel_size", np.array(40)), "arch_kernel_size must be from 1 to 32, got 40"),
-    "huge kernel count": (setter("arch_kernels", np.array(2**40)), "arch_kernels must be from 1 to"),
-    "hidden 10^9": (setter("arch_hidden", np.array([10**9])),
-                    "param_dense0_w has shape (1568, 6), the architecture needs (1568, 1000000000)"),
-    "hidden negative": (setter("arch_hidden", np.array([-6])), "arch_hidden sizes must be from 1 to"),
-    "hidden 2-D": (setter("arch_hidden", np.array([[6]])), "arch_hidden must be a list of whole numbers"),
-    "hidden floats": (setter("arch_hidden", np.array([6.0])), "arch_hidden must be a list of whole numbers"),
+    "layers typo": (setter("arch_layers", np.array("conv2x5, dnse6")),
+                    "arch_layers: layer 2 'dnse6' is not a layer; did you mean dense?"),
+    "layers odd pool": (setter("arch_layers", np.array("conv2x5, maxpool3, dense6")),
+                        "arch_layers: layer 2 maxpool3 cannot pool the 2x28x28 maps of layer 1 (conv2x5): 3 does not "
+                        "divide 28"),
+    "layers kernel too big": (setter("arch_layers", np.array("conv2x40, dense6")),
+                              "arch_layers: layer 1 conv2x40 has a 40x40 kernel, larger than the 1x32x32 input"),
+    "layers conv after dense": (setter("arch_layers", np.array("dense6, conv2x5")),
+                                "arch_layers: layer 2 conv2x5 needs maps as its input, but follows the 6 vector of "
+                                "layer 1 (dense6)"),
+    "layers another network": (setter("arch_layers", np.array("conv2x5, dense7")),
+                               "param_dense0_w has shape (1568, 6), the architecture needs (1568, 7)"),
+    "layers huge": (setter("arch_layers", np.array("dense6," * 20_000)), "arch_layers is 140000 characters long"),
+    "layers as a number": (setter("arch_layers", np.array(6)), "arch_layers must be text, got int64"),
+    "layers of format 1": (setter("arch_kernels", np.array(2)),
+                           "has arrays this cnnfruit does not know in format 2: arch_kernels"),
     "epoch -1": (setter("train_epoch", np.array(-1)), "train_epoch must be from 0 to 1000000, got -1"),
     "epoch text": (setter("train_epoch", np.array("1")), "train_epoch must be a whole number, got <U1"),
     # text fields
@@ -164,7 +177,7 @@ HOSTILE = {
     "mixed precision": (lambda a: a.__setitem__("param_conv_b", a["param_conv_b"].astype(np.float64)),
                         "the weights mix float32 and float64"),
     "missing weights": (dropper("param_dense1_b"), "lacks the array param_dense1_b"),
-    "unknown array": (setter("virus", np.zeros(3)), "has arrays this cnnfruit does not know: virus"),
+    "unknown array": (setter("virus", np.zeros(3)), "has arrays this cnnfruit does not know in format 2: virus"),
     # the optimizer state
     "state of sgd": (setter("optimizer_name", np.array("sgd")), "the sgd optimizer state does not fit"),
     "state missing": (dropper("optstate_conv_w.m"), "missing optstate_conv_w.m"),
@@ -186,6 +199,9 @@ HOSTILE = {
     "config lr negative": (edit_json("train_config", lambda c: {**c, "lr": -1}),
                            "train_config: lr must be a positive number, got -1.0"),
     "config hidden elsewhere": (edit_json("train_config", lambda c: {**c, "hidden": [7]}),
+                                "train_config describes another network than the checkpoint's arrays"),
+    "config layers elsewhere": (edit_json("train_config", lambda c: {**c, "kernels": 8, "kernel_size": 4,
+                                                                     "hidden": [841, 29], "layers": "conv2x3, dense6"}),
                                 "train_config describes another network than the checkpoint's arrays"),
     "config colour elsewhere": (edit_json("train_config", lambda c: {**c, "color": "rgb"}),
                                 "train_config describes another network than the checkpoint's arrays"),
@@ -229,9 +245,37 @@ HOSTILE = {
 }
 
 
+# Format 1 said the network by these fields: every checkpoint written then must still be checked.
+HOSTILE_FORMAT_1 = {
+    "kernels 0": (setter("arch_kernels", np.array(0)), "arch_kernels must be from 1 to"),
+    "kernels 2.0": (setter("arch_kernels", np.array(2.0)), "arch_kernels must be a whole number, got float64"),
+    "kernels True": (setter("arch_kernels", np.array(True)), "arch_kernels must be a whole number, got bool"),
+    "kernels as a list": (setter("arch_kernels", np.array([2])), "arch_kernels must be a whole number, got int64 of "
+                                                                "shape (1,)"),
+    "kernel size 40": (setter("arch_kernel_size", np.array(40)), "arch_kernel_size must be from 1 to 32, got 40"),
+    "huge kernel count": (setter("arch_kernels", np.array(2**40)), "arch_kernels must be from 1 to"),
+    "hidden 10^9": (setter("arch_hidden", np.array([10**9])),
+                    "param_dense0_w has shape (1568, 6), the architecture needs (1568, 1000000000)"),
+    "hidden negative": (setter("arch_hidden", np.array([-6])), "arch_hidden sizes must be from 1 to"),
+    "hidden 2-D": (setter("arch_hidden", np.array([[6]])), "arch_hidden must be a list of whole numbers"),
+    "hidden floats": (setter("arch_hidden", np.array([6.0])), "arch_hidden must be a list of whole numbers"),
+    "layers in format 1": (setter("arch_layers", np.array("conv2x5, dense6")),
+                           "has arrays this cnnfruit does not know in format 1: arch_layers"),
+    "image size 16 in format 1": (smaller_images, "arch_image_size is 16, but cnnfruit resizes every image to 32x32"),
+}
+
+
 @pytest.mark.parametrize("case", list(HOSTILE))
 def test_hostile_checkpoint_is_refused_with_a_message_naming_the_field(model, tmp_path, case):
-    change, message = HOSTILE[case]
+    assert_refused(model, tmp_path, *HOSTILE[case])
+
+
+@pytest.mark.parametrize("case", list(HOSTILE_FORMAT_1))
+def test_hostile_checkpoint_of_format_1_is_refused_with_a_message_naming_the_field(model_format_1, tmp_path, case):
+    assert_refused(model_format_1, tmp_path, *HOSTILE_FORMAT_1[case])
+
+
+def assert_refused(model, tmp_path, change, message):
     path = rewrite(model, tmp_path / "hostile.npz", change)
     with pytest.raises(CnnfruitError) as caught:
         checkpoint.load(str(path))
@@ -240,9 +284,18 @@ def test_hostile_checkpoint_is_refused_with_a_message_naming_the_field(model, tm
     assert "\n" not in str(caught.value)
 
 
-def test_the_untouched_checkpoint_loads(model):
+def test_a_format_before_the_first_is_refused(model, tmp_path):
+    path = rewrite(model, tmp_path / "zero.npz", setter("format_version", np.array(0)))
+    with pytest.raises(CnnfruitError, match="has checkpoint format 0, older than any cnnfruit wrote"):
+        checkpoint.load(str(path))
+
+
+def test_the_untouched_checkpoint_loads(model, model_format_1):
     ckpt = checkpoint.load(str(model))
     assert ckpt.interrupted and ckpt.optimizer == "adam" and ckpt.epoch == 2
+    old = checkpoint.load(str(model_format_1))
+    assert old.arch == ckpt.arch and old.arch.spec == "conv2x5, dense6"
+    assert all(np.array_equal(old.params[name], value) for name, value in ckpt.params.items())
 
 
 @pytest.mark.parametrize("case", ["image size 16", "3 channels for grey"])

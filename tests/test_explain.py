@@ -32,22 +32,23 @@ def test_preprocess_backward_by_finite_differences(rng, color, normalize):
     assert relative_error(analytic, numeric) < 1e-6
 
 
-@pytest.fixture(params=MODES[1::2] + MODES[:1])
+STACK = "conv4x3 same, maxpool2, conv6x3 same, conv6x5, maxpool4, dense8"  # explain goes through every kind
+
+
+@pytest.fixture(params=[(*mode, "") for mode in MODES[1::2] + MODES[:1]] + [("rgb", "standardize", STACK),
+                                                                            ("grey", "scale", STACK)])
 def clf(request):
-    color, normalize = request.param
-    arch = Architecture(in_channels=1 if color == "grey" else 3, kernels=3, kernel_size=5, hidden=(8,), classes=3)
+    color, normalize, layers = request.param
+    shape = dict(layers=layers) if layers else dict(kernels=3, kernel_size=5, hidden=(8,))
+    arch = Architecture(in_channels=1 if color == "grey" else 3, classes=3, **shape)
     params = init_parameters(arch, np.random.default_rng(3), dtype=np.float64)
     return Classifier(arch, params, ["a", "b", "c"], color, normalize)
 
 
 def logit_of_pixels(clf, pixels, index):
     """The class's logit as a function of float64 pixel values: the reference forward, end to end."""
-    act = naive.conv_relu_forward(naive.preprocess(pixels, clf.color, clf.normalize), clf.params["conv_w"],
-                                  clf.params["conv_b"]).reshape(len(pixels), -1)
-    layers = len(clf.arch.dense_widths)
-    for layer in range(layers):
-        act = naive.dense_forward(act, clf.params[f"dense{layer}_w"], clf.params[f"dense{layer}_b"], layer < layers - 1)
-    return act[:, index].sum()
+    inputs = naive.preprocess(pixels, clf.color, clf.normalize)
+    return naive.network_logits(clf.arch, clf.params, inputs)[:, index].sum()
 
 
 def test_the_saliency_gradient_is_that_of_the_logit_with_respect_to_the_pixels(clf):

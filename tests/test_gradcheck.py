@@ -55,9 +55,9 @@ def test_gradcheck_passes_with_dropout_class_weights_and_label_smoothing():
 
 
 def test_gradcheck_with_dropout_fails_when_dropout_is_left_out_of_the_backward_pass(monkeypatch):
-    from cnnfruit.nn.network import Network
+    from cnnfruit.nn.layers import Dropout
 
-    monkeypatch.setattr(Network, "_dropout_backward", lambda self, layer: None)
+    monkeypatch.setattr(Dropout, "backward", lambda self, *arrays: None)
     result = CliRunner().invoke(main, ["gradcheck", *SMALL, "--dropout", "0.4"])
     assert result.exit_code == 1
     assert "Gradient check FAILED for" in result.output

@@ -124,7 +124,7 @@ def test_whole_network_input_gradient(rng):
     network = Network(arch, params)
     network.forward(x)
     network.loss(labels)
-    dx = network.input_gradient(network.dpres[-1].copy())
+    dx = network.input_gradient(network.dlogits.copy())
     numeric = naive.numerical_gradient(lambda: naive.network_loss(params, x, labels, 2), x)
     assert np.abs(dx).max() > 0
     assert relative_error(dx, numeric) < LIMIT

@@ -57,9 +57,11 @@ def test_the_estimate_counts_what_training_allocates():
     weights = sum(int(np.prod(s)) for s in arch.parameter_shapes().values()) * 4
     assert parts["weights"] == parts["gradients"] == weights
     assert parts["optimizer state"] == 2 * weights + 8
-    # conv maps, their gradient and the flat input gradient; each dense layer's output, gradient
-    # and pre-ReLU gradient; probabilities and the loss; for the evaluation batch (all 30 images)
-    assert parts["activations of 30 images"] == 30 * 4 * (3 * arch.features + 3 * (6 + 3) + 3 + 1)
+    # each layer's output and its gradient (conv maps, 6 and 3 units), a scratch of each layer's
+    # input (the image, the flat maps, 6 units); probabilities and the loss; for the evaluation
+    # batch (all 30 images)
+    maps, image = arch.features, 32 * 32
+    assert parts["activations of 30 images"] == 30 * 4 * (2 * (maps + 6 + 3) + (image + maps + 6) + 3 + 1)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -106,7 +106,7 @@ def test_dropout_keeps_the_expected_output(rng):
 def dropout_draws(arch, seed, images):
     """The draws a network with these hidden layers takes from default_rng(seed), layer by layer."""
     rng = np.random.default_rng(seed)
-    return [rng.random((images, width)) for width in arch.hidden]
+    return [rng.random((images, width)) for _, width in arch.dense_widths[:-1]]
 
 
 @pytest.mark.parametrize("arch", [

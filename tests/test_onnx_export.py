@@ -50,6 +50,7 @@ class Case:
     hidden: tuple = (841, 29)
     trained: bool = False  # one epoch of cnnfruit.fit; else He weights and random biases
     seed: int = 0
+    layers: str = ""  # a layer spec instead of kernels, kernel_size and hidden
 
 
 # Random He networks often send every fruit photo to one class; these seeds give networks that
@@ -61,6 +62,9 @@ CASES = [
     Case("rgb-scale-4x3-64-he", "rgb", "scale", 4, 3, (64,), seed=3),
     Case("grey-standardize-4x3-64-32-trained", "grey", "standardize", 4, 3, (64, 32), trained=True),
     Case("rgb-standardize-6x5-32-trained", "rgb", "standardize", 6, 5, (32,), trained=True),
+    Case("rgb-standardize-stack-trained", "rgb", "standardize", trained=True,
+         layers="conv8x3 same, conv8x3 same, maxpool2, conv12x3 same, maxpool2, dense32"),
+    Case("grey-scale-stack-he", "grey", "scale", seed=4, layers="conv6x4 same, maxpool2, conv8x3, maxpool2, conv8x2, dense16"),
 ]
 
 
@@ -85,15 +89,17 @@ def network_for(case, dataset):
     if case.trained:
         # Raw pixels need the report's small steps; normalised inputs train fast with Adam.
         settings = dict(optimizer="sgd", lr=1e-6) if case.normalize == "none" else dict(optimizer="adam", lr=1e-3)
-        config = TrainConfig(epochs=1, batch_size=32, kernels=case.kernels, kernel_size=case.kernel_size,
-                             hidden=case.hidden, val_fraction=0.0, color=case.color, normalize=case.normalize,
-                             seed=case.seed, **settings)
+        shape = dict(layers=case.layers) if case.layers else dict(kernels=case.kernels, kernel_size=case.kernel_size,
+                                                                                hidden=case.hidden)
+        config = TrainConfig(epochs=1, batch_size=32, val_fraction=0.0, color=case.color, normalize=case.normalize,
+                             seed=case.seed, **shape, **settings)
         # A third of the training photos: enough to discriminate, and a third of the steps.
         subset = dataclasses.replace(dataset, train=dataset.train.subset(np.arange(0, len(dataset.train), 3)))
         trained = cnnfruit.fit(subset, config).classifier
         return trained.arch, trained.params
-    arch = Architecture(in_channels=1 if case.color == "grey" else 3, kernels=case.kernels,
-                        kernel_size=case.kernel_size, hidden=case.hidden, classes=len(dataset.class_names))
+    shape = dict(layers=case.layers) if case.layers else dict(kernels=case.kernels, kernel_size=case.kernel_size,
+                                                                            hidden=case.hidden)
+    arch = Architecture(in_channels=1 if case.color == "grey" else 3, classes=len(dataset.class_names), **shape)
     rng = np.random.default_rng(case.seed)
     params = init_parameters(arch, rng)
     for name in params:
@@ -336,7 +342,7 @@ def test_signature_metadata_and_version(exported, tmp_path):
     metadata = {p.key: p.value for p in model.metadata_props}
     assert json.loads(metadata["class_names"]) == ["Carambula", "Lychee", "Pear"]
     assert (metadata["color"], metadata["normalize"], metadata["image_size"]) == ("grey", "scale", "32")
-    assert metadata["cnnfruit_version"] == __version__
+    assert metadata["cnnfruit_version"] == __version__ and metadata["layers"] == "conv4x3, dense64"
 
     session = session_of(path)
     assert session.get_modelmeta().custom_metadata_map == metadata

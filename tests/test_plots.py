@@ -34,6 +34,34 @@ def test_model_pictures_are_written(rng, tmp_path, color):
         assert (tmp_path / name).read_bytes()[:8] == PNG_MAGIC
 
 
+def test_the_kernels_and_maps_of_any_conv_layer_of_a_stack(rng, tmp_path):
+    from cnnfruit.inference.classifier import Classifier
+    from cnnfruit.nn.architecture import Architecture, init_parameters
+
+    arch = Architecture(in_channels=3, layers="conv20x3 same, maxpool2, conv5x3, dense8", classes=3)
+    path = tmp_path / "stack.npz"
+    Classifier(arch, init_parameters(arch, rng), ["a", "b", "c"], "rgb", "scale").save(str(path))
+    photo = tmp_path / "photo.png"
+    Image.fromarray(rng.integers(0, 256, (32, 32, 3)).astype(np.uint8)).save(photo)
+    runner = CliRunner()
+    kernels = runner.invoke(main, ["plot", str(path), "--kernels", "-o", str(tmp_path / "k.png")])
+    assert kernels.exit_code == 0, kernels.output
+    for layer in ("conv1", "1", "conv0"):
+        maps = runner.invoke(main, ["plot", str(path), "--feature-maps", str(photo), "--layer", layer, "-o",
+                                    str(tmp_path / f"f{layer}.png")])
+        assert maps.exit_code == 0, maps.output
+        assert (tmp_path / f"f{layer}.png").read_bytes()[:8] == PNG_MAGIC
+    clf = Classifier.load(str(path))
+    assert clf.feature_maps(str(photo), "conv1").shape == (5, 14, 14)
+    assert clf.feature_maps(str(photo)).shape == (20, 32, 32)
+    for layer, message in (("conv2", "the network has no conv layer 'conv2'; its conv layers: conv0, conv1"),
+                           ("7", "conv layer 7 is not one of the network's 2 (0 to 1, or by name: conv0, conv1)")):
+        wrong = runner.invoke(main, ["plot", str(path), "--feature-maps", str(photo), "--layer", layer])
+        assert wrong.exit_code == 1 and f"Error: {message}" in wrong.output, wrong.output
+    alone = runner.invoke(main, ["plot", str(path), "--kernels", "--layer", "conv1"])
+    assert alone.exit_code == 1 and "--layer chooses the conv layer of --feature-maps" in alone.output
+
+
 def test_plot_of_a_model_needs_one_picture_choice(rng, tmp_path):
     path, _ = saved_model(rng, tmp_path, "grey", "none")
     result = CliRunner().invoke(main, ["plot", path])
@@ -104,6 +132,7 @@ def test_figures_are_returned_without_touching_pyplot_or_the_backend(tmp_path):
         "from cnnfruit import plots\n"
         "history = cnnfruit.History(epochs=[cnnfruit.EpochRecord(1, 1.0, 0.5, 1.1, 0.4)])\n"
         "figures = [plots.history_figure(history), plots.kernels_figure(np.ones((2, 3, 4, 4))),\n"
+        "           plots.kernels_figure(np.ones((20, 3, 3, 3))), plots.kernels_figure(np.ones((33, 2, 3, 3))),\n"
         "           plots.feature_maps_figure(np.zeros((8, 8)), np.ones((3, 5, 5))),\n"
         "           plots.confusion_figure([[1, 2], [3, 4]], ['a', 'b'])]\n"
         f"plots.save_figure(figures[0], {str(tmp_path / 'h.png')!r})\n"

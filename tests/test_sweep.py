@@ -73,6 +73,23 @@ def test_a_2x2_grid_through_the_command_on_a_local_cluster_of_two_workers(tmp_pa
     assert (tmp_path / "sweep.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_a_sweep_over_layer_specs_in_this_process(tmp_path, data):
+    import csv
+
+    out = tmp_path / "sweep"
+    specs = ["conv2x5, dense6", "conv2x3 same, maxpool2, dense6"]
+    result = cli("sweep", "--data", data, "--layers", specs[0], "--layers", specs[1], "--epochs", "1", "--normalize",
+                 "scale", "--optimizer", "adam", "--seeds", "1", "--workers", "0", "--out", out, "-q")
+    assert result.exit_code == 0, result.output
+    assert f"Sweep of layers ({specs[0]}; {specs[1]}): 2 setting(s)" in result.output
+    report = json.loads((out / "sweep.json").read_text())
+    assert report["swept"] == ["layers"] and sorted(r["params"]["layers"] for r in report["rows"]) == sorted(specs)
+    with open(out / "sweep.csv", newline="") as f:
+        assert sorted(row["layers"] for row in csv.DictReader(f)) == sorted(specs)
+    for run in report["runs"]:
+        assert run["outcome"] == "finished", run
+
+
 def test_a_failing_run_is_recorded_and_the_sweep_goes_on(tmp_path, data, client):
     # He-normal logits on raw pixels: lr 1e9 blows up at once (a zero logit layer would take longer).
     space = SearchSpace.from_values(**{**SETTINGS, "optimizer": "sgd", "normalize": "none", "init": "he"}, lr=[1e-6, 1e9])

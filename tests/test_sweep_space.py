@@ -34,7 +34,24 @@ def test_one_hidden_layout_is_fixed_and_round_trips():
     assert SearchSpace.from_dict(space.to_dict()).to_dict() == space.to_dict()
 
 
+def test_layer_specs_are_searched_as_a_list_or_separated_by_semicolons():
+    specs = ["conv4x3, dense8", "conv4x3 same, maxpool2, dense8"]
+    by_text = SearchSpace.from_text({"layers": "Conv4x3,dense8 ; conv4x3 same,maxpool2,dense8", "color": "rgb"})
+    by_flags = SearchSpace.from_text({"layers": specs, "color": "rgb"})
+    by_values = SearchSpace.from_values(layers=specs, color="rgb")
+    assert by_text.to_dict() == by_flags.to_dict() == by_values.to_dict()
+    assert by_text.searched["layers"] == Choice(tuple(specs))
+    assert by_text.describe("layers") == "conv4x3, dense8; conv4x3 same, maxpool2, dense8"
+    assert SearchSpace.from_dict(by_text.to_dict()).to_dict() == by_text.to_dict()
+    assert by_text.config({"layers": specs[1]}, seed=1).layers == specs[1]
+    assert SearchSpace.from_text({"layers": specs[:1], "lr": "1e-3,1e-2"}).fixed["layers"] == specs[0]
+
+
 @pytest.mark.parametrize("settings, message", [
+    ({"layers": "conv4x3, dense8; conv4x4, maxpool2"},
+     "layers: layer 2 maxpool2 cannot pool the 4x29x29 maps of layer 1 (conv4x4): 2 does not divide 29"),
+    ({"layers": "conv4x3; dense8x"}, "layers: layer 1 'dense8x' is not a dense layer"),
+    ({"layers": "conv4x3; dense8", "kernels": "2,4"}, "give the network as layers or by its shorthands (kernels)"),
     ({"lr": "1e-5,abc"}, "lr 'abc' in '1e-5,abc' is not a number"),
     ({"kernels": "4:x"}, "kernels 'x' in '4:x' is not a whole number"),
     ({"lr": "1e-2:1e-5"}, "lr range 0.01:1e-05 must go from low to high"),

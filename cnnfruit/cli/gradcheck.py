@@ -9,7 +9,7 @@ from cnnfruit.errors import CnnfruitError
 
 
 @click.command()
-@setting_options("kernels", "kernel_size", "hidden", "color", "dropout", "label_smoothing")
+@setting_options("kernels", "kernel_size", "hidden", "layers", "color", "dropout", "label_smoothing")
 @click.option("--class-weights", default=None, help="Weight of each class in the loss, comma-separated (W1,W2,...).")
 @click.option("--image-size", type=int, default=8, show_default=True,
               help="Side of the random square test images (small keeps it quick).")
@@ -20,8 +20,8 @@ from cnnfruit.errors import CnnfruitError
 @click.option("--threshold", type=float, default=1e-6, show_default=True,
               help="Fail (exit 1) if any parameter's relative error is above this.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for the weights, images and sampled entries.")
-def gradcheck(kernels, kernel_size, hidden, color, dropout, label_smoothing, class_weights, image_size, classes, images,
-              max_entries, threshold, seed):
+def gradcheck(kernels, kernel_size, hidden, layers, color, dropout, label_smoothing, class_weights, image_size, classes,
+              images, max_entries, threshold, seed):
     """Check backprop against centred finite differences (float64) on a small random network.
 
     For each parameter it prints the relative error ||backprop - numeric|| / (||backprop|| +
@@ -31,8 +31,8 @@ def gradcheck(kernels, kernel_size, hidden, color, dropout, label_smoothing, cla
         raise CnnfruitError("--images and --max-entries must be at least 1")
     if not 0 < threshold < float("inf"):
         raise CnnfruitError(f"--threshold must be a positive number, got {threshold}")
-    config = TrainConfig(kernels=kernels, kernel_size=kernel_size, hidden=hidden, color=color, dropout=dropout,
-                         label_smoothing=label_smoothing, class_weights=class_weights or "none")
+    config = TrainConfig(kernels=kernels, kernel_size=kernel_size, hidden=hidden, layers=layers, color=color,
+                         dropout=dropout, label_smoothing=label_smoothing, class_weights=class_weights or "none")
     weights = class_weight_values(config.class_weights)
     if config.class_weights == "auto" or (weights is not None and len(weights) != classes):
         raise CnnfruitError(f"--class-weights needs {classes} numbers here, one per class (see --classes)")
@@ -41,10 +41,7 @@ def gradcheck(kernels, kernel_size, hidden, color, dropout, label_smoothing, cla
     from cnnfruit.nn.gradcheck import check_gradients
 
     arch = Architecture.from_config(config, classes, image_size)
-    click.echo(
-        f"Network: {arch.in_channels}x{image_size}x{image_size} -> conv {kernels}x{kernel_size}x{kernel_size} -> "
-        f"{arch.features} -> {' -> '.join(str(o) for _, o in arch.dense_widths)}, float64, {images} random images"
-    )
+    click.echo(f"Network: {arch.describe()}, float64, {images} random images")
     results = check_gradients(arch, seed=seed, images=images, max_entries=max_entries, dropout=dropout,
                               class_weights=weights, label_smoothing=label_smoothing)
     width = max(len("parameter"), *(len(r.name) for r in results))

@@ -41,7 +41,7 @@ def setting_options(*names, help=None, unused=()):
         for name in reversed(names):
             f = settings[name]
             default, choices = default_of(f), f.metadata["choices"]
-            kwargs = {"default": default, "show_default": True, "help": help.get(name, f.metadata["help"]),
+            kwargs = {"default": default, "show_default": default != "", "help": help.get(name, f.metadata["help"]),
                       "hidden": name in unused}
             if choices:
                 kwargs["type"] = click.Choice(choices)

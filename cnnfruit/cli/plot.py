@@ -1,4 +1,4 @@
-"""`cnnfruit plot`: a history's curves, a sweep's results, or what a model's conv layer learned."""
+"""`cnnfruit plot`: a history's curves, a sweep's results, or what a model's conv layers learned."""
 import json
 import os
 
@@ -34,10 +34,14 @@ def is_sweep_file(path):
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
               help="File to write, in the format its suffix names (.png, .jpg, .svg or .pdf). Default: FILE's name "
                    "with a .png suffix (-kernels.png / -features.png for a model), in the current folder.")
-@click.option("--kernels", "show_kernels", is_flag=True, help="MODEL.npz: draw the learned conv kernels as a grid.")
+@click.option("--kernels", "show_kernels", is_flag=True,
+              help="MODEL.npz: draw the first conv layer's learned kernels as a grid.")
 @click.option("--feature-maps", "feature_image", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="MODEL.npz: draw this image and the ReLU maps the conv layer makes of it.")
-def plot(file, output, show_kernels, feature_image):
+              help="MODEL.npz: draw this image and the ReLU maps a conv layer makes of it (see --layer).")
+@click.option("--layer", default=None, metavar="NAME",
+              help="With --feature-maps: the conv layer, by name (conv1; see cnnfruit summary) or by position "
+                   "among the conv layers (0 for the first). Default: the first.")
+def plot(file, output, show_kernels, feature_image, layer):
     """Plot a history.json (loss and accuracy per epoch), a sweep.json (accuracy against each swept
     setting) or what a model.npz learned, into a picture in the current folder (or -o).
 
@@ -46,9 +50,12 @@ def plot(file, output, show_kernels, feature_image):
       cnnfruit plot sweeps/x/sweep.json
       cnnfruit plot runs/x/model.npz --kernels -o kernels.png
       cnnfruit plot runs/x/model.npz --feature-maps photo.jpg -o features.png
+      cnnfruit plot runs/x/model.npz --feature-maps photo.jpg --layer conv3
     """
     check_regular(file)  # before it is opened: a FIFO would block for ever
     check_figure_path(output, file, feature_image)
+    if layer is not None and not feature_image:
+        raise CnnfruitError("--layer chooses the conv layer of --feature-maps; give --feature-maps IMAGE too")
     from cnnfruit import plots
 
     stem = os.path.splitext(os.path.basename(file))[0]  # written here, not beside FILE: its folder may be shared
@@ -76,17 +83,20 @@ def plot(file, output, show_kernels, feature_image):
 
         clf = Classifier.load(file)
         if show_kernels:
-            arch = clf.arch
-            fig = plots.kernels_figure(clf.params["conv_w"], title=f"{arch.kernels} learned {arch.kernel_size}x"
-                                       f"{arch.kernel_size} kernels ({clf.color}, {os.path.basename(file)})")
+            unit = clf.network.layers[clf.network.conv_index()]
+            fig = plots.kernels_figure(clf.params[f"{unit.name}_w"], title=(
+                f"{unit.kernels} learned {unit.size}x{unit.size} kernels of {unit.name} ({clf.color}, "
+                f"{os.path.basename(file)})"))
             output = output or stem + "-kernels.png"
         else:
+            chosen = int(layer) if layer is not None and layer.isdigit() else layer
+            unit = clf.network.layers[clf.network.conv_index(chosen)]
             pixels = clf.images(feature_image)
             probs = clf.predict_proba(pixels)[0]
             shown = clf.inputs(pixels)[0, 0] if clf.color == "grey" else pixels[0]
-            fig = plots.feature_maps_figure(shown, clf.feature_maps(pixels[0]), title=(
-                f"{os.path.basename(feature_image)}: predicted {clf.class_names[int(probs.argmax())]} "
-                f"({100 * probs.max():.1f}%)"))
+            fig = plots.feature_maps_figure(shown, clf.feature_maps(pixels[0], unit.name), title=(
+                f"{os.path.basename(feature_image)}: {unit.name}'s maps; predicted "
+                f"{clf.class_names[int(probs.argmax())]} ({100 * probs.max():.1f}%)"))
             output = output or stem + "-features.png"
     check_figure_path(output, file, feature_image)  # again: the default name may be that of an input
     click.echo(f"Wrote {write_figure(fig, output)}")

@@ -8,7 +8,7 @@ from cnnfruit.cli.options import setting_options
 from cnnfruit.config import IMAGE_SIZE, TrainConfig
 from cnnfruit.errors import CnnfruitError
 
-ARCHITECTURE_SETTINGS = ("kernels", "kernel_size", "hidden", "color")
+ARCHITECTURE_SETTINGS = ("kernels", "kernel_size", "hidden", "layers", "color")
 
 
 @click.command()
@@ -17,7 +17,7 @@ ARCHITECTURE_SETTINGS = ("kernels", "kernel_size", "hidden", "color")
 @click.option("--classes", type=int, default=3, show_default=True, help="Number of output classes.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.pass_context
-def summary(ctx, model, kernels, kernel_size, hidden, color, classes, as_json):
+def summary(ctx, model, kernels, kernel_size, hidden, layers, color, classes, as_json):
     """Per-layer output shape, parameters, and forward and backward FLOPs per image, with totals.
 
     Of the network saved in MODEL, or else of the one the architecture flags describe (the
@@ -35,7 +35,7 @@ def summary(ctx, model, kernels, kernel_size, hidden, color, classes, as_json):
     if model:
         result = summarize(model)
     else:
-        config = TrainConfig(kernels=kernels, kernel_size=kernel_size, hidden=hidden, color=color)
+        config = TrainConfig(kernels=kernels, kernel_size=kernel_size, hidden=hidden, layers=layers, color=color)
         if classes < 2:
             raise CnnfruitError(f"--classes must be at least 2, got {classes}")
         result = summarize(Architecture.from_config(config, classes, IMAGE_SIZE))

@@ -12,7 +12,7 @@ from cnnfruit.sweep.space import SWEEP_DEFAULTS
 SEARCHABLE = tuple(name for name in setting_fields() if name != "seed")
 # Settings whose one value may hold commas (a layout, a weight per class): several are searched by
 # repeating the flag.
-REPEATED = ("hidden", "class_weights")
+REPEATED = ("hidden", "class_weights", "layers")
 
 
 def sweep_setting_options(command):
@@ -26,6 +26,9 @@ def sweep_setting_options(command):
         elif name == "class_weights":
             more = "Repeat to search several, one per flag (--class-weights none --class-weights 1,2,1); none,auto " \
                    "searches both."
+        elif name == "layers":
+            more = ("Repeat, or separate specs by ';', to search several (--layers 'conv16x3, dense64' --layers "
+                    "'conv16x3 same, maxpool2, dense64').")
         elif f.metadata["choices"]:
             more = f"A comma list searches several ({', '.join(f.metadata['choices'])})."
         elif f.type is int:
@@ -33,8 +36,9 @@ def sweep_setting_options(command):
         else:
             more = "A comma list (1e-5,1e-4) or a range low:high[:log] searches it."
         shown = SWEEP_DEFAULTS.get(name, shown)
+        default_text = f" [default: {shown}]" if shown != "" else ""
         command = click.option(flag(name), name, multiple=name in REPEATED, default=None, metavar="TEXT",
-                               help=f"{f.metadata['help']} {more} [default: {shown}]")(command)
+                               help=f"{f.metadata['help']} {more}{default_text}")(command)
     return command
 
 
@@ -71,6 +75,7 @@ def sweep(ctx, seeds, trials, source, out, resume_folder, pruner, no_prune, work
       cnnfruit sweep --lr 1e-5,1e-4,1e-3 --kernels 4,8 --seeds 2 --epochs 5
       cnnfruit sweep --lr 1e-6:1e-3:log --kernels 4:16 --trials 30
       cnnfruit sweep --hidden 841,29 --hidden 256 --scheduler tcp://10.0.0.5:8786
+      cnnfruit sweep --layers "conv16x3, dense64; conv16x3 same, maxpool2, dense64" --color rgb
 
     Each run is a training run with its own folder (OUT/runs/trial-NNNN). The study lives in
     OUT/study.db (optuna-dashboard sqlite:///OUT/study.db shows it); Ctrl-C cancels the runs in

@@ -26,10 +26,7 @@ def describe_run(run, echo=click.echo):
         f"{'validation (its val folder)' if dataset.val is not None else 'validation'} / {len(data.y_test)} test "
         f"images, {describe_classes(dataset.class_names)}"
     )
-    echo(
-        f"Network: {arch.in_channels}x{arch.image_size}x{arch.image_size} -> conv {arch.kernels}x{arch.kernel_size}x"
-        f"{arch.kernel_size} -> {arch.features} -> {' -> '.join(str(o) for _, o in arch.dense_widths)}"
-    )
+    echo(f"Network: {arch.describe()}")
     if loop.class_weights is not None:
         weights = ", ".join(f"{name} {w:.4g}" for name, w in zip(dataset.class_names, loop.class_weights))
         echo(f"Class weights ({loop.config.class_weights}): {weights}")
@@ -92,23 +89,24 @@ def print_summary(summary):
     from rich.table import Table
 
     arch = summary.arch
-    table = Table("layer", "output shape", "parameters", "forward FLOPs", "backward FLOPs",
+    table = Table("layer", "spec", "output shape", "parameters", "forward FLOPs", "backward FLOPs",
                   title=f"{arch.in_channels}x{arch.image_size}x{arch.image_size} input, {arch.classes} classes: "
                         "per image")
     for layer in summary.layers:
-        table.add_row(layer.name, " x ".join(map(str, layer.output_shape)), f"{layer.parameters:,}",
+        table.add_row(layer.name, layer.spec, "x".join(map(str, layer.output_shape)), f"{layer.parameters:,}",
                       f"{layer.forward_flops:,}", f"{layer.backward_flops:,}")
-    table.add_row("total", "", f"{summary.total_parameters:,}", f"{summary.forward_flops:,}",
+    table.add_row("total", "", "", f"{summary.total_parameters:,}", f"{summary.forward_flops:,}",
                   f"{summary.backward_flops:,}", style="bold")
     console = output_console()
     console.print(table)
     console.print(f"Parameters: {summary.total_parameters:,} ({4 * summary.total_parameters / 2**20:.1f} MiB as float32)")
     console.print(f"Training step: {summary.training_flops:,} FLOPs per image (forward + backward); "
                   f"prediction: {summary.forward_flops:,}")
-    console.print("FLOPs count 2 per multiply-add of each layer's products (bias adds, ReLU and softmax left out). "
-                  "Backward: a dense layer computes its weight gradient and its input gradient (2x its forward); "
-                  "the conv layer only its kernel gradient (1x), since the image below it has no weights. "
-                  f"explain's saliency map adds the conv input gradient: {summary.input_gradient_flops:,} more.")
+    console.print("FLOPs count 2 per multiply-add of each layer's products (bias adds, ReLU, pooling and softmax "
+                  "left out). Backward: a layer computes its weight gradient and its input gradient (2x its "
+                  "forward); the lowest layer with weights only its weight gradient (1x), since nothing below it "
+                  "learns. explain's saliency map adds that layer's input gradient: "
+                  f"{summary.input_gradient_flops:,} more.")
 
 
 class SweepProgressBar:

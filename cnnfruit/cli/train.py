@@ -42,6 +42,10 @@ def train(ctx, source, out, resume, overwrite, tensorboard_dir, quiet, **setting
     given = {name: value for name, value in settings.items()
              if ctx.get_parameter_source(name) in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)}
     config = None if resume else TrainConfig(**settings)  # checked before anything is loaded or created
+    if config is not None:
+        from cnnfruit.nn.architecture import check_fits
+
+        check_fits(config)  # a layer spec that cannot work on the images, before they are read
     computing()  # first: it is where Numba is imported
     from cnnfruit.training.run import StoppedAtOnce
     from cnnfruit.training.logs import open_log

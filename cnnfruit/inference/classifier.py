@@ -62,7 +62,7 @@ class Classifier:
         # is taken as another name for it, so that code that passes it by that name keeps working.
         self.trained_on = trained_on or data or {}
         self.path = None  # the checkpoint it was loaded from, if any
-        memory.check_prediction(arch, params["conv_w"].dtype.itemsize)
+        memory.check_prediction(arch, next(iter(params.values())).dtype.itemsize)
         self.network = Network(arch, params)
 
     @property
@@ -283,13 +283,14 @@ class Classifier:
         """How messages name this classifier: its file, once loaded from one."""
         return self.path or "the model"
 
-    def feature_maps(self, image):
-        """The conv layer's ReLU maps (K, P, P) of one image (uint8 (H, W, 3) or a file path)."""
+    def feature_maps(self, image, layer=None):
+        """A conv layer's ReLU maps (K, P, Q) of one image (uint8 (H, W, 3) or a file path): the first
+        conv layer's, or `layer`'s, by name (conv1) or by position among the conv layers (0, 1, ...)."""
         pixels = self.images(image)
         if len(pixels) != 1:
             raise CnnfruitError(f"feature_maps takes one image, got {len(pixels)}")
         with compute_lock():
-            return self.network.feature_maps(self.inputs(pixels))[0]
+            return self.network.feature_maps(self.inputs(pixels), layer)[0]
 
 
 def _is_path(value):

@@ -79,12 +79,12 @@ def input_gradient(classifier, images, class_index, score="logit"):
     with compute_lock():  # one unit of work on the classifier's network, results copied out
         network.forward(classifier.inputs(pixels))
         labels = np.full(len(pixels), class_index, dtype=np.int64)
-        network.loss(labels)  # sets dpres[-1] to probs - onehot, the gradient of -log p(class)
+        network.loss(labels)  # sets dlogits to probs - onehot, the gradient of -log p(class)
         if score == "logit":
-            dlogits = np.zeros_like(network.dpres[-1])
+            dlogits = np.zeros_like(network.dlogits)
             dlogits[:, class_index] = 1
         else:
-            dlogits = -network.dpres[-1]
+            dlogits = -network.dlogits
         dinputs = network.input_gradient(dlogits)
     return preprocess_backward(pixels, dinputs, classifier.color, classifier.normalize)
 

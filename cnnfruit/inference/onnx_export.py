@@ -6,13 +6,15 @@ does, so a consumer cannot forget or get wrong the preprocessing the checkpoint 
     images uint8 (N, H, H, 3) RGB, as preprocess.load_image makes them
       -> float32 -> grey: pixels @ LUMA_WEIGHTS (N, 1, H, H) | rgb: transpose to (N, 3, H, H)
       -> none | scale: / 255 | standardize: (x - mean) / max(std, 1e-6) per image over C, H, W
-      -> conv K x S x S (valid, stride 1) + bias, ReLU -> flatten (N, F) in K, P, P order
-      -> dense + ReLU ... -> dense -> softmax    = probabilities float32 (N, M)
-      -> argmax of the probabilities             = class_index int64 (N,)
+      -> each layer's nodes, as its unit writes them (nn/layers/): conv K x S x S (stride 1, its
+         padding) + bias, Relu; MaxPool; Flatten (in C, H, W order) before the first dense layer,
+         Gemm + Relu ... -> Gemm (the logits) -> Softmax  = probabilities float32 (N, M)
+      -> argmax of the probabilities                    = class_index int64 (N,)
 
 N is a dynamic dimension named "batch". The model's metadata_props hold the class names (a JSON
-array of strings under "class_names"), "color", "normalize", "image_size" and "cnnfruit_version".
-Initializers carry the checkpoint's parameter names (conv_w, conv_b, dense0_w, ...).
+array of strings under "class_names"), "color", "normalize", "image_size", "layers" (the network's
+layer spec) and "cnnfruit_version". Initializers carry the checkpoint's parameter names (conv_w,
+conv_b, dense0_w, ...) and nodes the names of their layers.
 
 Three things differ from the numba path on purpose:
 - standardize sums each image's mean and variance in float64 (see _Graph.image_mean), so the
@@ -111,6 +113,7 @@ def build_onnx(arch, params, class_names, color, normalize, opset=DEFAULT_OPSET)
         "color": color,
         "normalize": normalize,
         "image_size": str(size),
+        "layers": arch.spec,
         "cnnfruit_version": __version__,
     })
     return model
@@ -255,15 +258,10 @@ class _Graph:
         return x
 
     def network(self, x, arch, params):
-        """inputs (N, C, H, H) -> softmax probabilities (N, M), layer by layer as model.Network."""
-        weight = {name: self.constant(name, value) for name, value in params.items()}
-        S = arch.kernel_size
-        conv = self.node("Conv", [x, weight["conv_w"], weight["conv_b"]], ["conv"], kernel_shape=[S, S])
-        h = self.node("Flatten", [self.node("Relu", [conv], ["conv_relu"])], ["features"], axis=1)
-        layers = len(arch.dense_widths)
-        for layer in range(layers):
-            # Gemm: h (N, I) @ w (I, O) + b (O,); the weights keep cnnfruit's (I, O) layout.
-            h = self.node("Gemm", [h, weight[f"dense{layer}_w"], weight[f"dense{layer}_b"]], [f"dense{layer}"])
-            if layer < layers - 1:
-                h = self.node("Relu", [h], [f"dense{layer}_relu"])
+        """inputs (N, C, H, H) -> softmax probabilities (N, M), layer by layer as network.Network."""
+        h = x
+        for unit in arch.units():
+            weights = {local: self.constant(f"{unit.name}_{local}", params[f"{unit.name}_{local}"])
+                       for local in unit.parameter_shapes()}
+            h = unit.onnx(self, h, weights)
         return self.node("Softmax", [h], [PROBABILITIES_NAME], axis=1)

@@ -3,7 +3,7 @@
     summary = summarize(Architecture())            # or summarize("runs/x/model.npz")
     print(summary.total_parameters, summary.training_flops)
 
-Every figure comes from Architecture.layer_costs, the one place that knows the shapes.
+Every figure comes from Architecture.layer_costs, from the layer units that know the shapes.
 """
 import os
 from dataclasses import asdict, dataclass
@@ -36,13 +36,13 @@ class Summary:
 
     @property
     def input_gradient_flops(self):
-        """Per image, on top of a backward pass: the conv layer's input gradient (explain's
-        saliency map), as many multiply-adds as the conv forward."""
-        return next(layer.forward_flops for layer in self.layers if layer.name.startswith("conv"))
+        """Per image, on top of a backward pass: the input gradient of the lowest layer with
+        parameters (explain's saliency map), as many multiply-adds as its forward pass."""
+        return next(layer.forward_flops for layer in self.layers if layer.parameters)
 
     def to_dict(self):
         return {
-            "architecture": {**asdict(self.arch), "hidden": list(self.arch.hidden)},
+            "architecture": self.arch.to_dict(),
             "layers": [{**asdict(layer), "output_shape": list(layer.output_shape)} for layer in self.layers],
             "total_parameters": self.total_parameters,
             "forward_flops": self.forward_flops,

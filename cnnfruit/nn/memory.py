@@ -40,9 +40,13 @@ def describe(nbytes):
 
 
 def activation_floats(arch):
-    """Floats of Network's workspace per image: conv maps, their gradient and the flat input
-    gradient; each dense layer's output, gradient and pre-ReLU gradient; probabilities and the loss."""
-    return 3 * arch.features + 3 * sum(fan_out for _, fan_out in arch.dense_widths) + arch.classes + 1
+    """Floats of Network's workspace per image: each layer's output and its gradient, and a scratch
+    of the input's size (a dense layer's unmasked input gradient, a pool's argmax); probabilities
+    and the loss."""
+    units = arch.units()
+    outputs = sum(_count(unit.out_shape) for unit in units)
+    inputs = sum(_count(unit.in_shape) for unit in units)
+    return 2 * outputs + inputs + arch.classes + 1
 
 
 def training_needs(arch, config, images):
@@ -78,13 +82,14 @@ def check_training(arch, config, images):
                        available=describe(available), value=value)
 
 
-def check_prediction(arch, dtype_bytes=FLOAT_BYTES):
-    """Refuse a network whose gradients and activations for a batch cannot fit (its weights are loaded)."""
+def check_prediction(arch, dtype_bytes=FLOAT_BYTES, images=EVAL_BATCH, task="predict", copies=1):
+    """Refuse a network whose gradients and activations for a batch of `images` cannot fit, with
+    `copies` of its weights still to make (beyond the gradients)."""
     weights = sum(_count(shape) for shape in arch.parameter_shapes().values()) * dtype_bytes
-    need = weights + EVAL_BATCH * activation_floats(arch) * dtype_bytes
+    need = copies * weights + images * activation_floats(arch) * dtype_bytes
     available = available_bytes()
     if available is not None and need > available:
-        raise CnnfruitError(f"this network needs about {describe(need)} more memory to predict, more than the "
+        raise CnnfruitError(f"this network needs about {describe(need)} more memory to {task}, more than the "
                             f"{describe(available)} available")
 
 
@@ -122,9 +127,11 @@ def _culprit(arch, config, parts):
         return "batch_size", config.batch_size
     if biggest == "images as tensors":
         return None, None
-    if arch.hidden and max(arch.hidden) >= arch.features:
-        return "hidden", ",".join(map(str, arch.hidden))
-    return "kernels", arch.kernels
+    if config.layers:
+        return "layers", config.layers
+    if config.hidden and max(config.hidden) >= arch.features:
+        return "hidden", ",".join(map(str, config.hidden))
+    return "kernels", config.kernels
 
 
 def _count(shape):

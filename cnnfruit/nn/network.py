@@ -1,31 +1,39 @@
-"""The network at work: forward and backward passes through the kernels, on preallocated buffers.
+"""The network at work: its layer units run in order, forward and backward, on preallocated buffers.
 
-See architecture.py for the layers and the shape letters of kernels/__init__.py for the dimensions.
+See architecture.py for the layers and nn/layers/base.py for what each unit computes. The
+network holds one output and one gradient array per unit, acts[i + 1] and dacts[i + 1] for unit
+i (acts[0] is the input batch, dacts[0] its gradient), made once per batch size and reused, so a
+training step allocates nothing. A dropout unit after each hidden dense layer works in place on
+that layer's arrays.
 """
 import numpy as np
 
-from cnnfruit.nn import dispatch
 from cnnfruit.errors import CnnfruitError
+from cnnfruit.nn import dispatch
+from cnnfruit.nn.layers import Dropout
 
 
 class Network:
     """Parameters, their gradients and the activations of one batch size, all preallocated.
 
-    `forward` fills the activations; `backward` (after `loss`) fills `grads`. Buffers are made
-    once per batch size and reused, so a training step allocates nothing.
+    `forward` fills the activations; `backward` (after `loss`) fills `grads`; `backward_step`
+    updates the parameters on the way down.
     """
 
     def __init__(self, arch, params):
         self.arch = arch
         self.params = params
-        self.dtype = params["conv_w"].dtype
+        self.layers = _with_dropout(arch.units())
+        self.dtype = next(iter(params.values())).dtype if params else None
         self._check_parameters()
         self.grads = {name: np.zeros_like(p) for name, p in params.items()}
+        # per unit: its parameters and gradients under their local names, and their full names
+        self._names = [{local: f"{unit.name}_{local}" for local in unit.parameter_shapes()} for unit in self.layers]
+        self._params = [{local: params[name] for local, name in names.items()} for names in self._names]
+        self._grads = [{local: self.grads[name] for local, name in names.items()} for names in self._names]
         self._batch = None
         self._capacity = 0
-        self.dropout = 0.0  # the rate of forward(x, dropout_rng), on the hidden layers' outputs
-        self._dropout_scale = None  # 1 / (1 - rate) while the last forward pass dropped units
-        self._draws = {}  # per hidden layer, dropout's uniform draws (float64, whatever the dtype)
+        self._dropout = 0.0
 
     def _check_parameters(self):
         """The kernels index the weights by the architecture's shapes and one float type: refuse any other."""
@@ -47,8 +55,18 @@ class Network:
                                 f"{arch.image_size}), got {x.shape}")
 
     @property
-    def layers(self):
-        return len(self.arch.dense_widths)
+    def dropout(self):
+        """The rate of forward(x, dropout_rng), on the hidden dense layers' outputs."""
+        return self._dropout
+
+    @dropout.setter
+    def dropout(self, rate):
+        self._dropout = rate
+        for unit in self.layers:
+            if unit.kind == "dropout":
+                unit.rate = rate
+
+    # ---- the workspace
 
     def _workspace(self, batch):
         """Point the activation buffers at views of `batch` rows, growing them only when needed."""
@@ -56,82 +74,58 @@ class Network:
             return
         if batch > self._capacity:
             self._allocate(batch)
-        self.conv_out = self._conv_out[:batch]
-        self.dconv = self._dconv[:batch]
-        self.acts = [a[:batch] for a in self._acts]
+        self.acts = [None] + [a[:batch] for a in self._acts[1:]]
         self.dacts = [d[:batch] for d in self._dacts]
-        self.dpres = [d[:batch] for d in self._dpres]
         self.probs = self._probs[:batch]
         self.losses = self._losses[:batch]
         self._batch = batch
 
     def _allocate(self, capacity):
         arch, dtype = self.arch, self.dtype
-        P = arch.conv_side
-        self._conv_out = np.zeros((capacity, arch.kernels, P, P), dtype)
-        self._dconv = np.zeros_like(self._conv_out)
-        # acts[0] is the flattened conv output; acts[l + 1] the output of dense layer l;
-        # dpres[l] is the gradient before the ReLU that produced acts[l].
-        self._acts = [self._conv_out.reshape(capacity, arch.features)]
-        self._dacts = [np.zeros((capacity, arch.features), dtype)]
-        self._dpres = [self._dconv.reshape(capacity, arch.features)]
-        for _, fan_out in arch.dense_widths:
-            self._acts.append(np.zeros((capacity, fan_out), dtype))
-            self._dacts.append(np.zeros((capacity, fan_out), dtype))
-            self._dpres.append(np.zeros((capacity, fan_out), dtype))
-        self._forward_scratch = [dispatch.dense_forward_scratch(capacity, fan_out, dtype)
-                                 for _, fan_out in arch.dense_widths]
-        self._step_buffers = [dispatch.DenseStepBuffers(fan_in, fan_out, capacity, dtype)
-                              for fan_in, fan_out in arch.dense_widths]
+        self._acts = [None]
+        self._dacts = [np.zeros((capacity, arch.in_channels, arch.image_size, arch.image_size), dtype)]
+        for unit in self.layers:
+            if getattr(unit, "in_place", False):
+                self._acts.append(self._acts[-1])
+                self._dacts.append(self._dacts[-1])
+            else:
+                self._acts.append(np.zeros((capacity, *unit.out_shape), dtype))
+                self._dacts.append(np.zeros((capacity, *unit.out_shape), dtype))
+            unit.allocate(capacity, dtype)
         self._probs = np.zeros((capacity, arch.classes), dtype)
         self._losses = np.zeros(capacity, dtype)
         self._capacity = capacity
         self._batch = None
 
-    def forward(self, x, dropout_rng=None):
+    @property
+    def logits(self):
+        return self.acts[-1]
+
+    @property
+    def dlogits(self):
+        """The gradient of the logits (N, M): what loss() sets and backward starts from."""
+        return self.dacts[-1]
+
+    # ---- the passes
+
+    def forward(self, x, dropout_rng=None, until=None):
         """x (N, C, H, H) -> logits (N, M), a view into the workspace.
 
         With dropout_rng (a numpy Generator; training only) and a dropout rate above 0, each hidden
-        layer's output goes through inverted dropout, its draws taken from dropout_rng layer after
-        layer, each an (N, O) array of rng.random in row order.
+        dense layer's output goes through inverted dropout, its draws taken from dropout_rng layer
+        after layer. until, the index of a unit, stops after that unit and returns its output.
         """
         x = np.ascontiguousarray(x, dtype=self.dtype)
         self._check_input(x)
         self._workspace(x.shape[0])
-        self.x = x
-        p = self.params
-        dropping = dropout_rng is not None and self.dropout > 0
-        self._dropout_scale = self.dtype.type(1 / (1 - self.dropout)) if dropping else None
-        dispatch.conv_relu_forward(self.conv_out, x, p["conv_w"], p["conv_b"])
-        for layer in range(self.layers):
-            hidden = layer < self.layers - 1
-            dispatch.dense_forward(self.acts[layer + 1], self.acts[layer], p[f"dense{layer}_w"], p[f"dense{layer}_b"],
-                                   hidden, self._forward_scratch[layer])
-            if dropping and hidden:
-                draws = self._dropout_draws(layer, len(x))
-                dropout_rng.random(out=draws)
-                dispatch.dropout_forward(self.acts[layer + 1], draws, self.dropout)
-        return self.acts[-1]
-
-    def _dropout_draws(self, layer, batch):
-        draws = self._draws.get(layer)
-        if draws is None or len(draws) < batch:
-            draws = self._draws[layer] = np.empty((max(batch, self._capacity), self.arch.dense_widths[layer][1]))
-        return draws[:batch]
-
-    def _dropout_backward(self, layer):
-        """dpres[layer] (already ReLU-masked by the dropped output) times dropout's 1 / (1 - rate)."""
-        if self._dropout_scale is not None and layer > 0:
-            self.dpres[layer] *= self._dropout_scale
-
-    def feature_maps(self, x):
-        """The conv layer's ReLU maps (N, K, P, P) of inputs x, in a new array."""
-        x = np.ascontiguousarray(x, dtype=self.dtype)
-        self._check_input(x)
-        P = self.arch.conv_side
-        maps = np.empty((len(x), self.arch.kernels, P, P), self.dtype)
-        dispatch.conv_relu_forward(maps, x, self.params["conv_w"], self.params["conv_b"])
-        return maps
+        self.x = self.acts[0] = x
+        dropping = dropout_rng is not None and self._dropout > 0
+        last = len(self.layers) - 1 if until is None else until
+        for i, unit in enumerate(self.layers[:last + 1]):
+            if unit.kind == "dropout":
+                unit.generator = dropout_rng if dropping else None
+            unit.forward(self.acts[i + 1], self.acts[i], self._params[i])
+        return self.acts[last + 1]
 
     def loss(self, labels, class_weights=None, smoothing=0.0):
         """Per-image cross-entropy (N,) of the last forward pass; also sets the logit gradient.
@@ -145,55 +139,75 @@ class Network:
             raise CnnfruitError(f"labels must be {self._batch} class indices from 0 to {M - 1} (int64), got "
                                 f"{labels.dtype} {labels.shape}")
         if class_weights is None and not smoothing:
-            dispatch.softmax_cross_entropy(self.probs, self.dpres[-1], self.losses, self.acts[-1], labels)
+            dispatch.softmax_cross_entropy(self.probs, self.dlogits, self.losses, self.logits, labels)
         else:
             if class_weights is None:
                 class_weights = np.ones(M, self.dtype)
             if class_weights.shape != (M,) or class_weights.dtype != self.dtype:  # the kernel indexes it by label
                 raise CnnfruitError(f"class weights must be {M} numbers of the network's {self.dtype}, got "
                                     f"{class_weights.dtype} {class_weights.shape}")
-            dispatch.weighted_softmax_cross_entropy(self.probs, self.dpres[-1], self.losses, self.acts[-1], labels,
+            dispatch.weighted_softmax_cross_entropy(self.probs, self.dlogits, self.losses, self.logits, labels,
                                                     class_weights, smoothing)
         return self.losses
 
-    def backward(self):
-        """Gradients of the SUM of the per-image losses into self.grads."""
-        g, p = self.grads, self.params
-        for layer in reversed(range(self.layers)):
-            dispatch.dense_backward(self.dacts[layer], g[f"dense{layer}_w"], g[f"dense{layer}_b"], self.acts[layer],
-                                    self.dpres[layer + 1], p[f"dense{layer}_w"])
-            dispatch.relu_backward(self.dpres[layer], self.dacts[layer], self.acts[layer])
-            self._dropout_backward(layer)
-        dispatch.conv_backward(g["conv_w"], g["conv_b"], self.x, self.dconv)
-        return g
+    def _input_gradient_needed(self, i, everywhere):
+        unit = self.layers[i]
+        return everywhere or unit.needs_input_gradient or getattr(unit, "in_place", False)
+
+    def backward(self, input_gradient=False):
+        """Gradients of the SUM of the per-image losses into self.grads; with input_gradient, also
+        the gradient of the input batch into dacts[0]."""
+        for i in reversed(range(len(self.layers))):
+            dx = self.dacts[i] if self._input_gradient_needed(i, input_gradient) else None
+            self.layers[i].backward(dx, self.dacts[i + 1], self.acts[i], self.acts[i + 1], self._params[i],
+                                    self._grads[i])
+        return self.grads
 
     def input_gradient(self, dlogits):
         """Gradient (N, C, H, H) with respect to the input x of the last forward pass, given the
         gradient dlogits (N, M) of some score of the logits; also overwrites self.grads."""
-        self.dpres[-1][...] = dlogits
-        self.backward()
-        dx = np.empty_like(self.x)
-        dispatch.conv_backward_input(dx, self.dconv, self.params["conv_w"])
-        return dx
+        self.dlogits[...] = dlogits
+        self.backward(input_gradient=True)
+        return self.dacts[0].copy()
 
     def backward_step(self, optimizer):
         """Backward pass fused with one optimizer step: every parameter updated from its gradient.
 
-        Gives what backward() then optimizer.step() would, up to rounding; dispatch chooses how
-        each dense layer runs (dispatch.dense_backward_path). self.grads keeps the gradients the
+        Gives what backward() then optimizer.step() would, up to rounding; each unit chooses how
+        it runs (a dense layer: dispatch.dense_backward_path). self.grads keeps the gradients the
         unfused paths computed.
         """
-        p, g = self.params, self.grads
         optimizer.begin_step()
-        for layer in reversed(range(self.layers)):
-            w_name, b_name = f"dense{layer}_w", f"dense{layer}_b"
-            dispatch.dense_backward_step(self.dpres[layer], self.dacts[layer], g[w_name], g[b_name], p[w_name], p[b_name],
-                                         self.acts[layer], self.dpres[layer + 1], optimizer, w_name, b_name,
-                                         self._step_buffers[layer])
-            self._dropout_backward(layer)
-        dispatch.conv_backward(g["conv_w"], g["conv_b"], self.x, self.dconv)
-        for name in ("conv_w", "conv_b"):
-            optimizer.update(name, p[name], g[name])
+        for i in reversed(range(len(self.layers))):
+            dx = self.dacts[i] if self._input_gradient_needed(i, False) else None
+            self.layers[i].step(dx, self.dacts[i + 1], self.acts[i], self.acts[i + 1], self._params[i],
+                                self._grads[i], optimizer, self._names[i])
+
+    # ---- what the layers see
+
+    def conv_index(self, layer=None):
+        """The unit index of a conv layer: by name (conv, conv0, ...), by position among the conv
+        layers (0 for the first), or the first one."""
+        convs = [i for i, unit in enumerate(self.layers) if unit.kind == "conv"]
+        if not convs:
+            raise CnnfruitError("the network has no conv layer")
+        names = [self.layers[i].name for i in convs]
+        if layer is None:
+            return convs[0]
+        if isinstance(layer, str):
+            if layer not in names:
+                raise CnnfruitError(f"the network has no conv layer {layer!r}; its conv layers: {', '.join(names)}")
+            return convs[names.index(layer)]
+        if not (isinstance(layer, (int, np.integer)) and not isinstance(layer, bool) and 0 <= layer < len(convs)):
+            raise CnnfruitError(f"conv layer {layer!r} is not one of the network's {len(convs)} (0 to "
+                                f"{len(convs) - 1}, or by name: {', '.join(names)})")
+        return convs[layer]
+
+    def feature_maps(self, x, layer=None):
+        """A conv layer's ReLU maps (N, K, P, Q) of inputs x, in a new array; layer as in conv_index."""
+        return self.forward(x, until=self.conv_index(layer)).copy()
+
+    # ---- whole sets
 
     def _scored_batches(self, x, labels, batch, inputs=None):
         """Forward pass and loss over x; yields (slice of x, its probabilities, its losses).
@@ -244,3 +258,15 @@ class Network:
             if probabilities is not None:
                 probabilities[chunk] = probs
         return float(losses.mean()), float((predictions == labels).mean()), predictions
+
+
+def _with_dropout(units):
+    """The units with a dropout unit after each hidden dense layer (doing nothing at rate 0)."""
+    out, count = [], 0
+    for unit in units:
+        out.append(unit)
+        if unit.kind == "dense" and not unit.logits:
+            out.append(Dropout(f"dropout{count}", "dropout", unit.out_shape, number=unit.number, relu_input=True,
+                               below_has_parameters=True))
+            count += 1
+    return out

@@ -2,19 +2,23 @@
 
     space = SearchSpace.from_values(lr=[1e-5, 1e-4], kernels=Range(4, 16), hidden=[(841, 29), (256,)])
     space = SearchSpace.from_text({"lr": "1e-5:1e-2:log", "hidden": ["841,29", "256"]})
+    space = SearchSpace.from_text({"layers": "conv16x3 same, maxpool2, dense64; conv16x3, dense64"})
 
 A searched setting is a `Choice` of values (a comma list on the command line) or a `Range`
-(`low:high` or `low:high:log`). Every value and both ends of a range are checked by TrainConfig
+(`low:high` or `low:high:log`). Layer specs hold commas themselves: several are given as a list,
+or in one text separated by `;` (LAYERS_SEPARATOR). Every value and both ends of a range are checked by TrainConfig
 when the space is made, so a bad value fails at once with the setting's name, not hours into a
 sweep. Only lists make a grid; any range makes the space one for a sampler. Plain Python values
 throughout (no Optuna here), so a notebook and the command line build the same object.
 """
 from dataclasses import dataclass, fields
 
-from cnnfruit.config import TrainConfig, parse_hidden, setting_fields
+from cnnfruit.config import TrainConfig, parse_hidden, parse_layers, setting_fields
 from cnnfruit.errors import SettingError
 
 NOT_SEARCHED = ("seed",)  # a sweep repeats every setting over its own list of seeds
+NETWORK_SETTINGS = ("layers", "kernels", "kernel_size", "hidden", "color")
+LAYERS_SEPARATOR = ";"  # between the layer specs of one text: the specs use commas themselves
 # Settings whose sweep default differs from `train`'s: on video frames only a block validation
 # split ranks recipes like the test set does (measured in docs/sweep.md).
 SWEEP_DEFAULTS = {"val_split": "block"}
@@ -50,6 +54,10 @@ class SearchSpace:
         both = sorted(set(fixed) & set(searched))
         if both:
             raise SettingError("{%s} is both fixed and searched" % both[0])
+        shorthands = [n for n in ("kernels", "kernel_size", "hidden") if n in fixed or n in searched]
+        if ("layers" in fixed or "layers" in searched) and shorthands:  # TrainConfig sees one run at a time
+            raise SettingError("give the network as {layers} or by its shorthands (" +
+                               ", ".join("{%s}" % n for n in shorthands) + "), not both")
         self.fixed = TrainConfig(**fixed).to_dict()  # every setting, checked, defaults filled in
         self.fixed = {name: self.fixed[name] for name in fixed}
         self.searched = {name: _checked(name, kind, known[name], self.fixed) for name, kind in searched.items()}
@@ -79,8 +87,10 @@ class SearchSpace:
         for name, text in settings.items():
             if name not in fields_:
                 raise SettingError("{name!r} is not a training setting", name=name)
-            if fields_[name].type is tuple:  # one layout per value; several are a Choice
+            if fields_[name].type is tuple or name == "layers":  # one layout per value; several are a Choice
                 layouts = [text] if isinstance(text, str) else list(text)
+                if name == "layers":
+                    layouts = [spec for layout in layouts for spec in str(layout).split(LAYERS_SEPARATOR)]
                 parsed = [_parse_layout(name, layout) for layout in layouts]
                 if len(parsed) == 1:
                     fixed[name] = parsed[0]
@@ -149,7 +159,8 @@ class SearchSpace:
         kind = self.searched[name]
         if isinstance(kind, Range):
             return f"{_shown(kind.low)} to {_shown(kind.high)}{' (log)' if kind.log else ''}"
-        return ", ".join(_shown(from_param(name, to_param(v))) for v in kind.values)
+        separator = f"{LAYERS_SEPARATOR} " if name == "layers" else ", "
+        return separator.join(_shown(from_param(name, to_param(v))) for v in kind.values)
 
 
 def to_param(value):
@@ -188,7 +199,12 @@ def _shown(value):
 def _checked(name, kind, f, fixed):
     """kind with every value brought to the setting's type and checked by TrainConfig."""
     def check(value):
-        return getattr(TrainConfig(**{**fixed, name: value}), name)
+        config = TrainConfig(**{**fixed, name: value})
+        if name in NETWORK_SETTINGS:
+            from cnnfruit.nn.architecture import check_fits  # here: the command's --help loads this module
+
+            check_fits(config)  # a layer spec that cannot work fails now, not as a failed run
+        return getattr(config, name)
 
     if isinstance(kind, Choice):
         if not kind.values:
@@ -210,6 +226,8 @@ def _checked(name, kind, f, fixed):
 
 
 def _parse_layout(name, text):
+    if name == "layers":
+        return parse_layers(text)
     try:
         return parse_hidden(text)
     except SettingError as err:

@@ -240,7 +240,7 @@ class TrainingLoop:
                 loss_sum += step_loss
                 correct += int((net.probs.argmax(axis=1) == labels).sum())
                 if mean_loss:
-                    net.dpres[-1] *= net.dtype.type(1 / len(labels))  # the logit gradient of the mean loss
+                    net.dlogits[...] *= net.dtype.type(1 / len(labels))  # the logit gradient of the mean loss
                 net.backward_step(self.optimizer)  # the update fused into the backward pass
             if on_step is not None:
                 on_step(step + 1, self.steps_per_epoch)
