@@ -12,7 +12,7 @@ from cnnfruit.nn.gradcheck import check_gradients, relative_error
 from cnnfruit.nn.layers import Conv, MaxPool
 from cnnfruit.nn.network import Network
 from cnnfruit.nn.optimizers import make_optimizer
-from cnnfruit.threads import one_blas_thread
+from cnnfruit.threads import compute_lock
 
 import naive
 
@@ -259,7 +259,7 @@ def test_a_stack_steps_to_the_same_bits_on_one_and_two_threads(rng):
             numba.set_num_threads(threads)
             network = Network(arch, {k: v.copy() for k, v in params.items()})
             optimizer = make_optimizer("adam", network.params, lr=1e-2)
-            with one_blas_thread():
+            with compute_lock():
                 for _ in range(3):
                     network.forward(x.astype(np.float32))
                     network.loss(labels)
