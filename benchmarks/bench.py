@@ -588,32 +588,46 @@ def help_start_up():
             f"is {(help_s - bare) / max(numba_s - bare, 1e-9):.2f} of `import numba`'s")
 
 
-# The dense layers of issue 19's VGG-style stack (its conv layers are that issue's own products):
-# (name, fan_in, fan_out).
-VGG_DENSE = (("vgg dense0", 64 * 8 * 8, 256), ("vgg dense1", 256, 10))
+# Issue 19's VGG-style stack on 32 x 32 colour images, 10 classes.
+VGG_SPEC = "conv32x3 same, conv32x3 same, maxpool2, conv64x3 same, conv64x3 same, maxpool2, dense256"
+
+
+def unit_plan(unit, batch, fusable):
+    """{"forward": (how, units), "backward": (how, units), "multiply_adds": n} of one layer unit."""
+    from cnnfruit.nn import dispatch
+    from cnnfruit.nn.layers.conv import IMAGES_PER_TILE
+
+    if unit.kind == "dense":
+        return dispatch.dense_plan(batch, unit.fan_in, unit.units, fusable)
+    if unit.kind == "conv":
+        C, H, _ = unit.in_shape
+        if unit.direct:
+            return dispatch.conv_plan(batch, C, H, unit.kernels, unit.size)
+        K, P, Q = unit.out_shape
+        return {"forward": ("sgemm tiles", batch), "backward": ("sgemm tiles", -(-batch // IMAGES_PER_TILE)),
+                "multiply_adds": batch * K * P * Q * C * unit.size**2}
+    return None  # pooling and dropout: elementwise, no product
 
 
 def tile_table(batches=(1, 8, 32, 128, 256)):
-    """Units of work per product for the threads, from the shapes (dispatch.dense_plan, conv_plan)."""
-    from cnnfruit.nn import dispatch
+    """Units of work per product for the threads, from the shapes: the report's network and the VGG stack."""
+    from cnnfruit import layerspec
     from cnnfruit.nn.architecture import Architecture
 
-    arch = Architecture()
-    layers = [("conv", None), *((f"dense{i}", widths) for i, widths in enumerate(arch.dense_widths)),
-              *((name, (fan_in, fan_out)) for name, fan_in, fan_out in VGG_DENSE)]
-    lines = [f"{'layer':>11} {'shape':>10} {'batch':>5} {'multiply-adds':>13}  {'forward':>18}  {'backward (SGD)':>20}  "
+    networks = (("report", Architecture()),
+                ("vgg", Architecture(in_channels=3, layers=layerspec.parse(VGG_SPEC), classes=10)))
+    lines = [f"{'layer':>12} {'input':>12} {'batch':>5} {'multiply-adds':>13}  {'forward':>16}  {'backward (SGD)':>20}  "
              f"{'backward (Adam)':>20}"]
-    for name, widths in layers:
-        for batch in batches:
-            if widths is None:
-                shape = f"{arch.in_channels}>{arch.kernels}x{arch.kernel_size}"
-                sgd = adam = dispatch.conv_plan(batch, arch.in_channels, arch.image_size, arch.kernels, arch.kernel_size)
-            else:
-                shape = f"{widths[0]}x{widths[1]}"
-                sgd, adam = (dispatch.dense_plan(batch, *widths, fusable) for fusable in (True, False))
-            cell = lambda how_units: f"{how_units[1]:>3} {how_units[0]}"  # noqa: E731
-            lines.append(f"{name:>11} {shape:>10} {batch:>5} {sgd['multiply_adds']:>13,}  {cell(sgd['forward']):>18}  "
-                         f"{cell(sgd['backward']):>20}  {cell(adam['backward']):>20}")
+    cell = lambda how_units: f"{how_units[1]:>4} {how_units[0]}"  # noqa: E731
+    for network, arch in networks:
+        for unit in arch.units():
+            for batch in batches:
+                sgd, adam = unit_plan(unit, batch, True), unit_plan(unit, batch, False)
+                if sgd is None:
+                    continue
+                lines.append(f"{network + ' ' + unit.name:>12} {'x'.join(map(str, unit.in_shape)):>12} {batch:>5} "
+                             f"{sgd['multiply_adds']:>13,}  {cell(sgd['forward']):>16}  {cell(sgd['backward']):>20}  "
+                             f"{cell(adam['backward']):>20}")
     return "\n".join(lines)
 
 
