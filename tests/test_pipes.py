@@ -12,7 +12,7 @@ def test_summary_s_footnote_and_totals_are_whole_lines():
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
     footnote = [line for line in lines if line.startswith("FLOPs count 2 per multiply-add")]
-    assert len(footnote) == 1 and footnote[0].endswith("adds the conv input gradient: 215,296 more.")
+    assert len(footnote) == 1 and footnote[0].endswith("adds that layer's input gradient: 215,296 more.")
     assert "Training step: 34,526,936 FLOPs per image (forward + backward); prediction: 11,580,744" in lines
     assert "…" not in result.output
 

@@ -45,8 +45,7 @@ def check_gradients(arch, seed=0, images=2, max_entries=300, eps=1e-6, dropout=0
     dropout at that rate (the same masks at every evaluation), class_weights (M numbers) and
     label_smoothing in the loss. Returns a list of ParameterCheck.
     """
-    # float64 weights drawn, their gradients, the analytic copy: refused before numpy's MemoryError
-    memory.check_prediction(arch, dtype_bytes=8, images=images, task="check its gradients", copies=3)
+    memory.check_gradient_check(arch, images)  # float64 weights, gradients and their copy, before numpy's MemoryError
     with compute_lock():  # one unit of work (threads.py): its kernels never run beside another thread's
         return _check_gradients(arch, seed, images, max_entries, eps, dropout, class_weights, label_smoothing)
 

@@ -93,6 +93,33 @@ def check_prediction(arch, dtype_bytes=FLOAT_BYTES, images=EVAL_BATCH, task="pre
                             f"{describe(available)} available")
 
 
+def check_gradient_check(arch, images):
+    """Refuse (SettingError) a gradient check whose float64 network, its gradients, their copy
+    and the activations of `images` images cannot fit."""
+    weights = sum(_count(shape) for shape in arch.parameter_shapes().values()) * 8
+    pixels = arch.in_channels * arch.image_size**2
+    parts = {"weights, gradients and their copy": 3 * weights,
+             f"activations of {images} images": images * (activation_floats(arch) + 2 * pixels) * 8}
+    available = available_bytes()
+    need = sum(parts.values())
+    if available is None or need <= available:
+        return
+    breakdown = ", ".join(f"{name} {describe(size)}" for name, size in parts.items())
+    lower = "{images}" if parts[f"activations of {images} images"] > 3 * weights else _widest(arch)
+    raise SettingError("this gradient check needs about {need} of memory ({breakdown}), more than the {available} "
+                       "available; lower " + lower, need=describe(need), breakdown=breakdown,
+                       available=describe(available))
+
+
+def _widest(arch):
+    """The setting behind the longer side of the largest weight matrix, as a template field."""
+    fan_in, fan_out = max(arch.dense_widths, key=lambda widths: widths[0] * widths[1])
+    last = (fan_in, fan_out) == arch.dense_widths[-1]
+    if fan_out > fan_in:
+        return "{classes}" if last else "{hidden}"
+    return "{image_size} or {kernels}" if fan_in == arch.features else "{hidden}"
+
+
 def _culprit(arch, config, parts):
     """The setting whose lowering shrinks the biggest part, and its value now."""
     biggest = max(parts, key=parts.get)
