@@ -121,6 +121,6 @@ def test_gradcheck_refuses_a_network_too_big_for_memory_in_one_line(monkeypatch)
     monkeypatch.setattr(memory, "available_bytes", lambda: 10**6)
     result = cli("gradcheck", "--layers", "conv4x3 same, maxpool2, dense100000")
     assert result.exit_code == 1
-    assert result.output.splitlines()[-1].startswith("Error: this network needs about ")
-    assert result.output.splitlines()[-1].endswith("more memory to check its gradients, more than the 976.6 KiB "
-                                                   "available")
+    line = result.output.splitlines()[-1]
+    assert line.startswith("Error: this gradient check needs about ")
+    assert line.endswith("more than the 976.6 KiB available; lower --layers")

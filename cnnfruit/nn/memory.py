@@ -113,6 +113,8 @@ def check_gradient_check(arch, images):
 
 def _widest(arch):
     """The setting behind the longer side of the largest weight matrix, as a template field."""
+    if not arch.is_report_shape:  # a --layers network: its widths are all in the spec
+        return "{layers}"
     fan_in, fan_out = max(arch.dense_widths, key=lambda widths: widths[0] * widths[1])
     last = (fan_in, fan_out) == arch.dense_widths[-1]
     if fan_out > fan_in:
