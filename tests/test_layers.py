@@ -123,6 +123,49 @@ def test_conv_forward_matches_numpy_on_both_paths(rng, dtype, C, H, spec, direct
                                atol=tolerance)
 
 
+def test_numpy_wheels_blas_is_found_for_the_conv_kernels():
+    """The conv tiles call numpy's gemm themselves where they can find it: on a pip install of numpy
+    (its OpenBLAS, ILP64) they must, or every conv layer quietly takes the slower portable path."""
+    from threadpoolctl import threadpool_info
+
+    from cnnfruit.nn.kernels import blas
+
+    if not any(info.get("prefix") == "libscipy_openblas" for info in threadpool_info()):
+        pytest.skip("numpy here does not use the OpenBLAS of numpy's wheels")
+    assert blas.gemm_address(np.float32) and blas.gemm_address(np.float64)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("C, H, spec, relu_input", [
+    (5, 9, ConvSpec(4, 3, "same"), True), (3, 8, ConvSpec(6, 2, "same"), False), (4, 7, ConvSpec(3, 3), True),
+])
+def test_the_portable_path_computes_the_same_bits_as_the_tile_kernels(dtype, C, H, spec, relu_input):
+    """Without numpy's gemm in reach (another BLAS), the tiles run the same products through np.matmul."""
+    results = []
+    for portable in (False, True):
+        rng = np.random.default_rng(5)  # the same case twice
+        unit = conv_unit(C, H, spec, relu_input)
+        x = np.maximum(rng.standard_normal((7, C, H, H)), 0).astype(dtype)
+        w = rng.standard_normal((spec.kernels, C, spec.size, spec.size)).astype(dtype)
+        b = rng.standard_normal(spec.kernels).astype(dtype)
+        unit.allocate(len(x), dtype)
+        products = unit._products()
+        if portable:
+            products.gemm = None
+        elif products.gemm is None:
+            pytest.skip("numpy's gemm is not reachable from the kernels here")
+        out = np.empty((len(x), *unit.out_shape), dtype)
+        unit.forward(out, x, {"w": w, "b": b})
+        dout = rng.standard_normal(out.shape).astype(dtype) * (out > 0)
+        g = {"w": np.empty_like(w), "b": np.empty_like(b)}
+        dx = np.empty_like(x)
+        unit.backward(dx, dout, x, out, {"w": w, "b": b}, g)
+        results.append([out, g["w"], g["b"], dx])
+    fast, portable = results
+    for a, b in zip(fast, portable):
+        assert a.tobytes() == b.tobytes()
+
+
 @pytest.mark.parametrize("P, side", [(2, 8), (3, 9), (4, 4), (1, 5)])
 def test_maxpool_matches_numpy(rng, P, side):
     x = rng.standard_normal((2, 3, side, side))

@@ -13,6 +13,7 @@ us per image that way, as long as a third of the layer's products; 32 us through
 """
 import numpy as np
 
+from cnnfruit.nn.kernels.blas import NO_TRANS, ROW_MAJOR, TRANS, gemm
 from cnnfruit.nn.kernels.jit import njit_tile
 
 
@@ -146,3 +147,46 @@ def sum_tiles(out, partials):
     for t in range(1, T):
         for d in range(D):
             out[d] += partials[t, d]
+
+
+# ---- whole tiles, calling numpy's gemm themselves (kernels/blas.py): no GIL from start to end
+
+
+@njit_tile
+def forward_image(out, x, w2, b, padded, cols, product, S, before, Wp, gemm_at, one_zero):
+    """One image's maps out (K, P, Q) = relu(w2 (K, CSS) @ its columns + b); padded, cols and product
+    are the worker's buffers, gemm_at numpy's gemm (kernels/blas.py); one_zero holds 1 and 0 in the arrays' float type (gemm's alpha, beta)."""
+    K, P, Q = out.shape
+    taps, pixels, ld = w2.shape[1], P * Q, cols.shape[1]
+    pad_into(padded, x, before, Wp)
+    im2col(cols, padded, S, Wp, P, Q)
+    gemm(gemm_at, ROW_MAJOR, NO_TRANS, NO_TRANS, K, pixels, taps, one_zero[0], w2.ctypes.data, taps, cols.ctypes.data, ld,
+         one_zero[1], product.ctypes.data, ld)
+    bias_relu_copy(out, product, b)
+
+
+@njit_tile
+def backward_images(partial_w, partial_b, dx, dout, x, w2, first_image, last_image, padded, dpadded, cols, d, dw_t,
+                    S, before, Wp, input_gradient, relu_input, gemm_at, one_zero):
+    """Images first_image..last_image - 1 of one tile: their weight gradient summed image after image
+    into partial_w (CSS, K) (as w^T), their bias gradient into partial_b (K,), and, if input_gradient,
+    each image's input gradient into dx (masked by x > 0 if relu_input). The other arguments are the
+    worker's buffers, as in forward_image."""
+    K, P, Q = dout.shape[1:]
+    taps, pixels, ld = w2.shape[1], P * Q, cols.shape[1]
+    for n in range(first_image, last_image):
+        first = n == first_image
+        pad_into(padded, x[n], before, Wp)
+        im2col(cols, padded, S, Wp, P, Q)
+        copy_maps(d, dout[n])
+        product = partial_w if first else dw_t
+        gemm(gemm_at, ROW_MAJOR, NO_TRANS, TRANS, taps, K, pixels, one_zero[0], cols.ctypes.data, ld, d.ctypes.data, ld,
+             one_zero[1], product.ctypes.data, K)
+        if not first:
+            add_into(partial_w, product)
+        add_row_sums(partial_b, d[:, :pixels], first)
+        if input_gradient:  # the columns are no longer needed: their gradient takes their place
+            gemm(gemm_at, ROW_MAJOR, TRANS, NO_TRANS, taps, pixels, K, one_zero[0], w2.ctypes.data, taps, d.ctypes.data, ld,
+                 one_zero[1], cols.ctypes.data, ld)
+            col2im(dpadded, cols, S, Wp, P, Q)
+            crop_mask(dx[n], dpadded, before, Wp, x[n], relu_input)
