@@ -48,6 +48,11 @@ OPTIMIZER_SETTINGS = {"sgd": {"lr": LR}, "momentum": {"lr": LR, "momentum": 0.9}
                       "adam": {"lr": 1e-4, "betas": (0.9, 0.999), "eps": 1e-8}}
 INFER_BATCH = 256
 INFER_PASSES = 8  # passes over the test split per timed inference run
+# A pause before each command to a worker. The workers take turns, and the one that just finished
+# may leave threads spinning: OpenBLAS's (numpy's worker) and OpenMP's (PyTorch's) wait busily
+# for more work before they sleep. Without the pause, whoever runs next shares the cores with
+# them: cnnfruit's inference, right after numpy's, measured 11,340 images/s without the pause, 13,153 with it.
+SETTLE_SECONDS = 0.5
 
 
 # ----------------------------------------------------------------------------------------------
@@ -463,6 +468,7 @@ class Worker:
         )
 
     def ask(self, **command):
+        time.sleep(SETTLE_SECONDS)
         self.process.stdin.write(json.dumps(command) + "\n")
         self.process.stdin.flush()
         line = self.process.stdout.readline()
@@ -480,16 +486,21 @@ class Worker:
 
 
 def sgemm_peak(size=2048, repeats=5):
-    """GFLOP/s of numpy's float32 matmul of two size x size matrices (best of repeats)."""
+    """GFLOP/s of numpy's float32 matmul of two size x size matrices (best of repeats), with BLAS on
+    as many threads as the implementations use: the stack's check (configure_threads) leaves this
+    process's BLAS on one thread, which would halve the peak and double every '% peak'."""
+    from threadpoolctl import threadpool_limits
+
     a = np.random.default_rng(0).standard_normal((size, size)).astype(np.float32)
     b = a.T.copy()
     out = np.empty_like(a)
-    np.matmul(a, b, out=out)
-    best = float("inf")
-    for _ in range(repeats):
-        started = time.perf_counter()
+    with threadpool_limits(limits=numba_threads(), user_api="blas"):
         np.matmul(a, b, out=out)
-        best = min(best, time.perf_counter() - started)
+        best = float("inf")
+        for _ in range(repeats):
+            started = time.perf_counter()
+            np.matmul(a, b, out=out)
+            best = min(best, time.perf_counter() - started)
     return 2 * size**3 / best / 1e9
 
 
@@ -501,30 +512,33 @@ def row_workers(workers, optimizer):
 
 def run_cli(args, env=None):
     """Wall seconds and peak RSS (MiB) of `python -m cnnfruit ARGS` in a fresh process."""
-    started = time.perf_counter()
-    process = subprocess.Popen([sys.executable, "-m", "cnnfruit", *args], cwd=ROOT, env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(process.pid, 0)
-    seconds = time.perf_counter() - started
-    if status != 0:
-        raise RuntimeError(f"cnnfruit {' '.join(args)} failed: {process.stderr.read().decode()[-500:]}")
-    process.stderr.close()
-    return seconds, usage.ru_maxrss / 1024
+    return run_process([sys.executable, "-m", "cnnfruit", *args], ROOT, env)
 
 
 PROCESS_ROWS = ((3, 1), (10, 32))  # (epochs, batch size) of the whole-process comparison
 
 
-def run_process(command, cwd=None):
+# Starts a command and prints its wall seconds, peak RSS in KiB and exit status. Linux keeps, in
+# a process's peak RSS, the size of the process it was exec'd from, so a command started
+# straight from this process (1 GB once the deep stack's photos are loaded) would report at
+# least that; started from this small launcher, it reports its own.
+LAUNCHER = """import os, subprocess, sys, time
+started = time.perf_counter()
+process = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL)
+_, status, usage = os.wait4(process.pid, 0)
+print(time.perf_counter() - started, usage.ru_maxrss, status)
+"""
+
+
+def run_process(command, cwd=None, env=None):
     """Wall seconds and peak RSS (MiB) of one fresh process (its output thrown away)."""
-    started = time.perf_counter()
-    process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(process.pid, 0)
-    seconds = time.perf_counter() - started
-    if status != 0:
-        raise RuntimeError(f"{' '.join(command)} failed: {process.stderr.read().decode()[-500:]}")
-    process.stderr.close()
-    return seconds, usage.ru_maxrss / 1024
+    done = subprocess.run([sys.executable, "-c", LAUNCHER, *command], cwd=cwd, env=env, capture_output=True,
+                          text=True)
+    *_, last = done.stdout.split("\n")[:-1] or ["0 0 1"]
+    seconds, peak_kib, status = last.split()
+    if done.returncode != 0 or int(status) != 0:
+        raise RuntimeError(f"{' '.join(command)} failed: {done.stderr[-500:]}")
+    return float(seconds), int(peak_kib) / 1024
 
 
 def compare_processes(epochs, batch, runs, tmp, with_torch):

@@ -18,12 +18,25 @@ from cnnfruit.nn import tiled
 # 0.38-0.39 vs 0.40-0.41, batch 16 0.33-0.36 vs 0.31).
 BLAS_MIN_BATCH = 16
 
-# Scoring (predict, evaluate, validation) runs the network on blocks of exactly this many images.
-# OpenBLAS picks its sgemm kernel by the product's shape (on the report's network, the 841 -> 29
-# layer rounds differently below 48 rows than above), so one block shape makes an image's
-# probabilities independent of its batch and its neighbours; 64 rows cost the 6728 -> 841 product
-# no throughput against 256 (measured on 2 threads, 2,048 images).
-INFERENCE_ROWS = 64
+# Scoring (predict, evaluate, validation) runs the network on blocks of a fixed number of images,
+# the same for every call on one network (inference_rows). OpenBLAS picks its sgemm kernel by the
+# product's shape (on the report's network, the 841 -> 29 layer rounds differently below 48 rows
+# than above), so one block shape makes an image's probabilities independent of its batch and its
+# neighbours. Bigger blocks pay where a dense product dominates: every sgemm call packs all of w,
+# so the report's 6728 x 841 weights are packed once per block (2 threads, the 496 test photos in
+# batches of 256: 10,370 images/s on blocks of 64, 14,026 on blocks of 256). A lone image pays for
+# the whole block, so blocks grow only while one stays under INFERENCE_BLOCK_FLOPS of forward work
+# (about 15 ms at this machine's sgemm peak): 256 images of the report's network, 64 of the
+# VGG-style stack, whose per-image conv products gain nothing from bigger blocks.
+INFERENCE_ROWS = (64, 128, 256)
+INFERENCE_BLOCK_FLOPS = 3.2e9
+
+
+def inference_rows(arch):
+    """Images per scoring block of this network: the most of INFERENCE_ROWS under the FLOP budget."""
+    per_image = sum(cost.forward_flops for cost in arch.layer_costs())
+    fitting = [rows for rows in INFERENCE_ROWS if rows * per_image <= INFERENCE_BLOCK_FLOPS]
+    return max(fitting, default=INFERENCE_ROWS[0])
 
 # From TILED_MIN_BATCH images and this many multiply-adds per product on, a dense layer's
 # backward runs tiled (tiled.DenseBackward): sgemm tiles on every core over each tile's live

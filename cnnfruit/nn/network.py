@@ -34,6 +34,7 @@ class Network:
         self._batch = None
         self._capacity = 0
         self._dropout = 0.0
+        self._inference_rows = dispatch.inference_rows(arch)
 
     def _check_parameters(self):
         """The kernels index the weights by the architecture's shapes and one float type: refuse any other."""
@@ -214,12 +215,12 @@ class Network:
 
         inputs, if given, turns each batch of x into network inputs first (say, uint8 images
         through their preprocessing), so a large set is never converted all at once. The network
-        itself runs on blocks of exactly dispatch.INFERENCE_ROWS images, the last one padded with
+        itself runs on blocks of exactly dispatch.inference_rows(arch) images, the last one padded with
         zeros: a BLAS library picks its kernel, and with it the rounding of every row, by the
         product's shape, so blocks of one shape give an image the same probabilities whatever
         batch it comes in and whatever images share it.
         """
-        rows = dispatch.INFERENCE_ROWS
+        rows = self._inference_rows
         padded, padded_labels = None, np.zeros(rows, np.int64)
         for start in range(0, len(x), batch):
             chunk = slice(start, min(start + batch, len(x)))
