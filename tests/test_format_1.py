@@ -24,7 +24,7 @@ def test_a_format_1_checkpoint_reads_as_the_report_shape_it_describes():
 
 
 def test_a_format_1_checkpoint_predicts_what_it_did():
-    """To float32's rounding: scoring runs on blocks of 64 images since, whose products may round
+    """To float32's rounding: scoring runs on blocks of a fixed size since, whose products may round
     the last bit of a probability otherwise than the 6-image batch the old code scored."""
     clf = cnnfruit.Classifier.load(str(FORMAT_1 / "interrupted.npz"))
     expected = np.load(FORMAT_1 / "probabilities.npy")
