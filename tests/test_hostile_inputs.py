@@ -68,7 +68,7 @@ def test_the_estimate_counts_what_training_allocates():
 # the environment
 
 
-@pytest.mark.parametrize("value, commands", [("0", ["train", "eval", "predict", "plot", "gradcheck"]),
+@pytest.mark.parametrize("value, commands", [("0", ["train", "eval", "predict", "plot", "gradcheck", "summary"]),
                                              ("-2", ["predict"])])
 def test_an_unusable_numba_thread_count_is_one_error_line(tmp_path, value, commands):
     """Numba reads NUMBA_NUM_THREADS as it is imported; every command imports it in one place."""
@@ -80,7 +80,7 @@ def test_an_unusable_numba_thread_count_is_one_error_line(tmp_path, value, comma
     env = {**os.environ, "NUMBA_NUM_THREADS": value}
     every = {"train": ["train", "-q", "--epochs", "1", "--out", tmp_path / "run"], "eval": ["eval", model],
              "predict": ["predict", model, photo], "plot": ["plot", model, "--kernels", "-o", tmp_path / "k.png"],
-             "gradcheck": ["gradcheck"]}
+             "gradcheck": ["gradcheck"], "summary": ["summary", model]}
     for args in (every[command] for command in commands):
         done = subprocess.run([sys.executable, "-m", "cnnfruit", *map(str, args)], cwd=ROOT, env=env,
                               capture_output=True, text=True, timeout=120)

@@ -4,7 +4,7 @@ import json
 import click
 from click.core import ParameterSource
 
-from cnnfruit.cli.options import setting_options
+from cnnfruit.cli.options import computing, setting_options
 from cnnfruit.config import IMAGE_SIZE, TrainConfig
 from cnnfruit.errors import CnnfruitError
 
@@ -33,6 +33,7 @@ def summary(ctx, model, kernels, kernel_size, hidden, layers, color, classes, as
     if model and given:
         raise CnnfruitError("give a MODEL or architecture flags, not both: the model's own architecture is used")
     if model:
+        computing()  # first: reading a checkpoint's optimizer state imports the kernels, and Numba
         result = summarize(model)
     else:
         config = TrainConfig(kernels=kernels, kernel_size=kernel_size, hidden=hidden, layers=layers, color=color)

@@ -1,9 +1,8 @@
 """The conv layer (valid, stride 1): the forward fused with bias and ReLU, the kernel and bias
 gradient, and the input gradient that only explanations need."""
-import numba
 import numpy as np
 
-from cnnfruit.nn.kernels.jit import njit_parallel_ordered, serial_twin
+from cnnfruit.nn.kernels.jit import njit_parallel_ordered, numba, serial_twin
 
 
 @njit_parallel_ordered

@@ -1,10 +1,9 @@
 """The dense (fully connected) layer, out = x @ w + b with w stored (I, O), and the ReLU and
 dropout behind it: the Numba kernels for a few images. Bigger batches run as BLAS tiles
 (tiled.py, with the tile kernels of tiles.py); dispatch.py chooses."""
-import numba
 import numpy as np
 
-from cnnfruit.nn.kernels.jit import njit_parallel, njit_serial, serial_twin
+from cnnfruit.nn.kernels.jit import njit_parallel, njit_serial, numba, serial_twin
 
 # The small-batch dense forward splits its input rows into this many fixed slices, each summed
 # apart and then added in order: enough slices for any thread count up to it, and a fixed order.

@@ -7,7 +7,7 @@ import types
 
 from cnnfruit.threads import import_numba
 
-numba = import_numba()  # with a folder for the compiled code, whatever the install allows
+numba = import_numba()  # with a folder for the compiled code; every kernel module takes numba from here
 
 # Fast-math flags in one place. nnan/ninf are left out so that NaN and inf checks stay honest;
 # reassoc lets LLVM vectorise reductions (the same order on every run, whatever the threads).

@@ -4,10 +4,9 @@ Each rule comes twice: a parallel kernel for a whole big parameter, and a tile k
 GIL-free) for one row tile of a weight matrix, which tiled.py runs while the tile's gradient is
 still in cache, and which also serves small parameters.
 """
-import numba
 import numpy as np
 
-from cnnfruit.nn.kernels.jit import njit_parallel, njit_tile, serial_twin
+from cnnfruit.nn.kernels.jit import njit_parallel, njit_tile, numba, serial_twin
 
 
 @njit_parallel

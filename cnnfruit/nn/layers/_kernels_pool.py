@@ -3,9 +3,8 @@
     x (N, C, H, W) -> out (N, C, H / P, W / P), arg (N, C, H / P, W / P): where in its P x P window
     (row-major, 0 to P * P - 1) each maximum was, the first of equal ones, as PyTorch takes it.
 """
-import numba
 
-from cnnfruit.nn.kernels.jit import njit_parallel, serial_twin
+from cnnfruit.nn.kernels.jit import njit_parallel, numba, serial_twin
 
 
 @njit_parallel

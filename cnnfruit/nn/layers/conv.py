@@ -28,7 +28,6 @@ Two ways to run it, chosen by the network's shape alone, never by the thread cou
 """
 import numpy as np
 
-from cnnfruit.nn.kernels import blas
 from cnnfruit.nn.layers.base import Layer
 
 # Images per tile of the backward: a tile's images are summed in one partial weight gradient, so
@@ -138,6 +137,8 @@ class ConvProducts:
     """
 
     def __init__(self, layer, capacity, dtype, workers):
+        from cnnfruit.nn.kernels import blas
+
         C, H, W = layer.in_shape
         K, P, Q = layer.out_shape
         before, after = layer.pads
