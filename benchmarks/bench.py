@@ -754,6 +754,7 @@ def main():
           f"{args.repeats}, scaled to a {epoch_images}-image epoch")
     print(f"cnnfruit's {products().describe()}")
 
+    peak = sgemm_peak()  # before the workers start: each loads its libraries and data on both cores
     workers = {name: Worker(name) for name in names}
     with tempfile.TemporaryDirectory() as tmp:
         if args.check:
@@ -762,7 +763,6 @@ def main():
                 print("\n".join(check_agreement(row_workers(workers, optimizer), tmp, optimizer)))
             if "torch" in names:
                 print("\n".join(check_stack_agreement()))
-        peak = sgemm_peak()
         print(f"sgemm peak (numpy float32 matmul 2048x2048, best of 5): {peak:.1f} GFLOP/s")
         rows = []
         for optimizer, batch in rows_wanted:
