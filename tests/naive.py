@@ -92,31 +92,27 @@ def numerical_gradient(f, array, upstream=None, eps=1e-6):
     grad = np.zeros_like(array)
     flat, gflat = array.reshape(-1), grad.reshape(-1)
     for t in range(flat.size):
-        saved = flat[t]
-        flat[t] = saved + eps
-        plus = f()
-        flat[t] = saved - eps
-        minus = f()
-        flat[t] = saved
-        if upstream is not None:
-            plus, minus = (plus * upstream).sum(), (minus * upstream).sum()
-        gflat[t] = (plus - minus) / (2 * eps)
+        gflat[t] = centred_difference(f, flat, t, eps, upstream)
     return grad
 
 
 def sampled_gradient(f, array, entries, eps=1e-6):
     """numerical_gradient of a scalar f() at some entries of `array` only (flat indices)."""
     flat = array.reshape(-1)
-    grad = np.empty(len(entries))
-    for slot, t in enumerate(entries):
-        saved = flat[t]
-        flat[t] = saved + eps
-        plus = f()
-        flat[t] = saved - eps
-        minus = f()
-        flat[t] = saved
-        grad[slot] = (plus - minus) / (2 * eps)
-    return grad
+    return np.array([centred_difference(f, flat, t, eps) for t in entries])
+
+
+def centred_difference(f, flat, t, eps, upstream=None):
+    """(f(+eps) - f(-eps)) / 2 eps at entry t of the flat view of an array, which is restored."""
+    saved = flat[t]
+    flat[t] = saved + eps
+    plus = f()
+    flat[t] = saved - eps
+    minus = f()
+    flat[t] = saved
+    if upstream is not None:
+        plus, minus = (plus * upstream).sum(), (minus * upstream).sum()
+    return (plus - minus) / (2 * eps)
 
 
 def dense_backward_sgd(x, dout, w, b, lr):

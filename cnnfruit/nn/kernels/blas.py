@@ -1,4 +1,4 @@
-"""numpy's own BLAS, callable from inside a Numba kernel: gemm as a first-class function.
+"""numpy's own BLAS, callable from inside a Numba kernel: its gemm, called by address.
 
 A conv layer's tile (layers/conv.py) is a few short products with copies around each one. Run
 from Python, every step takes the GIL for a few microseconds, and two workers that both need

@@ -154,14 +154,15 @@ def sum_tiles(out, partials):
 
 @njit_tile
 def forward_image(out, x, w2, b, padded, cols, product, S, before, Wp, gemm_at, one_zero):
-    """One image's maps out (K, P, Q) = relu(w2 (K, CSS) @ its columns + b); padded, cols and product
-    are the worker's buffers, gemm_at numpy's gemm (kernels/blas.py); one_zero holds 1 and 0 in the arrays' float type (gemm's alpha, beta)."""
+    """One image's maps out (K, P, Q) = relu(w2 (K, CSS) @ its columns + b). padded, cols and product
+    are the worker's buffers, gemm_at the address of numpy's gemm (kernels/blas.py), and one_zero
+    holds 1 and 0 in the arrays' float type (gemm's alpha and beta)."""
     K, P, Q = out.shape
     taps, pixels, ld = w2.shape[1], P * Q, cols.shape[1]
     pad_into(padded, x, before, Wp)
     im2col(cols, padded, S, Wp, P, Q)
-    gemm(gemm_at, ROW_MAJOR, NO_TRANS, NO_TRANS, K, pixels, taps, one_zero[0], w2.ctypes.data, taps, cols.ctypes.data, ld,
-         one_zero[1], product.ctypes.data, ld)
+    gemm(gemm_at, ROW_MAJOR, NO_TRANS, NO_TRANS, K, pixels, taps, one_zero[0], w2.ctypes.data, taps,
+         cols.ctypes.data, ld, one_zero[1], product.ctypes.data, ld)
     bias_relu_copy(out, product, b)
 
 
@@ -186,7 +187,7 @@ def backward_images(partial_w, partial_b, dx, dout, x, w2, first_image, last_ima
             add_into(partial_w, product)
         add_row_sums(partial_b, d[:, :pixels], first)
         if input_gradient:  # the columns are no longer needed: their gradient takes their place
-            gemm(gemm_at, ROW_MAJOR, TRANS, NO_TRANS, taps, pixels, K, one_zero[0], w2.ctypes.data, taps, d.ctypes.data, ld,
-                 one_zero[1], cols.ctypes.data, ld)
+            gemm(gemm_at, ROW_MAJOR, TRANS, NO_TRANS, taps, pixels, K, one_zero[0], w2.ctypes.data, taps,
+                 d.ctypes.data, ld, one_zero[1], cols.ctypes.data, ld)
             col2im(dpadded, cols, S, Wp, P, Q)
             crop_mask(dx[n], dpadded, before, Wp, x[n], relu_input)
