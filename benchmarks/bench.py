@@ -20,7 +20,7 @@ after a few steps. The --optimizer-rows train the same way with momentum (0.9, l
 (lr 1e-4, betas 0.9/0.999, eps 1e-8) against torch.optim.SGD(momentum=0.9) / torch.optim.Adam
 with PyTorch's defaults (on the CPU its single-tensor loop) and, as "torch-foreach", with
 foreach=True; numpy has no row there. Inference runs the test split in batches of 256 for all. `vs torch` is the speed-up over PyTorch on as many
-threads as numba (the issue's comparison); `vs best` over the faster of that and PyTorch on one
+threads as numba (the comparison the goals are set in); `vs best` over the faster of that and PyTorch on one
 thread, which on a busy machine is often the faster.
 
 FLOP counts come from Architecture.flops_per_image (forward and both backward products of the

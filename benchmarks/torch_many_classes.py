@@ -1,4 +1,4 @@
-"""The PyTorch reference for issue 14: the report's network on many classes, in plain PyTorch.
+"""The PyTorch reference for many classes: the report's network on 103 fruit classes, in plain PyTorch.
 
     python benchmarks/torch_many_classes.py [--init torch|he|he-zero|...] [--reduction sum|mean]
                                             [--seeds 0,1,2] [--data ../shared/fruits-360-103]

@@ -1,4 +1,4 @@
-"""The PyTorch baseline of issue 19: a small VGG-style stack trained on the CIFAR-10 sample.
+"""The PyTorch baseline of the VGG-style stack: a small VGG-style net trained on the CIFAR-10 sample.
 
     /work/torch-venv/bin/python benchmarks/torch_vgg.py [--data /work/shared/cifar-10-sample]
         [--epochs 10] [--batch-size 64] [--lr 1e-3] [--seed 0] [--threads N]
