@@ -111,8 +111,9 @@ def test_parameters_are_named_by_layer():
     (5, 9, ConvSpec(4, 3, "same"), False), (6, 8, ConvSpec(3, 2, "same"), False), (5, 7, ConvSpec(2, 3), False),
     (8, 6, ConvSpec(3, 6), False), (2, 7, ConvSpec(3, 4, "same"), False), (1, 9, ConvSpec(3, 4), False),
     (3, 6, ConvSpec(2, 3), True), (1, 9, ConvSpec(3, 4), True),
+    (8, 8, ConvSpec(32, 3, "same"), False), (16, 7, ConvSpec(16, 3, "same"), False), (9, 3, ConvSpec(32, 3, "same"), False),
 ])
-def test_conv_forward_matches_numpy_on_both_paths(rng, dtype, C, H, spec, direct):
+def test_conv_forward_matches_numpy_on_all_paths(rng, dtype, C, H, spec, direct):
     unit = conv_unit(C, H, spec, direct=direct)
     assert unit.direct == direct
     x = rng.standard_normal((3, C, H, H)).astype(dtype)
@@ -121,6 +122,18 @@ def test_conv_forward_matches_numpy_on_both_paths(rng, dtype, C, H, spec, direct
     tolerance = 1e-5 if dtype == np.float32 else 1e-12
     np.testing.assert_allclose(out, naive.conv_forward(x.astype(np.float64), w, b, spec.padding), rtol=tolerance,
                                atol=tolerance)
+
+
+@pytest.mark.parametrize("C, K, size, padding, winograd", [
+    (32, 32, 3, "same", True), (32, 64, 3, "same", True), (8, 32, 3, "same", True), (3, 32, 3, "same", False),
+    (8, 16, 3, "same", False), (32, 32, 3, "valid", False), (32, 32, 5, "same", False), (32, 32, 2, "same", False),
+])
+def test_3x3_same_layers_with_enough_channels_run_as_winograd_products(C, K, size, padding, winograd):
+    from cnnfruit.nn.layers.winograd import WinogradProducts
+
+    unit = conv_unit(C, 8, ConvSpec(K, size, padding))
+    unit.allocate(2, np.float32)
+    assert isinstance(unit._products(), WinogradProducts) == winograd
 
 
 def test_numpy_wheels_blas_is_found_for_the_conv_kernels():
@@ -138,6 +151,7 @@ def test_numpy_wheels_blas_is_found_for_the_conv_kernels():
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("C, H, spec, relu_input", [
     (5, 9, ConvSpec(4, 3, "same"), True), (3, 8, ConvSpec(6, 2, "same"), False), (4, 7, ConvSpec(3, 3), True),
+    (8, 9, ConvSpec(32, 3, "same"), True), (16, 6, ConvSpec(16, 3, "same"), False),
 ])
 def test_the_portable_path_computes_the_same_bits_as_the_tile_kernels(dtype, C, H, spec, relu_input):
     """Without numpy's gemm in reach (another BLAS), the tiles run the same products through np.matmul."""
@@ -186,6 +200,7 @@ def test_maxpool_matches_numpy(rng, P, side):
 @pytest.mark.parametrize("C, H, spec, direct", [
     (5, 7, ConvSpec(3, 3, "same"), False), (6, 6, ConvSpec(2, 2, "same"), False), (5, 6, ConvSpec(3, 3), False),
     (2, 5, ConvSpec(2, 2, "same"), False), (3, 6, ConvSpec(3, 3), True), (1, 7, ConvSpec(2, 4), True),
+    (8, 6, ConvSpec(32, 3, "same"), False), (16, 5, ConvSpec(16, 3, "same"), False),
 ])
 @pytest.mark.parametrize("relu_input", [False, True])
 def test_conv_gradients(rng, C, H, spec, direct, relu_input):
@@ -238,7 +253,8 @@ def stack_case(rng, layers=STACK, channels=3, side=12, classes=4, images=3):
     return arch, params, x, rng.integers(0, classes, images)
 
 
-@pytest.mark.parametrize("layers", [STACK, "maxpool2, conv6x3 same, dense5", "dense7, dense5", "conv5x3, conv6x2"])
+@pytest.mark.parametrize("layers", [STACK, "maxpool2, conv6x3 same, dense5", "dense7, dense5", "conv5x3, conv6x2",
+                                    "conv8x3 same, conv32x3 same, maxpool3, dense5"])
 def test_whole_stack_gradients_and_input_gradient(rng, layers):
     arch, params, x, labels = stack_case(rng, layers)
     network = Network(arch, params)
@@ -292,7 +308,7 @@ def test_the_fused_step_of_a_stack_is_backward_then_step(rng, optimizer):
 
 def test_a_stack_steps_to_the_same_bits_on_one_and_two_threads(rng):
     """The conv products' tiles and their sums are fixed by the shapes, whatever the workers."""
-    arch, params, x, labels = stack_case(rng, layers="conv4x3 same, conv8x3 same, maxpool2, conv8x3, dense6",
+    arch, params, x, labels = stack_case(rng, layers="conv4x3 same, conv8x3 same, maxpool2, conv32x3 same, conv8x3, dense6",
                                          side=10, images=11)
     params = {k: v.astype(np.float32) for k, v in params.items()}
     results = []
