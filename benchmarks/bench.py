@@ -262,7 +262,7 @@ STACK_CLASSES = 10
 STACK_LR = 1e-3
 CIFAR = os.path.join(ROOT, "..", "shared", "cifar-10-sample")
 # --check's stack: every layer kind and both paddings, odd and even kernels, pools of 2 and 3
-CHECK_STACK = "conv8x3 same, conv8x4 same, maxpool2, conv12x5, maxpool3, dense32"
+CHECK_STACK = "conv8x3 same, conv32x3 same, maxpool2, conv8x4 same, conv12x5, maxpool3, dense32"
 
 
 def stack_arch(layers=STACK):
@@ -362,6 +362,8 @@ def check_stack_agreement():
     cnnfruit in float64; they agree when their distance is of the size of float32's own error."""
     import torch  # noqa: F401  (a clear ImportError if PyTorch is missing)
 
+    from cnnfruit.nn.layers import winograd
+
     arch = stack_arch(CHECK_STACK)
     params = stack_params(arch)
     x, y, _ = stack_data(16)
@@ -381,7 +383,8 @@ def check_stack_agreement():
             what = "input, through all"
         else:
             what = f"{unit.kind} {unit.spec}" + (" (logits)" if getattr(unit, "logits", False) else "")
-        lines.append(f"  stack {name:10s} {what:24s} |cnnfruit - torch| {apart:.1e}, float32 noise {noise:.1e} "
+            what += " (winograd)" if unit.kind == "conv" and winograd.fits(unit) else ""
+        lines.append(f"  stack {name:10s} {what:35s} |cnnfruit - torch| {apart:.1e}, float32 noise {noise:.1e} "
                      f"(of the largest gradient): {verdict}")
     return lines
 
@@ -609,7 +612,8 @@ VGG_SPEC = "conv32x3 same, conv32x3 same, maxpool2, conv64x3 same, conv64x3 same
 def unit_plan(unit, batch, fusable):
     """{"forward": (how, units), "backward": (how, units), "multiply_adds": n} of one layer unit."""
     from cnnfruit.nn import dispatch
-    from cnnfruit.nn.layers.conv import IMAGES_PER_TILE
+    from cnnfruit.nn.layers import winograd
+    from cnnfruit.nn.layers.conv_tiles import IMAGES_PER_TILE
 
     if unit.kind == "dense":
         return dispatch.dense_plan(batch, unit.fan_in, unit.units, fusable)
@@ -618,7 +622,8 @@ def unit_plan(unit, batch, fusable):
         if unit.direct:
             return dispatch.conv_plan(batch, C, H, unit.kernels, unit.size)
         K, P, Q = unit.out_shape
-        return {"forward": ("sgemm tiles", batch), "backward": ("sgemm tiles", -(-batch // IMAGES_PER_TILE)),
+        how = "winograd tiles" if winograd.fits(unit) else "im2col tiles"
+        return {"forward": (how, batch), "backward": (how, -(-batch // IMAGES_PER_TILE)),
                 "multiply_adds": batch * K * P * Q * C * unit.size**2}
     return None  # pooling and dropout: elementwise, no product
 
@@ -675,7 +680,9 @@ def time_stack(workers, batches, args, peak, names):
     source = stack_data(16)[2]
     print(f"\ndeep stack: {arch.describe()}, {flops / 1e6:.1f} MFLOP per image and step; Adam {STACK_LR:g} on "
           f"the mean loss, PyTorch's initialisation; {source}; {args.stack_images} images per timed run, median "
-          f"of {args.repeats} alternating runs, scaled to a 10000-image epoch; uptime: {uptime()}")
+          f"of {args.repeats} alternating runs, scaled to a 10000-image epoch; GFLOP/s and % peak count a direct "
+          f"convolution's FLOPs for every implementation (cnnfruit's Winograd layers multiply 2.25x less); "
+          f"uptime: {uptime()}")
     header = f"{'batch':>5} {'impl':>9} {'s/epoch':>8} {'img/s':>7} {'vs torch':>8} {'vs best':>8} {'GFLOP/s':>8} {'% peak':>7}"
     print(header)
     print("-" * len(header))
