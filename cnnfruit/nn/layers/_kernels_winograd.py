@@ -109,15 +109,16 @@ def split_phases(phases, x, th, tw):
     """phases (C, 4, >= (th + 1) * W1 + 1): the phase planes of x (C, H, W) padded by one row and
     column of zeros before (and after, to even sizes); the padding is left as it is (zeros)."""
     C, H, W = x.shape
-    W1 = tw + 1
+    W1, pairs = tw + 1, W // 2
     for c in range(C):
         for r in range(H):
             source = x[c, r]
             even, odd = phase_rows(phases[c], r, W1)
-            for j in range((W + 1) // 2):
+            for j in range(pairs):  # one loop for both, which LLVM vectorises as one interleaved load
                 odd[j] = source[2 * j]
-            for j in range(W // 2):
                 even[j + 1] = source[2 * j + 1]
+            if W % 2:
+                odd[pairs] = source[W - 1]
 
 
 @njit_tile
@@ -201,10 +202,11 @@ def transform_gradients(e, dy, th, tw):
             for r in range(min(2, P - 2 * i)):
                 source = dy[k, 2 * i + r]
                 left, right = split[r, 0, i * W1:i * W1 + tw], split[r, 1, i * W1:i * W1 + tw]
-                for j in range((Q + 1) // 2):
-                    left[j] = source[2 * j]
                 for j in range(Q // 2):
+                    left[j] = source[2 * j]
                     right[j] = source[2 * j + 1]
+                if Q % 2:
+                    left[Q // 2] = source[Q - 1]
         for s in range(2):
             y0, y1 = split[0, s], split[1, s]
             t0, t1, t2, t3 = columns[0, s], columns[1, s], columns[2, s], columns[3, s]
@@ -269,15 +271,22 @@ def merge_phases(dx, dphases, x, tw, relu_input):
     """dx (C, H, W) = the interior of the map whose phase planes are dphases, 0 where x <= 0 if
     relu_input: split_phases undone."""
     C, H, W = dx.shape
-    W1 = tw + 1
+    W1, pairs = tw + 1, W // 2
     for c in range(C):
         for r in range(H):
             even, odd = phase_rows(dphases[c], r, W1)
             target, below = dx[c, r], x[c, r]
-            for j in range((W + 1) // 2):
-                target[2 * j] = odd[j] if (below[2 * j] > 0 or not relu_input) else 0
-            for j in range(W // 2):
-                target[2 * j + 1] = even[j + 1] if (below[2 * j + 1] > 0 or not relu_input) else 0
+            if relu_input:
+                for j in range(pairs):
+                    left, right = odd[j], even[j + 1]
+                    target[2 * j] = left if below[2 * j] > 0 else 0
+                    target[2 * j + 1] = right if below[2 * j + 1] > 0 else 0
+            else:
+                for j in range(pairs):
+                    target[2 * j] = odd[j]
+                    target[2 * j + 1] = even[j + 1]
+            if W % 2:
+                target[W - 1] = odd[pairs] if (below[W - 1] > 0 or not relu_input) else 0
 
 
 # ---- whole tiles, calling numpy's gemm themselves (as _kernels_conv.forward_image does)
