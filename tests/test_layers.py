@@ -180,13 +180,19 @@ def test_the_portable_path_computes_the_same_bits_as_the_tile_kernels(dtype, C, 
         assert a.tobytes() == b.tobytes()
 
 
-@pytest.mark.parametrize("P, side", [(2, 8), (3, 9), (4, 4), (1, 5)])
-def test_maxpool_matches_numpy(rng, P, side):
-    x = rng.standard_normal((2, 3, side, side))
+@pytest.mark.parametrize("P, side, channels", [(2, 8, 3), (2, 6, 20000), (3, 9, 3), (3, 3, 50000), (4, 4, 3),
+                                               (1, 5, 3)])
+def test_maxpool_matches_numpy(rng, P, side, channels):
+    """On both sides of the parallel kernels' threshold (dispatch.PARALLEL_MIN_WORK), 2 x 2 windows
+    (kernels of their own) and others, with equal maxima, in one window all equal, in others two."""
+    x = rng.standard_normal((2, channels, side, side))
     x[0, 0, :P, :P] = 1.5  # equal maxima: the first takes the gradient
-    unit = MaxPool("pool0", MaxPoolSpec(P), (3, side, side), number=2, relu_input=True, below_has_parameters=True)
+    if P > 1:
+        x[1, :, ::P, 1::P] = x[1, :, 1::P, 1::P]
+    unit = MaxPool("pool0", MaxPoolSpec(P), (channels, side, side), number=2, relu_input=True,
+                   below_has_parameters=True)
     unit.allocate(2, x.dtype)
-    out = np.empty((2, 3, side // P, side // P))
+    out = np.empty((2, channels, side // P, side // P))
     unit.forward(out, x, {})
     assert np.array_equal(out, naive.maxpool_forward(x, P))
     dout, dx = rng.standard_normal(out.shape), np.empty_like(x)

@@ -50,12 +50,19 @@ class MaxPool(Layer):
     def forward(self, out, x, p):
         from cnnfruit.nn.layers import _kernels_pool as kp
 
-        _sized(kp.maxpool_forward, kp.maxpool_forward_serial, x.size)(out, self._arg[:len(x)], x, self.size)
+        if self.size == 2:
+            _sized(kp.maxpool2_forward, kp.maxpool2_forward_serial, x.size)(out, self._arg[:len(x)], x)
+        else:
+            _sized(kp.maxpool_forward, kp.maxpool_forward_serial, x.size)(out, self._arg[:len(x)], x, self.size)
 
     def backward(self, dx, dout, x, out, p, g):
         from cnnfruit.nn.layers import _kernels_pool as kp
 
-        if dx is not None:
+        if dx is None:
+            return
+        if self.size == 2:
+            _sized(kp.maxpool2_backward, kp.maxpool2_backward_serial, dx.size)(dx, dout, self._arg[:len(x)])
+        else:
             _sized(kp.maxpool_backward, kp.maxpool_backward_serial, dx.size)(dx, dout, self._arg[:len(x)], self.size)
 
 
