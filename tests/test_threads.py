@@ -78,6 +78,28 @@ def shared():
     in_threads(*[calls] * 4)
 
 
+# A stack whose second conv layer runs as Winograd products and whose pool has 2 x 2 windows: the
+# layers that keep per-layer buffers of their own (transformed weights, argmax places)
+STACK = Architecture(in_channels=1, image_size=32, layers="conv8x3 same, conv32x3 same, maxpool2, dense16", classes=3)
+
+
+def shared_stack():
+    clf = cnnfruit.Classifier(STACK, init_parameters(STACK, np.random.default_rng(4)), data.class_names)
+    serial = clf.predict_proba(images, batch_size=16)
+    maps = clf.feature_maps(images[0], layer=1)
+    explained = cnnfruit.explain(clf, images[1], patch=16, stride=8)
+
+    def calls():
+        for _ in range(3):
+            same(clf.predict_proba(images, batch_size=16), serial, "predict_proba of a stack")
+            same(clf.feature_maps(images[0], layer=1), maps, "feature_maps of a Winograd layer")
+            again = cnnfruit.explain(clf, images[1], patch=16, stride=8)
+            same(again.gradient, explained.gradient, "explain's gradient through a stack")
+            same(again.occlusion, explained.occlusion, "explain's occlusion through a stack")
+
+    in_threads(*[calls] * 4)
+
+
 def separate():
     a, b = classifier(1), classifier(2)
     expected = {id(a): a.predict_proba(images, batch_size=16), id(b): b.predict_proba(images, batch_size=16)}
@@ -151,7 +173,7 @@ def run_child(cases, configure):
 
 @pytest.mark.parametrize("configure", [False, True], ids=["default-layer", "configure_threads"])
 def test_one_classifier_shared_by_four_threads_gives_the_serial_bits(configure):
-    run_child(["shared"], configure)
+    run_child(["shared", "shared_stack"], configure)
 
 
 @pytest.mark.parametrize("configure", [False, True], ids=["default-layer", "configure_threads"])
