@@ -13,7 +13,7 @@ of padded input under it, with 16 multiplications per input and output channel i
 Blocks start every 2 rows and columns, so neighbouring input blocks overlap by 2. Summed over
 the input channels, each of the 16 places xi of the transformed blocks is one matrix product:
 M[xi] (K, T) = U[xi] (K, C) @ V[xi] (C, T), with U = G w G^T and V = B^T d B for the T blocks of
-a tile's images. The backward is the same algebra transposed; with E = A dY A^T, the
+an image. The backward is the same algebra transposed; with E = A dY A^T, the
 transformed 2 x 2 blocks of the output's gradient,
 
     weight gradient   dw = G^T [ sum over blocks of E . V ] G     per place: (K, T) @ (T, C)
@@ -47,6 +47,7 @@ def transform_weights(u, w):
     K, C = w.shape[:2]
     half = w.dtype.type(0.5)
     rows = np.empty((4, 3), w.dtype)  # G g
+    places = np.empty((PLACES, C), w.dtype)  # one kernel's, written to u place by place: 16 runs, not 16 strides
     for k in range(K):
         for c in range(C):
             g = w[k, c]
@@ -57,10 +58,14 @@ def transform_weights(u, w):
                 rows[3, col] = g[2, col]
             for a in range(4):
                 r0, r1, r2 = rows[a, 0], rows[a, 1], rows[a, 2]
-                u[a * 4 + 0, k, c] = r0
-                u[a * 4 + 1, k, c] = half * (r0 + r1 + r2)
-                u[a * 4 + 2, k, c] = half * (r0 - r1 + r2)
-                u[a * 4 + 3, k, c] = r2
+                places[a * 4 + 0, c] = r0
+                places[a * 4 + 1, c] = half * (r0 + r1 + r2)
+                places[a * 4 + 2, c] = half * (r0 - r1 + r2)
+                places[a * 4 + 3, c] = r2
+        for place in range(PLACES):
+            target, source = u[place, k], places[place]
+            for c in range(C):
+                target[c] = source[c]
 
 
 @njit_tile
@@ -69,10 +74,15 @@ def weight_gradient(dw, s):
     K, C = dw.shape[:2]
     half = dw.dtype.type(0.5)
     rows = np.empty((3, 4), dw.dtype)  # G^T s
+    places = np.empty((PLACES, C), dw.dtype)  # one kernel's, read from s place by place, as 16 runs
     for k in range(K):
+        for place in range(PLACES):
+            target, source = places[place], s[place, k]
+            for c in range(C):
+                target[c] = source[c]
         for c in range(C):
             for b in range(4):
-                s0, s1, s2, s3 = s[b, k, c], s[4 + b, k, c], s[8 + b, k, c], s[12 + b, k, c]
+                s0, s1, s2, s3 = places[b, c], places[4 + b, c], places[8 + b, c], places[12 + b, c]
                 rows[0, b] = s0 + half * (s1 + s2)
                 rows[1, b] = half * (s1 - s2)
                 rows[2, b] = half * (s1 + s2) + s3
