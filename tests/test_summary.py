@@ -65,9 +65,11 @@ def test_the_command_reads_a_model_or_flags(tmp_path):
     from_flags = cli("summary", "--kernels", 2, "--kernel-size", 5, "--hidden", 6, "--classes", 4, "--json")
     read, flagged = json.loads(from_model.output), json.loads(from_flags.output)
     assert read.pop("matrix_products") == flagged.pop("matrix_products")  # the BLAS library: tests/test_gemm.py
+    assert read.pop("conv_layers_run_as") == flagged.pop("conv_layers_run_as") == {"conv": "direct"}
     assert read == flagged == summarize(arch).to_dict()
     table = cli("summary")
     assert table.exit_code == 0 and "5,683,733" in table.output and "dense841" in table.output
+    assert "conv: direct convolution kernels" in table.output
     both = cli("summary", model, "--kernels", 3)
     assert both.exit_code == 1 and "Error: give a MODEL or architecture flags, not both" in both.output
 
@@ -77,7 +79,12 @@ def test_the_command_reads_a_layer_spec_and_refuses_a_bad_one_in_one_line():
     assert deep.exit_code == 0, deep.output
     read = json.loads(deep.output)
     assert read.pop("matrix_products").startswith("matrix products: ")  # the BLAS library: tests/test_gemm.py
+    assert read.pop("conv_layers_run_as") == {"conv0": "im2col", "conv1": "winograd", "conv2": "winograd",
+                                              "conv3": "winograd"}
     assert read == summarize(Architecture(in_channels=3, layers=VGG, classes=10)).to_dict()
+    table = cli("summary", "--layers", VGG, "--color", "rgb", "--classes", 10)
+    assert "conv0: im2col products" in table.output
+    assert "conv1, conv2, conv3: Winograd F(2x2, 3x3) products" in table.output
     assert read["architecture"]["layers"] == VGG
     odd = cli("summary", "--layers", "conv8x4, maxpool2")
     assert odd.exit_code == 1

@@ -9,6 +9,8 @@ from cnnfruit.config import IMAGE_SIZE, TrainConfig
 from cnnfruit.errors import CnnfruitError
 
 ARCHITECTURE_SETTINGS = ("kernels", "kernel_size", "hidden", "layers", "color")
+CONV_METHODS = {"direct": "direct convolution kernels", "im2col": "im2col products",
+                "winograd": "Winograd F(2x2, 3x3) products, with 2.25x fewer multiply-adds than the FLOPs above count"}
 
 
 @click.command()
@@ -42,9 +44,15 @@ def summary(ctx, model, kernels, kernel_size, hidden, layers, color, classes, as
         result = summarize(Architecture.from_config(config, classes, IMAGE_SIZE))
     from cnnfruit.nn.gemm import products
 
+    conv_layers = {unit.name: unit.runs_as for unit in result.arch.units() if unit.kind == "conv"}
     if as_json:
-        click.echo(json.dumps({**result.to_dict(), "matrix_products": products().describe()}, indent=2))
+        click.echo(json.dumps({**result.to_dict(), "matrix_products": products().describe(),
+                               "conv_layers_run_as": conv_layers}, indent=2))
     else:
         print_summary(result)
         line = products().describe()
         click.echo(line[0].upper() + line[1:])
+        for how, text in CONV_METHODS.items():
+            names = [name for name, runs_as in conv_layers.items() if runs_as == how]
+            if names:
+                click.echo(f"{', '.join(names)}: {text}")

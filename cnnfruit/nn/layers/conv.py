@@ -112,13 +112,22 @@ class Conv(Layer):
         if dx is not None:  # the image's gradient: explain's saliency maps
             dispatch.conv_backward_input(dx, dout, p["w"])
 
+    @property
+    def runs_as(self):
+        """How the layer runs (see the module's docstring): "direct", "winograd" or "im2col"."""
+        from cnnfruit.nn.layers import winograd
+
+        if self.direct:
+            return "direct"
+        return "winograd" if winograd.fits(self) else "im2col"
+
     def _products(self):
         from cnnfruit.nn import tiled
         from cnnfruit.nn.layers import winograd
 
         pool = tiled.default_pool()
         if self._tiles is None or self._tiles.workers < pool.workers:
-            kind = winograd.WinogradProducts if winograd.fits(self) else ConvProducts
+            kind = winograd.WinogradProducts if self.runs_as == "winograd" else ConvProducts
             self._tiles = kind(self, self._capacity, self._dtype, pool.workers)
         self._tiles.pool = pool
         return self._tiles
