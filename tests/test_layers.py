@@ -180,24 +180,52 @@ def test_the_portable_path_computes_the_same_bits_as_the_tile_kernels(dtype, C, 
         assert a.tobytes() == b.tobytes()
 
 
-@pytest.mark.parametrize("P, side, channels", [(2, 8, 3), (2, 6, 20000), (3, 9, 3), (3, 3, 50000), (4, 4, 3),
-                                               (1, 5, 3)])
-def test_maxpool_matches_numpy(rng, P, side, channels):
-    """On both sides of the parallel kernels' threshold (dispatch.PARALLEL_MIN_WORK), 2 x 2 windows
-    (kernels of their own) and others, with equal maxima, in one window all equal, in others two."""
-    x = rng.standard_normal((2, channels, side, side))
+@pytest.mark.parametrize("P, side", [(2, 8), (3, 9), (4, 4), (1, 5)])
+def test_maxpool_matches_numpy(rng, P, side):
+    """2 x 2 windows (kernels of their own) and others, with equal maxima: in one window all equal,
+    in the others of one image two."""
+    x = rng.standard_normal((2, 3, side, side))
     x[0, 0, :P, :P] = 1.5  # equal maxima: the first takes the gradient
     if P > 1:
         x[1, :, ::P, 1::P] = x[1, :, 1::P, 1::P]
-    unit = MaxPool("pool0", MaxPoolSpec(P), (channels, side, side), number=2, relu_input=True,
-                   below_has_parameters=True)
+    unit = MaxPool("pool0", MaxPoolSpec(P), (3, side, side), number=2, relu_input=True, below_has_parameters=True)
     unit.allocate(2, x.dtype)
-    out = np.empty((2, channels, side // P, side // P))
+    out = np.empty((2, 3, side // P, side // P))
     unit.forward(out, x, {})
     assert np.array_equal(out, naive.maxpool_forward(x, P))
     dout, dx = rng.standard_normal(out.shape), np.empty_like(x)
     unit.backward(dx, dout, x, out, {}, {})
     assert np.array_equal(dx, naive.maxpool_backward(x, dout, P))
+
+
+@pytest.mark.parametrize("P", [2, 3])
+def test_maxpool_parallel_kernels_give_their_serial_twins_bits(rng, P):
+    """Past dispatch.PARALLEL_MIN_WORK the parallel kernels run; the serial ones (above) are checked
+    against numpy."""
+    from cnnfruit.nn.dispatch import PARALLEL_MIN_WORK
+    from cnnfruit.nn.layers import _kernels_pool as kp
+
+    side = 6 * P
+    x = rng.standard_normal((4, -(-PARALLEL_MIN_WORK // (4 * side * side)), side, side)).astype(np.float32)
+    x[:, :, ::P, 1::P] = x[:, :, 1::P, 1::P]
+    results = []
+    for forward, backward in ((kp.maxpool_forward, kp.maxpool_backward),
+                              (kp.maxpool_forward_serial, kp.maxpool_backward_serial)):
+        if P == 2:
+            forward, backward = ((kp.maxpool2_forward, kp.maxpool2_backward) if forward is kp.maxpool_forward
+                                 else (kp.maxpool2_forward_serial, kp.maxpool2_backward_serial))
+        out = np.empty((*x.shape[:2], 6, 6), np.float32)
+        arg = np.empty(out.shape, np.int32)
+        dx = np.empty_like(x)
+        if P == 2:
+            forward(out, arg, x)
+            backward(dx, out, arg)
+        else:
+            forward(out, arg, x, P)
+            backward(dx, out, arg, P)
+        results.append((out, arg, dx))
+    for parallel, serial in zip(*results):
+        assert parallel.tobytes() == serial.tobytes()
 
 
 # ---- each kind's gradients against finite differences
