@@ -41,6 +41,11 @@ def fits(layer):
 
 
 class WinogradProducts:
+    """One conv layer's Winograd products and their buffers. Per worker: the image's phase planes and
+    their gradient's, and its transformed blocks: v of the input, e of the output (the forward's
+    products, then the output gradient's transform), mx of the input gradient. Per tile: a partial
+    transformed weight gradient and bias gradient. u holds the transformed weights of the pass."""
+
     def __init__(self, layer, capacity, dtype, workers):
         from cnnfruit.nn.kernels import blas
 
