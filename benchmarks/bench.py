@@ -362,8 +362,6 @@ def check_stack_agreement():
     cnnfruit in float64; they agree when their distance is of the size of float32's own error."""
     import torch  # noqa: F401  (a clear ImportError if PyTorch is missing)
 
-    from cnnfruit.nn.layers import winograd
-
     arch = stack_arch(CHECK_STACK)
     params = stack_params(arch)
     x, y, _ = stack_data(16)
@@ -383,7 +381,7 @@ def check_stack_agreement():
             what = "input, through all"
         else:
             what = f"{unit.kind} {unit.spec}" + (" (logits)" if getattr(unit, "logits", False) else "")
-            what += " (winograd)" if unit.kind == "conv" and winograd.fits(unit) else ""
+            what += " (winograd)" if unit.kind == "conv" and unit.runs_as == "winograd" else ""
         lines.append(f"  stack {name:10s} {what:35s} |cnnfruit - torch| {apart:.1e}, float32 noise {noise:.1e} "
                      f"(of the largest gradient): {verdict}")
     return lines
@@ -612,8 +610,7 @@ VGG_SPEC = "conv32x3 same, conv32x3 same, maxpool2, conv64x3 same, conv64x3 same
 def unit_plan(unit, batch, fusable):
     """{"forward": (how, units), "backward": (how, units), "multiply_adds": n} of one layer unit."""
     from cnnfruit.nn import dispatch
-    from cnnfruit.nn.layers import winograd
-    from cnnfruit.nn.layers.conv_tiles import IMAGES_PER_TILE
+    from cnnfruit.nn.layers.conv_tiles import backward_tiles
 
     if unit.kind == "dense":
         return dispatch.dense_plan(batch, unit.fan_in, unit.units, fusable)
@@ -622,8 +619,8 @@ def unit_plan(unit, batch, fusable):
         if unit.direct:
             return dispatch.conv_plan(batch, C, H, unit.kernels, unit.size)
         K, P, Q = unit.out_shape
-        how = "winograd tiles" if winograd.fits(unit) else "im2col tiles"
-        return {"forward": (how, batch), "backward": (how, -(-batch // IMAGES_PER_TILE)),
+        how = f"{unit.runs_as} tiles"
+        return {"forward": (how, batch), "backward": (how, backward_tiles(batch)),
                 "multiply_adds": batch * K * P * Q * C * unit.size**2}
     return None  # pooling and dropout: elementwise, no product
 

@@ -33,7 +33,7 @@ Three ways to run it, chosen by the layer's shape alone, never by the thread cou
 import numpy as np
 
 from cnnfruit.nn.layers.base import Layer
-from cnnfruit.nn.layers.conv_tiles import IMAGES_PER_TILE, ROW_PAD
+from cnnfruit.nn.layers.conv_tiles import ROW_PAD, TiledProducts, backward_tiles, tile_images
 
 class Conv(Layer):
     kind = "conv"
@@ -133,7 +133,7 @@ class Conv(Layer):
         return self._tiles
 
 
-class ConvProducts:
+class ConvProducts(TiledProducts):
     """One conv layer as sgemm products on image tiles (see the module's docstring), with its buffers.
 
     Per worker: the image's padded input planes, its columns, its product and its gradient; per
@@ -145,8 +145,7 @@ class ConvProducts:
     """
 
     def __init__(self, layer, capacity, dtype, workers):
-        from cnnfruit.nn.kernels import blas
-
+        super().__init__(layer, capacity, dtype, workers)
         C, H, W = layer.in_shape
         K, P, Q = layer.out_shape
         before, after = layer.pads
@@ -154,20 +153,12 @@ class ConvProducts:
         self.S, self.before, self.K, self.P, self.Q, self.Wp = S, before, K, P, Q, W + before + after
         taps, pixels = C * S * S, P * Q
         plane = (H + before + after) * self.Wp
-        self.workers = workers
-        zeros = lambda *shape: [np.zeros(shape, dtype) for _ in range(workers)]  # noqa: E731
-        self.padded, self.dpadded = zeros(C, plane), zeros(C, plane)  # borders stay 0
-        self.cols = zeros(taps, pixels + ROW_PAD)
-        self.product = zeros(K, pixels + ROW_PAD)
-        self.dw_t = zeros(taps, K)
-        tiles = -(-capacity // IMAGES_PER_TILE)
-        self.partial_w = np.zeros((tiles, taps, K), dtype)
-        self.partial_b = np.zeros((tiles, K), dtype)
+        self.padded, self.dpadded = self.per_worker(C, plane), self.per_worker(C, plane)  # borders stay 0
+        self.cols = self.per_worker(taps, pixels + ROW_PAD)
+        self.product = self.per_worker(K, pixels + ROW_PAD)
+        self.dw_t = self.per_worker(taps, K)
+        self.partial_w = np.zeros((backward_tiles(capacity), taps, K), dtype)
         self.total_w = np.zeros((taps, K), dtype)
-        self.no_dx = np.zeros((1, C, H, W), dtype)  # stands for dx where the input's gradient is not needed
-        self.gemm = blas.gemm_address(dtype)  # None: the products go through np.matmul from Python
-        self.one_zero = np.array([1, 0], dtype)
-        self.pool = None
 
     def _columns(self, x, worker):
         """One image's columns, in this worker's buffer (CSS, P * Q + ROW_PAD)."""
@@ -200,10 +191,10 @@ class ConvProducts:
 
         K, N, pixels = self.K, len(x), self.P * self.Q
         w2 = w.reshape(K, -1)
-        tiles = -(-N // IMAGES_PER_TILE)
+        tiles = backward_tiles(N)
 
         def tile(t, worker):
-            first_image, last_image = t * IMAGES_PER_TILE, min((t + 1) * IMAGES_PER_TILE, N)
+            first_image, last_image = tile_images(t, N)
             if self.gemm is not None:
                 kc.backward_images(self.partial_w[t], self.partial_b[t], self.no_dx if dx is None else dx, dout, x, w2,
                                    first_image, last_image, self.padded[worker], self.dpadded[worker],
@@ -229,6 +220,5 @@ class ConvProducts:
                     kc.crop_mask(dx[n], dpadded, self.before, self.Wp, x[n], relu_input)
 
         self.pool.run(tile, tiles)
-        kc.sum_tiles(self.total_w.reshape(-1), self.partial_w[:tiles].reshape(tiles, -1))
+        self.sum_partials(self.total_w, self.partial_w, db, tiles)
         dw.reshape(K, -1)[...] = self.total_w.T
-        kc.sum_tiles(db, self.partial_b[:tiles])

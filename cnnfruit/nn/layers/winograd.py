@@ -21,7 +21,7 @@ bits; a layer that fits() always runs here, on every machine, so a run repeats b
 import numpy as np
 
 from cnnfruit.nn.layers import _kernels_winograd as kw
-from cnnfruit.nn.layers.conv_tiles import IMAGES_PER_TILE, ROW_PAD
+from cnnfruit.nn.layers.conv_tiles import ROW_PAD, TiledProducts, backward_tiles, tile_images
 
 
 # Below these, the products are too thin for the transforms to pay: measured at batch 32 on 2
@@ -40,34 +40,26 @@ def fits(layer):
             and channels * layer.kernels >= FEWEST_CHANNEL_PAIRS)
 
 
-class WinogradProducts:
+class WinogradProducts(TiledProducts):
     """One conv layer's Winograd products and their buffers. Per worker: the image's phase planes and
     their gradient's, and its transformed blocks: v of the input, e of the output (the forward's
     products, then the output gradient's transform), mx of the input gradient. Per tile: a partial
     transformed weight gradient and bias gradient. u holds the transformed weights of the pass."""
 
     def __init__(self, layer, capacity, dtype, workers):
-        from cnnfruit.nn.kernels import blas
-
-        C, H, W = layer.in_shape
+        super().__init__(layer, capacity, dtype, workers)
+        C = layer.in_shape[0]
         K, P, Q = layer.out_shape
         self.th, self.tw = -(-P // 2), -(-Q // 2)  # blocks of one image
         phases = (self.th + 1) * (self.tw + 1) + 1  # the padded map's phase planes (_kernels_winograd)
         row = self.th * (self.tw + 1) + ROW_PAD
-        self.workers = workers
-        zeros = lambda *shape: [np.zeros(shape, dtype) for _ in range(workers)]  # noqa: E731
-        self.phases, self.dphases = zeros(C, 4, phases), zeros(C, 4, phases)  # the padding stays 0
-        self.v, self.e, self.mx = zeros(kw.PLACES, C, row), zeros(kw.PLACES, K, row), zeros(kw.PLACES, C, row)
-        self.scratch = zeros(kw.PLACES, K, C)
+        self.phases, self.dphases = self.per_worker(C, 4, phases), self.per_worker(C, 4, phases)  # padding stays 0
+        self.v, self.e = self.per_worker(kw.PLACES, C, row), self.per_worker(kw.PLACES, K, row)
+        self.mx = self.per_worker(kw.PLACES, C, row)
+        self.scratch = self.per_worker(kw.PLACES, K, C)
         self.u = np.zeros((kw.PLACES, K, C), dtype)
-        tiles = -(-capacity // IMAGES_PER_TILE)
-        self.partial_u = np.zeros((tiles, kw.PLACES, K, C), dtype)
-        self.partial_b = np.zeros((tiles, K), dtype)
+        self.partial_u = np.zeros((backward_tiles(capacity), kw.PLACES, K, C), dtype)
         self.total_u = np.zeros((kw.PLACES, K, C), dtype)
-        self.no_dx = np.zeros((1, C, H, W), dtype)
-        self.gemm = blas.gemm_address(dtype)  # None: the products go through np.matmul from Python
-        self.one_zero = np.array([1, 0], dtype)
-        self.pool = None
 
     def forward(self, out, x, w, b):
         kw.transform_weights(self.u, w)
@@ -93,10 +85,10 @@ class WinogradProducts:
         kw.transform_weights(self.u, w)
         th, tw, blocks, N = self.th, self.tw, self.th * (self.tw + 1), len(x)
         K, pixels = dout.shape[1], dout.shape[2] * dout.shape[3]
-        tiles = -(-N // IMAGES_PER_TILE)
+        tiles = backward_tiles(N)
 
         def tile(t, worker):
-            first_image, last_image = t * IMAGES_PER_TILE, min((t + 1) * IMAGES_PER_TILE, N)
+            first_image, last_image = tile_images(t, N)
             phases, dphases = self.phases[worker], self.dphases[worker]
             v, e, mx = self.v[worker], self.e[worker], self.mx[worker]
             if self.gemm is not None:
@@ -123,6 +115,5 @@ class WinogradProducts:
                     kw.merge_phases(dx[n], dphases, x[n], tw, relu_input)
 
         self.pool.run(tile, tiles)
-        kc.sum_tiles(self.total_u.reshape(-1), self.partial_u[:tiles].reshape(tiles, -1))
+        self.sum_partials(self.total_u, self.partial_u, db, tiles)
         kw.weight_gradient(dw, self.total_u)
-        kc.sum_tiles(db, self.partial_b[:tiles])
