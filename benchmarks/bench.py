@@ -535,11 +535,10 @@ def run_process(command, cwd=None, env=None):
     """Wall seconds and peak RSS (MiB) of one fresh process (its output thrown away)."""
     done = subprocess.run([sys.executable, "-c", LAUNCHER, *command], cwd=cwd, env=env, capture_output=True,
                           text=True)
-    *_, last = done.stdout.split("\n")[:-1] or ["0 0 1"]
-    seconds, peak_kib, status = last.split()
-    if done.returncode != 0 or int(status) != 0:
+    fields = done.stdout.split()  # the launcher's one line; the command's own output went nowhere
+    if done.returncode != 0 or len(fields) != 3 or fields[2] != "0":
         raise RuntimeError(f"{' '.join(command)} failed: {done.stderr[-500:]}")
-    return float(seconds), int(peak_kib) / 1024
+    return float(fields[0]), int(fields[1]) / 1024
 
 
 def compare_processes(epochs, batch, runs, tmp, with_torch):

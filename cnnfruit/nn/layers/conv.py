@@ -25,7 +25,7 @@ Three ways to run it, chosen by the layer's shape alone, never by the thread cou
   2 threads against 1, the forward of conv 64x3 same on 32 x 16 x 16 maps went from 1.4x to 1.9x
   faster and a whole training step from 48.0 to 37.4 ms. Where numpy's gemm cannot be reached,
   the same steps run from Python with np.matmul, to the same bits.
-- Winograd products (winograd.py): a 3 x 3 'same' layer with enough channels (winograd.fits)
+- Winograd products (winograd.py): a 3 x 3 'same' layer with enough channels (Conv.runs_as)
   runs as 16 products per image on 2 x 2 blocks of its output, 2.25 times fewer multiply-adds
   than im2col's, on the same tiles of images. Measured at batch 32, 2 threads, forward and
   backward: 32 kernels of 3 x 3 on 32 channels of 32 x 32 took 9.25 ms against im2col's 14.69.
@@ -34,6 +34,14 @@ import numpy as np
 
 from cnnfruit.nn.layers.base import Layer
 from cnnfruit.nn.layers.conv_tiles import ROW_PAD, TiledProducts, backward_tiles, tile_images
+
+# Below these, Winograd's products are too thin for its transforms to pay: measured at batch 32
+# on 2 threads (forward + backward), 32 kernels on 3 channels of 32 x 32 took 2.57 ms against
+# im2col's 2.18, and 16 on 8 channels of 16 x 16 1.06 against 0.95; 32 on 8 channels of 32 x 32
+# took 3.35 against 4.91, and 32 on 32 channels 9.25 against 14.69.
+WINOGRAD_FEWEST_CHANNELS = 8
+WINOGRAD_FEWEST_CHANNEL_PAIRS = 256
+
 
 class Conv(Layer):
     kind = "conv"
@@ -114,12 +122,14 @@ class Conv(Layer):
 
     @property
     def runs_as(self):
-        """How the layer runs (see the module's docstring): "direct", "winograd" or "im2col"."""
-        from cnnfruit.nn.layers import winograd
-
+        """How the layer runs (see the module's docstring): "direct", "winograd" or "im2col".
+        Winograd takes 3 x 3 'same' layers with enough input channels and kernels (WINOGRAD_*)."""
         if self.direct:
             return "direct"
-        return "winograd" if winograd.fits(self) else "im2col"
+        channels = self.in_shape[0]
+        wide_enough = (channels >= WINOGRAD_FEWEST_CHANNELS
+                       and channels * self.kernels >= WINOGRAD_FEWEST_CHANNEL_PAIRS)
+        return "winograd" if (self.size, self.padding) == (3, "same") and wide_enough else "im2col"
 
     def _products(self):
         from cnnfruit.nn import tiled

@@ -16,28 +16,13 @@ with one image's blocks per product, 36.0 with two, 38.5 with four).
 Against im2col the products shrink 2.25 times; OpenBLAS runs these small ones (K x C by C x 272
 and the like) as fast per FLOP as im2col's (measured on one thread of the AMD EPYC: 90-97 against
 88-98 GFLOP/s). The sums are grouped otherwise than im2col's, so the results differ in the last
-bits; a layer that fits() always runs here, on every machine, so a run repeats bit for bit.
+bits; a layer that conv.Conv.runs_as sends here always runs here, on every machine, so a run
+repeats bit for bit.
 """
 import numpy as np
 
 from cnnfruit.nn.layers import _kernels_winograd as kw
 from cnnfruit.nn.layers.conv_tiles import ROW_PAD, TiledProducts, backward_tiles, tile_images
-
-
-# Below these, the products are too thin for the transforms to pay: measured at batch 32 on 2
-# threads (forward + backward), 32 kernels on 3 channels of 32 x 32 took 2.57 ms against im2col's
-# 2.18, and 16 on 8 channels of 16 x 16 1.06 against 0.95; 32 on 8 channels of 32 x 32 took 3.35
-# against 4.91, and 32 on 32 channels 9.25 against 14.69.
-FEWEST_CHANNELS = 8
-FEWEST_CHANNEL_PAIRS = 256
-
-
-def fits(layer):
-    """Whether `layer` (a conv.Conv) runs as Winograd products: 3 x 3 kernels, 'same' padding, and
-    enough input channels and kernels (see FEWEST_CHANNELS)."""
-    channels = layer.in_shape[0]
-    return (layer.size == 3 and layer.padding == "same" and channels >= FEWEST_CHANNELS
-            and channels * layer.kernels >= FEWEST_CHANNEL_PAIRS)
 
 
 class WinogradProducts(TiledProducts):
