@@ -17,8 +17,8 @@ Three ways to run it, chosen by the layer's shape alone, never by the thread cou
       forward      out[n] (K, PQ)  = w (K, CSS) @ cols[n] (CSS, PQ), + b, ReLU
       w gradient   dw^T (CSS, K)   = sum over n of cols[n] (CSS, PQ) @ dout[n]^T (PQ, K)
       input grad.  dx[n]           = col2im(w^T (CSS, K) @ dout[n] (K, PQ)), masked by x > 0
-  The weight gradient is summed image after image within each tile of conv_tiles.IMAGES_PER_TILE images,
-  then tile after tile in order: the tiles' edges depend on the batch size alone.
+  The weight gradient is summed image after image within each tile of IMAGES_PER_TILE images
+  (conv_tiles.py), then tile after tile in order: the tiles' edges depend on the batch size alone.
   Each tile is one call of a kernel (_kernels_conv.forward_image, backward_images) that copies,
   multiplies through numpy's own gemm (kernels/blas.py) and copies back without the GIL, so the
   workers never wait for each other between steps: measured on the VGG-style stack at batch 32,
